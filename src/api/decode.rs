@@ -1,0 +1,1 @@
+//! Decoding manifests (YAML, possibly several documents, or JSON) into Pods.

@@ -1,0 +1,1 @@
+//! The defaults the API server would apply to a Pod.

@@ -1,0 +1,11 @@
+//! The Kubernetes API objects picolet understands: types, decoding from YAML or
+//! JSON manifests, the defaults the API server would apply, and validation.
+
+pub mod decode;
+pub mod defaults;
+pub mod quantity;
+pub mod time;
+pub mod types;
+pub mod validate;
+
+pub use types::*;

@@ -1,0 +1,8 @@
+//! picolet: a small kubelet. `main` only wires the parts together; the flow is
+//! sources (pod/source) → pod manager (pod/manager) → pod workers (pod/worker)
+//! → runtime (runc via the reaper) → status (pod/status, served by server/).
+
+mod api;
+mod image;
+
+fn main() {}
