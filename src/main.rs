@@ -1,8 +1,227 @@
 //! picolet: a small kubelet. `main` only wires the parts together; the flow is
-//! sources (pod/source) → pod manager (pod/manager) → pod workers (pod/worker)
-//! → runtime (runc via the reaper) → status (pod/status, served by server/).
+//! sources (pod/source) → pod manager and workers (pod/worker) → runtime (runc
+//! through the reaper) → status (pod/status, served by server/).
 
 mod api;
+mod config;
 mod image;
+mod logging;
+mod network;
+mod node;
+mod pod;
+mod runtime;
+mod server;
+mod volume;
 
-fn main() {}
+use config::{Command, Config};
+use pod::source::{DirWatch, FileSource};
+use pod::worker::{Manager, PumpRequest, Settings};
+use runtime::logs::{self, LogWriter, Stream};
+use std::cell::RefCell;
+use std::net::TcpListener;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often containers are re-observed (upstream's PLEG relist period).
+const TICK: Duration = Duration::from_secs(1);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // The reaper is picolet's own binary in another role (see runtime/reaper).
+    if args.first().map(String::as_str) == Some("reaper") {
+        let root = args.iter().skip_while(|a| *a != "--root-dir").nth(1).cloned().unwrap_or_else(|| "/var/lib/picolet".into());
+        if let Err(e) = runtime::reaper::serve(std::path::Path::new(&root)) {
+            eprintln!("picolet reaper: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let cmd = match config::parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("picolet: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = match cmd {
+        Command::Help(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        Command::Version => {
+            println!("picolet {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::ImagesImport(cfg, files) => images_import(&cfg, &files),
+        Command::ImagesList(cfg) => images_list(&cfg),
+        Command::Run(cfg) => {
+            logging::init_logging(cfg.verbosity);
+            run(cfg)
+        }
+    };
+    if let Err(e) = result {
+        log::error!("{e}");
+        eprintln!("picolet: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn open_store(cfg: &Config) -> Result<image::Store, String> {
+    image::Store::open(&cfg.root_dir.join("images-store")).map_err(|e| e.to_string())
+}
+
+fn images_import(cfg: &Config, files: &[std::path::PathBuf]) -> Result<(), String> {
+    let store = open_store(cfg)?;
+    for f in files {
+        let refs = store.import_archive(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        for r in refs {
+            println!("imported {r}");
+        }
+    }
+    Ok(())
+}
+
+fn images_list(cfg: &Config) -> Result<(), String> {
+    let store = open_store(cfg)?;
+    println!("{:<50} {:<20} {:>10}", "REFERENCE", "IMAGE ID", "SIZE");
+    for img in store.list().map_err(|e| e.to_string())? {
+        let short = img.id.trim_start_matches("sha256:").chars().take(12).collect::<String>();
+        for r in &img.references {
+            println!("{:<50} {:<20} {:>10}", r, short, human_size(img.size));
+        }
+    }
+    Ok(())
+}
+
+fn human_size(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1}MiB", n as f64 / (1 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1}KiB", n as f64 / 1024.0),
+        n => format!("{n}B"),
+    }
+}
+
+fn run(cfg: Config) -> Result<(), String> {
+    node::preflight(&cfg.runtime_path)?;
+    let root = cfg.root_dir.clone();
+    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let node_name = cfg.node_name();
+    let store = open_store(&cfg)?;
+    let reaper = runtime::reaper::ReaperClient::connect_or_spawn(&root).map_err(|e| e.to_string())?;
+    let runc = runtime::runc::Runc::new(cfg.runtime_path.clone(), root.join("runc"), reaper);
+    let settings = Settings {
+        root: root.clone(),
+        logs_dir: cfg.pod_logs_dir.clone(),
+        node_name: node_name.clone(),
+        host_ip: node::host_ip(),
+        log_max_size: cfg.container_log_max_size,
+        log_max_files: cfg.container_log_max_files,
+    };
+    log::info!(
+        "picolet {} starting: node {node_name}, root {}, runtime {}",
+        env!("CARGO_PKG_VERSION"),
+        root.display(),
+        runtime::runc::Runtime::version(&runc)
+    );
+
+    let published: Arc<Mutex<Vec<api::Pod>>> = Arc::default();
+    if cfg.read_only_port != 0 {
+        let addr = format!("127.0.0.1:{}", cfg.read_only_port);
+        let listener = TcpListener::bind(&addr).map_err(|e| format!("read-only port {addr}: {e}"))?;
+        let pods = published.clone();
+        let handler = Arc::new(move |_method: &str, path: &str| match server::route(path) {
+            server::Route::Healthz => server::Response::text(200, "ok"),
+            server::Route::Pods => {
+                let items = pods.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                server::Response::json(&api::PodList {
+                    api_version: "v1".into(),
+                    kind: "PodList".into(),
+                    metadata: Default::default(),
+                    items,
+                })
+            }
+            server::Route::NotFound => server::Response::not_found(),
+        });
+        std::thread::spawn(move || server::serve(listener, handler));
+        log::info!("read-only API on http://{addr} (/pods, /healthz)");
+    }
+
+    let mut source = cfg.pod_manifest_path.as_ref().map(|dir| FileSource::new(dir, &node_name));
+    let watch = cfg.pod_manifest_path.as_ref().and_then(|dir| match DirWatch::new(dir) {
+        Ok(w) => smol::Async::new(w).ok(),
+        Err(e) => {
+            log::warn!("cannot watch {} ({e}); rescanning every {:?}", dir.display(), cfg.file_check_frequency);
+            None
+        }
+    });
+    if source.is_none() {
+        log::info!("no --pod-manifest-path or staticPodPath: running no static pods");
+    }
+
+    let ex = smol::LocalExecutor::new();
+    let import_dir = cfg.image_import_dir.clone();
+    let (max_size, max_files) = (cfg.container_log_max_size, cfg.container_log_max_files);
+    smol::block_on(ex.run(async {
+        let mut manager = Manager::new(settings, runc, store);
+        let mut desired = Vec::new();
+        let mut next_scan = Instant::now();
+        let mut woken = true;
+        loop {
+            // Readers first: a recovered container's pipe must have a reader
+            // before this pass may release the reaper's hold on it.
+            for p in manager.take_pumps() {
+                ex.spawn(pump_logs(p, max_size, max_files)).detach();
+            }
+            smol::future::yield_now().await;
+            for (file, result) in manager.images().import_dir(&import_dir) {
+                match result {
+                    Ok(refs) => log::info!("imported {} from {}", refs.join(", "), file.display()),
+                    Err(e) => log::warn!("cannot import {}: {e}", file.display()),
+                }
+            }
+            if let Some(src) = source.as_mut() {
+                if woken || Instant::now() >= next_scan {
+                    if let Some(w) = &watch {
+                        w.get_ref().drain();
+                    }
+                    desired = src.scan();
+                    next_scan = Instant::now() + cfg.file_check_frequency;
+                }
+            }
+            manager.sync(&desired);
+            for p in manager.take_pumps() {
+                ex.spawn(pump_logs(p, max_size, max_files)).detach();
+            }
+            if manager.take_changed() {
+                *published.lock().unwrap_or_else(|p| p.into_inner()) = manager.pods();
+            }
+            let timer = async {
+                smol::Timer::after(TICK).await;
+                false
+            };
+            woken = match &watch {
+                Some(w) => smol::future::or(timer, async { w.readable().await.is_ok() }).await,
+                None => timer.await,
+            };
+        }
+    }))
+}
+
+/// Copies one container's stdout and stderr into its CRI log file until both
+/// pipes close, then marks the container's logs complete.
+async fn pump_logs(p: PumpRequest, max_size: u64, max_files: u32) {
+    let writer = match LogWriter::open(&p.log_dir, p.attempt, max_size, max_files) {
+        Ok(w) => Rc::new(RefCell::new(w)),
+        Err(e) => return log::error!("logs of {}: {e}", p.dir.display()),
+    };
+    let out = logs::pump(p.dir.join("stdout"), Stream::Stdout, writer.clone());
+    let err = logs::pump(p.dir.join("stderr"), Stream::Stderr, writer.clone());
+    let (a, b) = smol::future::zip(out, err).await;
+    for r in [a, b] {
+        if let Err(e) = r {
+            log::warn!("logs of {}: {e}", p.dir.display());
+        }
+    }
+    let _ = std::fs::write(p.dir.join("logs.done"), b"");
+}

@@ -1,0 +1,717 @@
+//! Pod workers: for each pod, compare what should run with what runs and act.
+//!
+//! One `Manager` owns every pod's state and is driven by ticks (about once a
+//! second, and at once when a source changes). Each tick it observes the
+//! containers (records, exit files written by the reaper, /proc), decides per
+//! pod what to start, restart, signal or clean up, does it through the
+//! `Runtime` seam, and recomputes the pod's status. Nothing here blocks for
+//! long: graceful termination is a deadline checked on later ticks.
+
+use super::backoff::{Backoff, Decision};
+use super::status::{self, Attempt, ContainerView, Observed, PodView};
+use crate::api::time::{now as now_str, parse_rfc3339};
+use crate::api::{Container, Pod, PodStatus};
+use crate::image::{self, Store};
+use crate::network::{self, Sandbox};
+use crate::runtime::env::{command_line, container_env, FieldContext};
+use crate::runtime::reaper::ExitInfo;
+use crate::runtime::record::{self, write_atomic, Record};
+use crate::runtime::runc::Runtime;
+use crate::runtime::spec::{self, SpecInput};
+use crate::volume::{self, Volumes};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Where things live and the limits that apply to every pod.
+#[derive(Clone)]
+pub struct Settings {
+    pub root: PathBuf,
+    pub logs_dir: PathBuf,
+    pub node_name: String,
+    pub host_ip: String,
+    pub log_max_size: u64,
+    pub log_max_files: u32,
+}
+
+/// What `<root>/pods/<uid>/pod.json` keeps: the pod as last desired, so a
+/// restarted picolet can stop a pod whose manifest vanished meanwhile.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Checkpoint {
+    pod: Pod,
+    start_time: String,
+}
+
+struct Stop {
+    deadline: Instant,
+    killed: bool,
+}
+
+struct PodState {
+    pod: Pod,
+    desired: bool,
+    start_time: String,
+    /// Attempts per container name, oldest first (at most the last two kept).
+    attempts: BTreeMap<String, Vec<Record>>,
+    /// Why a container is not running now (CrashLoopBackOff, ErrImageNeverPull…).
+    waiting: HashMap<String, (String, String)>,
+    sandbox: Option<(Sandbox, Volumes)>,
+    sandbox_error: Option<String>,
+    stop: Option<Stop>,
+    /// Set when the pod ended for good (an init container failed under Never).
+    failed: Option<String>,
+    status: Option<PodStatus>,
+}
+
+/// A container whose log pipes need a reader (new, or found after a restart).
+pub struct PumpRequest {
+    pub dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub attempt: u32,
+}
+
+pub struct Manager<R: Runtime> {
+    cfg: Settings,
+    runtime: R,
+    images: Store,
+    pods: BTreeMap<String, PodState>,
+    backoff: Backoff,
+    /// Terminal observations never change: cache them instead of re-reading.
+    exited: HashMap<String, Observed>,
+    /// Containers whose process vanished without an exit record, and since when.
+    missing: HashMap<String, Instant>,
+    pumps: Vec<PumpRequest>,
+    changed: bool,
+}
+
+impl<R: Runtime> Manager<R> {
+    /// Loads what a previous picolet left: pod checkpoints and container
+    /// records. Pods are adopted as not desired until the sources say
+    /// otherwise, so the first `sync` must come after the first source scan.
+    pub fn new(cfg: Settings, runtime: R, images: Store) -> Manager<R> {
+        let mut m = Manager {
+            cfg,
+            runtime,
+            images,
+            pods: BTreeMap::new(),
+            backoff: Backoff::default(),
+            exited: HashMap::new(),
+            missing: HashMap::new(),
+            pumps: Vec::new(),
+            changed: true,
+        };
+        m.recover();
+        m
+    }
+
+    fn recover(&mut self) {
+        let records = Record::load_all(&self.cfg.root);
+        let pods_dir = self.cfg.root.join("pods");
+        for entry in std::fs::read_dir(&pods_dir).into_iter().flatten().flatten() {
+            let path = entry.path().join("pod.json");
+            let cp = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok());
+            match cp {
+                Some(cp) => {
+                    let uid = cp.pod.metadata.uid.clone();
+                    self.pods.insert(uid, PodState::new(cp.pod, cp.start_time, false));
+                }
+                None => log::warn!("ignoring unreadable pod checkpoint {}", path.display()),
+            }
+        }
+        for r in records {
+            let dir = record::dir(&self.cfg.root, &r.id);
+            if r.pid != 0 && !dir.join("logs.done").exists() {
+                self.pumps.push(self.pump_request(&r));
+            }
+            match self.pods.get_mut(&r.pod_uid) {
+                Some(p) => p.attempts.entry(r.container.clone()).or_default().push(r),
+                None => {
+                    log::warn!("container {} belongs to no known pod; removing it", r.id);
+                    self.remove_attempt(&r);
+                }
+            }
+        }
+        if !self.pods.is_empty() {
+            log::info!("recovered {} pod(s) from {}", self.pods.len(), pods_dir.display());
+        }
+    }
+
+    pub fn images(&self) -> &Store {
+        &self.images
+    }
+
+    /// Takes the containers that need log readers started.
+    pub fn take_pumps(&mut self) -> Vec<PumpRequest> {
+        std::mem::take(&mut self.pumps)
+    }
+
+    /// True once after any status changed.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::replace(&mut self.changed, false)
+    }
+
+    /// Every pod picolet knows (desired or still stopping) with its status.
+    pub fn pods(&self) -> Vec<Pod> {
+        self.pods
+            .values()
+            .map(|p| {
+                let mut pod = p.pod.clone();
+                pod.status = p.status.clone();
+                pod
+            })
+            .collect()
+    }
+
+    /// One reconciliation pass against the full desired set.
+    pub fn sync(&mut self, desired: &[Pod]) {
+        let now = Instant::now();
+        let mut seen = std::collections::HashSet::new();
+        for pod in desired {
+            let uid = pod.metadata.uid.clone();
+            seen.insert(uid.clone());
+            match self.pods.get_mut(&uid) {
+                Some(st) => {
+                    if !st.desired && st.stop.is_none() {
+                        st.desired = true;
+                    }
+                }
+                None => {
+                    log::info!("pod {} added", full_name(pod));
+                    let st = PodState::new(pod.clone(), now_str(), true);
+                    self.checkpoint(&st);
+                    self.pods.insert(uid, st);
+                }
+            }
+        }
+        for (uid, st) in self.pods.iter_mut() {
+            if st.desired && !seen.contains(uid) {
+                log::info!("pod {} removed; stopping it", full_name(&st.pod));
+                st.desired = false;
+            }
+        }
+        let uids: Vec<String> = self.pods.keys().cloned().collect();
+        for uid in uids {
+            self.observe_pod(&uid);
+            let desired = self.pods[&uid].desired;
+            if desired {
+                self.sync_pod(&uid);
+            } else if self.stop_pod(&uid, now) {
+                self.pods.remove(&uid);
+                self.changed = true;
+                continue;
+            }
+            self.update_status(&uid);
+        }
+    }
+
+    // ---- observation ----
+
+    fn observe(&mut self, r: &Record) -> Observed {
+        if let Some(o) = self.exited.get(&r.id) {
+            return o.clone();
+        }
+        let dir = record::dir(&self.cfg.root, &r.id);
+        let o = if let Some(err) = &r.start_error {
+            Observed::Exited {
+                exit_code: 128,
+                reason: "StartError".into(),
+                message: err.clone(),
+                started_at: None,
+                finished_at: r.created_at.clone(),
+            }
+        } else if let Some(exit) = ExitInfo::read(&dir) {
+            Observed::Exited {
+                exit_code: exit.exit_code,
+                reason: if exit.exit_code == 0 { "Completed" } else { "Error" }.into(),
+                message: String::new(),
+                started_at: r.started_at.clone(),
+                finished_at: exit.finished_at,
+            }
+        } else if r.started_at.is_none() {
+            return Observed::Created;
+        } else if r.pid != 0 && Path::new(&format!("/proc/{}", r.pid)).exists() {
+            self.missing.remove(&r.id);
+            return Observed::Running { started_at: r.started_at.clone().unwrap_or_default() };
+        } else {
+            // Gone without an exit record: give the reaper a moment, then
+            // report it the way upstream reports a container it lost.
+            let since = *self.missing.entry(r.id.clone()).or_insert_with(Instant::now);
+            if since.elapsed() < Duration::from_secs(2) {
+                return Observed::Running { started_at: r.started_at.clone().unwrap_or_default() };
+            }
+            Observed::Exited {
+                exit_code: 137,
+                reason: "ContainerStatusUnknown".into(),
+                message: "The container could not be located when the pod was terminated".into(),
+                started_at: r.started_at.clone(),
+                finished_at: now_str(),
+            }
+        };
+        self.missing.remove(&r.id);
+        self.exited.insert(r.id.clone(), o.clone());
+        o
+    }
+
+    fn observe_pod(&mut self, uid: &str) {
+        // Observation results are read when needed; here only make sure every
+        // latest attempt's exit is noticed (and logged) once.
+        let latest: Vec<Record> = self.pods[uid].attempts.values().filter_map(|v| v.last().cloned()).collect();
+        for r in latest {
+            let before = self.exited.contains_key(&r.id);
+            let o = self.observe(&r);
+            if !before {
+                if let Observed::Exited { exit_code, reason, .. } = &o {
+                    log::info!("container {} of pod {} exited: {exit_code} ({reason})", r.container, self.pods[uid].pod.metadata.name);
+                    self.changed = true;
+                }
+            }
+        }
+    }
+
+    fn latest(&mut self, uid: &str, name: &str) -> Option<(Record, Observed)> {
+        let r = self.pods[uid].attempts.get(name)?.last()?.clone();
+        let o = self.observe(&r);
+        Some((r, o))
+    }
+
+    // ---- the running pod ----
+
+    fn sync_pod(&mut self, uid: &str) {
+        if self.pods[uid].failed.is_some() {
+            return;
+        }
+        // A replaced static pod starts once its previous instance is gone.
+        let name = full_name(&self.pods[uid].pod);
+        if self.pods.iter().any(|(u, p)| u != uid && !p.desired && full_name(&p.pod) == name) {
+            return;
+        }
+        if !self.ensure_sandbox(uid) {
+            return;
+        }
+        let pod = self.pods[uid].pod.clone();
+        for c in &pod.spec.init_containers {
+            let sidecar = c.restart_policy.as_deref() == Some("Always");
+            match self.latest(uid, &c.name) {
+                None => return self.start(uid, c, true, 0),
+                Some((r, Observed::Created)) => return self.start_created(uid, &r),
+                Some((_, Observed::Running { .. })) if sidecar => continue,
+                Some((_, Observed::Running { .. })) => return,
+                Some((_, o)) if o.exited_ok() && !sidecar => continue,
+                Some((r, o)) => {
+                    if pod.spec.restart_policy == "Never" && !sidecar {
+                        let msg = format!("init container {} failed", c.name);
+                        log::warn!("pod {name}: {msg}; restartPolicy is Never, the pod has failed");
+                        self.pods.get_mut(uid).unwrap().failed = Some(msg);
+                        self.changed = true;
+                        return;
+                    }
+                    self.restart_after_backoff(uid, c, true, &r, &o);
+                    if !sidecar {
+                        return;
+                    }
+                }
+            }
+        }
+        for c in &pod.spec.containers {
+            match self.latest(uid, &c.name) {
+                None => self.start(uid, c, false, 0),
+                Some((r, Observed::Created)) => self.start_created(uid, &r),
+                Some((_, Observed::Running { .. })) => {}
+                Some((r, o)) => {
+                    let Observed::Exited { exit_code, .. } = o else { continue };
+                    let restart = match pod.spec.restart_policy.as_str() {
+                        "Never" => false,
+                        "OnFailure" => exit_code != 0,
+                        _ => true,
+                    };
+                    if restart {
+                        self.restart_after_backoff(uid, c, false, &r, &o);
+                    }
+                }
+            }
+        }
+    }
+
+    fn ensure_sandbox(&mut self, uid: &str) -> bool {
+        if self.pods[uid].sandbox.is_some() {
+            return true;
+        }
+        let pod_dir = self.pod_dir(uid);
+        let pod = self.pods[uid].pod.clone();
+        let result = volume::setup(&pod, &pod_dir)
+            .map_err(|e| e.to_string())
+            .and_then(|v| network::setup(&pod, &pod_dir, &self.cfg.node_name).map(|s| (s, v)).map_err(|e| e.to_string()));
+        let st = self.pods.get_mut(uid).unwrap();
+        match result {
+            Ok(sv) => {
+                st.sandbox = Some(sv);
+                st.sandbox_error = None;
+                true
+            }
+            Err(e) => {
+                if st.sandbox_error.as_deref() != Some(&e) {
+                    log::warn!("pod {}: {e}", full_name(&st.pod));
+                    st.sandbox_error = Some(e);
+                    self.changed = true;
+                }
+                false
+            }
+        }
+    }
+
+    fn restart_after_backoff(&mut self, uid: &str, c: &Container, init: bool, r: &Record, o: &Observed) {
+        let Observed::Exited { started_at, finished_at, .. } = o else { return };
+        let finished = parse_rfc3339(finished_at).unwrap_or_else(SystemTime::now);
+        let started = started_at.as_deref().and_then(parse_rfc3339).unwrap_or(finished);
+        let since_exit = SystemTime::now().duration_since(finished).unwrap_or_default();
+        let ran = finished.duration_since(started).unwrap_or_default();
+        let key = format!("{uid}/{}", c.name);
+        match self.backoff.check(&key, since_exit, ran) {
+            Decision::Restart => self.start(uid, c, init, r.attempt + 1),
+            Decision::Wait { delay, .. } => {
+                let pod = &self.pods[uid].pod;
+                let msg = format!(
+                    "back-off {}s restarting failed container={} pod={}_{}({uid})",
+                    delay.as_secs(),
+                    c.name,
+                    pod.metadata.name,
+                    pod.metadata.namespace
+                );
+                self.set_waiting(uid, &c.name, "CrashLoopBackOff", msg);
+            }
+        }
+    }
+
+    fn set_waiting(&mut self, uid: &str, name: &str, reason: &str, message: String) {
+        let st = self.pods.get_mut(uid).unwrap();
+        let new = (reason.to_string(), message);
+        if st.waiting.get(name) != Some(&new) {
+            if reason != "CrashLoopBackOff" {
+                log::warn!("pod {} container {name}: {reason}: {}", full_name(&st.pod), new.1);
+            }
+            st.waiting.insert(name.to_string(), new);
+            self.changed = true;
+        }
+    }
+
+    /// Creates and starts attempt `attempt` of container `c`.
+    fn start(&mut self, uid: &str, c: &Container, init: bool, attempt: u32) {
+        let pod = self.pods[uid].pod.clone();
+        let img = match self.images.resolve(&c.image) {
+            Ok(Some(img)) => img,
+            Ok(None) if c.image_pull_policy == "Never" => {
+                let msg = format!("Container image \"{}\" is not present with pull policy of Never", c.image);
+                return self.set_waiting(uid, &c.name, "ErrImageNeverPull", msg);
+            }
+            Ok(None) => {
+                let msg = format!(
+                    "image \"{}\" is not in the local store and picolet has no registry client yet: put an archive of it in {}",
+                    c.image,
+                    self.cfg.root.join("images").display()
+                );
+                return self.set_waiting(uid, &c.name, "ErrImagePull", msg);
+            }
+            Err(e) => return self.set_waiting(uid, &c.name, "InvalidImageName", e.to_string()),
+        };
+        let (sandbox, volumes) = self.pods[uid].sandbox.clone().expect("sandbox ensured");
+        let ctx = FieldContext { pod: &pod, host_ip: &self.cfg.host_ip, pod_ip: &sandbox.pod_ip };
+        let prepared = container_env(&ctx, c, &img.config.env)
+            .map_err(|e| e.to_string())
+            .and_then(|env| command_line(c, &img.config, &env).map(|args| (env, args)).map_err(|e| e.to_string()));
+        let (env, args) = match prepared {
+            Ok(x) => x,
+            Err(e) => return self.set_waiting(uid, &c.name, "CreateContainerConfigError", e),
+        };
+
+        let id = format!("{uid}-{}-{attempt}", c.name);
+        let dir = record::dir(&self.cfg.root, &id);
+        let mut rec = Record {
+            id: id.clone(),
+            pod_uid: uid.to_string(),
+            pod_namespace: pod.metadata.namespace.clone(),
+            pod_name: pod.metadata.name.clone(),
+            container: c.name.clone(),
+            init,
+            attempt,
+            image: img.reference.clone(),
+            image_id: img.id.clone(),
+            stop_signal: img.config.stop_signal.clone(),
+            created_at: now_str(),
+            ..Default::default()
+        };
+        let bundle = (|| -> Result<(), String> {
+            let _ = std::fs::remove_dir_all(&dir); // a leftover from a failed attempt with this id
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let rootfs = image::mount_rootfs(&img.layers, &dir).map_err(|e| e.to_string())?;
+            let input = SpecInput {
+                pod: &pod,
+                container: c,
+                image: &img.config,
+                rootfs: &rootfs,
+                args,
+                env,
+                volumes: &volumes,
+                sandbox: &sandbox,
+            };
+            let config = spec::generate(&input, &rootfs).map_err(|e| e.to_string())?;
+            let body = serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?;
+            write_atomic(&dir.join("config.json"), &body).map_err(|e| e.to_string())?;
+            crate::runtime::logs::make_fifos(&dir).map_err(|e| e.to_string())?;
+            Ok(())
+        })();
+        if let Err(e) = bundle {
+            let _ = image::unmount_rootfs(&dir);
+            let _ = std::fs::remove_dir_all(&dir);
+            return self.set_waiting(uid, &c.name, "CreateContainerConfigError", e);
+        }
+        self.pods.get_mut(uid).unwrap().waiting.remove(&c.name);
+        self.changed = true;
+        if let Err(e) = rec.save(&self.cfg.root) {
+            return self.set_waiting(uid, &c.name, "CreateContainerError", format!("{}: {e}", dir.display()));
+        }
+        // The previous attempt is superseded: free its runtime state and disk.
+        let older: Vec<Record> = self.pods[uid].attempts.get(&c.name).cloned().unwrap_or_default();
+        for old in &older {
+            self.release_attempt(old, old.attempt + 1 < attempt);
+        }
+        let st = self.pods.get_mut(uid).unwrap();
+        let list = st.attempts.entry(c.name.clone()).or_default();
+        list.retain(|o| o.attempt + 1 >= attempt);
+        match self.runtime.create(&id, &dir, &dir.join("stdout"), &dir.join("stderr")) {
+            Ok(pid) => {
+                rec.pid = pid;
+                self.pumps.push(self.pump_request(&rec));
+                self.start_and_record(&mut rec);
+            }
+            Err(e) => {
+                log::warn!("pod {} container {}: {e}", full_name(&pod), c.name);
+                rec.start_error = Some(e.to_string());
+                let _ = rec.save(&self.cfg.root);
+            }
+        }
+        log::info!("started container {} of pod {} (attempt {attempt})", c.name, full_name(&pod));
+        self.pods.get_mut(uid).unwrap().attempts.entry(c.name.clone()).or_default().push(rec);
+    }
+
+    fn start_and_record(&mut self, rec: &mut Record) {
+        match self.runtime.start(&rec.id) {
+            Ok(()) => rec.started_at = Some(now_str()),
+            Err(e) => {
+                log::warn!("container {}: {e}", rec.id);
+                rec.start_error = Some(e.to_string());
+                let _ = self.runtime.kill(&rec.id, "KILL");
+            }
+        }
+        if let Err(e) = rec.save(&self.cfg.root) {
+            log::error!("container {}: cannot save its record: {e}", rec.id);
+        }
+    }
+
+    /// picolet died between create and start: finish the start.
+    fn start_created(&mut self, uid: &str, r: &Record) {
+        let mut rec = r.clone();
+        self.start_and_record(&mut rec);
+        if let Some(list) = self.pods.get_mut(uid).and_then(|p| p.attempts.get_mut(&r.container)) {
+            if let Some(last) = list.last_mut() {
+                *last = rec;
+            }
+        }
+        self.changed = true;
+    }
+
+    fn pump_request(&self, r: &Record) -> PumpRequest {
+        PumpRequest {
+            dir: record::dir(&self.cfg.root, &r.id),
+            log_dir: self.log_dir(&r.pod_namespace, &r.pod_name, &r.pod_uid).join(&r.container),
+            attempt: r.attempt,
+        }
+    }
+
+    /// Frees a finished attempt's runtime state; `remove` also deletes its
+    /// directory (records beyond the previous attempt are not kept).
+    fn release_attempt(&mut self, r: &Record, remove: bool) {
+        if let Err(e) = self.runtime.delete(&r.id) {
+            log::warn!("container {}: {e}", r.id);
+        }
+        self.runtime.release(&r.id);
+        let dir = record::dir(&self.cfg.root, &r.id);
+        if let Err(e) = image::unmount_rootfs(&dir) {
+            log::warn!("container {}: {e}", r.id);
+        }
+        if remove {
+            self.exited.remove(&r.id);
+            let _ = std::fs::remove_dir_all(&dir);
+        } else {
+            // Keep record.json and exit.json for lastState; drop the writable layer.
+            for sub in ["upper", "work"] {
+                let _ = std::fs::remove_dir_all(dir.join(sub));
+            }
+        }
+    }
+
+    fn remove_attempt(&mut self, r: &Record) {
+        self.release_attempt(r, true);
+    }
+
+    // ---- stopping ----
+
+    /// Drives a pod towards gone: signal, wait out the grace period, kill,
+    /// then remove containers, sandbox, volumes and logs. True when done.
+    fn stop_pod(&mut self, uid: &str, now: Instant) -> bool {
+        let running: Vec<Record> = {
+            let latest: Vec<Record> = self.pods[uid].attempts.values().filter_map(|v| v.last().cloned()).collect();
+            latest.into_iter().filter(|r| !matches!(self.observe(r), Observed::Exited { .. })).collect()
+        };
+        let st = self.pods.get_mut(uid).unwrap();
+        let name = full_name(&st.pod);
+        if st.stop.is_none() {
+            let grace = st.pod.spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64;
+            st.stop = Some(Stop { deadline: now + Duration::from_secs(grace), killed: false });
+            self.changed = true;
+            for r in &running {
+                let sig = if r.stop_signal.is_empty() { "SIGTERM" } else { r.stop_signal.as_str() };
+                if r.started_at.is_none() {
+                    let _ = self.runtime.kill(&r.id, "KILL");
+                } else if let Err(e) = self.runtime.kill(&r.id, sig) {
+                    log::warn!("pod {name}: stopping {}: {e}", r.container);
+                }
+            }
+            if !running.is_empty() {
+                log::info!("pod {name}: stopping {} container(s), grace period {grace}s", running.len());
+            }
+        }
+        if !running.is_empty() {
+            let stop = self.pods.get_mut(uid).unwrap().stop.as_mut().unwrap();
+            if now >= stop.deadline && !stop.killed {
+                stop.killed = true;
+                log::info!("pod {name}: grace period over, killing");
+                for r in &running {
+                    let _ = self.runtime.kill(&r.id, "KILL");
+                }
+            }
+            return false;
+        }
+        let all: Vec<Record> = self.pods[uid].attempts.values().flatten().cloned().collect();
+        for r in &all {
+            self.remove_attempt(r);
+        }
+        let pod_dir = self.pod_dir(uid);
+        if let Err(e) = network::teardown(&pod_dir) {
+            log::warn!("pod {name}: {e}");
+            return false;
+        }
+        if let Err(e) = volume::teardown(&pod_dir) {
+            log::warn!("pod {name}: {e}");
+            return false;
+        }
+        let _ = std::fs::remove_dir_all(&pod_dir);
+        let pod = &self.pods[uid].pod;
+        let _ = std::fs::remove_dir_all(self.log_dir(&pod.metadata.namespace, &pod.metadata.name, uid));
+        self.backoff.forget_pod(uid);
+        log::info!("pod {name} stopped and removed");
+        true
+    }
+
+    // ---- status ----
+
+    fn update_status(&mut self, uid: &str) {
+        let pod = self.pods[uid].pod.clone();
+        let mut views = |containers: &[Container]| -> Vec<ContainerView> {
+            containers
+                .iter()
+                .map(|c| {
+                    let list = self.pods[uid].attempts.get(&c.name).cloned().unwrap_or_default();
+                    let mut atts: Vec<Attempt> = list
+                        .iter()
+                        .map(|r| Attempt {
+                            attempt: r.attempt,
+                            id: r.id.clone(),
+                            image: r.image.clone(),
+                            image_id: r.image_id.clone(),
+                            observed: self.observe(r),
+                        })
+                        .collect();
+                    let latest = atts.pop();
+                    let previous = atts.pop();
+                    let mut waiting = self.pods[uid].waiting.get(&c.name).cloned();
+                    if waiting.is_none() {
+                        if let Some(e) = &self.pods[uid].sandbox_error {
+                            waiting = Some(("ContainerCreating".into(), e.clone()));
+                        }
+                    }
+                    // A waiting reason only describes a container that is not running.
+                    if matches!(latest.as_ref().map(|a| &a.observed), Some(Observed::Running { .. })) {
+                        waiting = None;
+                    }
+                    ContainerView { latest, previous, waiting }
+                })
+                .collect()
+        };
+        let init = views(&pod.spec.init_containers);
+        let app = views(&pod.spec.containers);
+        let st = &self.pods[uid];
+        let pod_ip = if pod.spec.host_network {
+            self.cfg.host_ip.clone()
+        } else {
+            st.sandbox.as_ref().map(|(s, _)| s.pod_ip.clone()).unwrap_or_default()
+        };
+        let view = PodView {
+            pod: &pod,
+            init,
+            app,
+            sandbox_ready: st.sandbox.is_some(),
+            host_ip: &self.cfg.host_ip,
+            pod_ip: &pod_ip,
+            start_time: &st.start_time,
+            failed_message: st.failed.clone(),
+        };
+        let status = status::compute(&view, st.status.as_ref(), &now_str());
+        let st = self.pods.get_mut(uid).unwrap();
+        if st.status.as_ref() != Some(&status) {
+            st.status = Some(status);
+            self.changed = true;
+        }
+    }
+
+    // ---- paths ----
+
+    fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.cfg.root.join("pods").join(uid)
+    }
+
+    fn log_dir(&self, ns: &str, name: &str, uid: &str) -> PathBuf {
+        self.cfg.logs_dir.join(format!("{ns}_{name}_{uid}"))
+    }
+
+    fn checkpoint(&self, st: &PodState) {
+        let cp = Checkpoint { pod: st.pod.clone(), start_time: st.start_time.clone() };
+        let path = self.pod_dir(&st.pod.metadata.uid).join("pod.json");
+        let body = serde_json::to_vec(&cp).expect("pod serialises");
+        if let Err(e) = write_atomic(&path, &body) {
+            log::error!("pod {}: cannot checkpoint to {}: {e}", full_name(&st.pod), path.display());
+        }
+    }
+}
+
+impl PodState {
+    fn new(pod: Pod, start_time: String, desired: bool) -> PodState {
+        PodState {
+            pod,
+            desired,
+            start_time,
+            attempts: BTreeMap::new(),
+            waiting: HashMap::new(),
+            sandbox: None,
+            sandbox_error: None,
+            stop: None,
+            failed: None,
+            status: None,
+        }
+    }
+}
+
+pub fn full_name(pod: &Pod) -> String {
+    format!("{}/{}", pod.metadata.namespace, pod.metadata.name)
+}

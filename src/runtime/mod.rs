@@ -1,0 +1,32 @@
+//! Running containers: OCI bundles handed to runc through the reaper, the
+//! on-disk records that make picolet restart-safe, and container logs.
+
+pub mod reaper;
+pub mod record;
+pub mod runc;
+
+use std::path::PathBuf;
+
+/// Errors from the runtime seam; each names the verb and container.
+#[derive(Debug)]
+pub enum RuntimeError {
+    Spawn(String, std::io::Error),
+    Failed { verb: String, id: String, stderr: String },
+    BadOutput(String),
+    Reaper(String),
+    Io(PathBuf, std::io::Error),
+}
+
+impl std::fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            RuntimeError::Spawn(what, e) => write!(f, "cannot run {what}: {e}"),
+            RuntimeError::Failed { verb, id, stderr } => write!(f, "runtime {verb} {id}: {stderr}"),
+            RuntimeError::BadOutput(s) => write!(f, "unexpected runtime output: {s}"),
+            RuntimeError::Reaper(s) => write!(f, "reaper: {s}"),
+            RuntimeError::Io(p, e) => write!(f, "{}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for RuntimeError {}

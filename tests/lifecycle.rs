@@ -1,0 +1,192 @@
+//! Init containers, restart policies, crash-loop back-off and graceful
+//! termination, with the real runc.
+
+mod common;
+use common::*;
+
+#[test]
+fn init_containers_run_in_order_before_app_containers() {
+    let mut p = Picolet::new("init-order");
+    p.write_manifest(
+        "init.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: init}
+spec:
+  volumes: [{name: work, emptyDir: {}}]
+  initContainers:
+  - {name: first, image: busybox, command: [sh, -c, "echo first >> /work/order"], volumeMounts: [{name: work, mountPath: /work}]}
+  - {name: second, image: busybox, command: [sh, -c, "echo second >> /work/order"], volumeMounts: [{name: work, mountPath: /work}]}
+  containers:
+  - {name: app, image: busybox, command: [sh, -c, "echo app >> /work/order; cat /work/order; exec sleep 1000"], volumeMounts: [{name: work, mountPath: /work}]}
+"#,
+    );
+    p.start();
+    let pod = p.wait_pod("init", "Running", |q| running(q, "app"));
+    assert_eq!(condition(&pod, "Initialized"), "True");
+    for name in ["first", "second"] {
+        let t = &init_container(&pod, name)["state"]["terminated"];
+        assert_eq!(t["exitCode"], 0, "{name}");
+        assert_eq!(t["reason"], "Completed", "{name}");
+    }
+    let lines = p.wait_log(&pod, "app", 0, "app");
+    assert_eq!(lines, vec!["first", "second", "app"]);
+}
+
+#[test]
+fn failing_init_container_blocks_app_and_restart_policy_never_fails_pod() {
+    let mut p = Picolet::new("init-fail");
+    p.write_manifest(
+        "retry.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: retry}
+spec:
+  initContainers: [{name: setup, image: busybox, command: [sh, -c, "exit 3"]}]
+  containers: [{name: app, image: busybox, command: [sleep, "1000"]}]
+"#,
+    );
+    p.write_manifest(
+        "once.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: once}
+spec:
+  restartPolicy: Never
+  initContainers: [{name: setup, image: busybox, command: [sh, -c, "exit 3"]}]
+  containers: [{name: app, image: busybox, command: [sleep, "1000"]}]
+"#,
+    );
+    p.start();
+    let pod = p.wait_pod("retry", "init restarted", |q| init_container(q, "setup")["restartCount"].as_i64().unwrap_or(0) >= 1);
+    assert_eq!(phase(&pod), "Pending");
+    assert_eq!(condition(&pod, "Initialized"), "False");
+    assert_eq!(container(&pod, "app")["state"]["waiting"]["reason"], "PodInitializing");
+    let pod = p.wait_pod("once", "Failed", |q| phase(q) == "Failed");
+    assert_eq!(init_container(&pod, "setup")["state"]["terminated"]["exitCode"], 3);
+    assert_eq!(init_container(&pod, "setup")["restartCount"], 0);
+}
+
+#[test]
+fn restart_policies() {
+    let mut p = Picolet::new("restart-policies");
+    let job = |name: &str, policy: &str, code: i32| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: {policy}\n  containers: [{{name: c, image: busybox, command: [sh, -c, 'echo ran; exit {code}']}}]\n"
+        )
+    };
+    p.write_manifest("never-ok.yaml", &job("never-ok", "Never", 0));
+    p.write_manifest("never-bad.yaml", &job("never-bad", "Never", 2));
+    p.write_manifest("onfailure-ok.yaml", &job("onfailure-ok", "OnFailure", 0));
+    p.write_manifest("onfailure-bad.yaml", &job("onfailure-bad", "OnFailure", 2));
+    p.start();
+    let pod = p.wait_pod("never-ok", "Succeeded", |q| phase(q) == "Succeeded");
+    assert_eq!(container(&pod, "c")["state"]["terminated"]["reason"], "Completed");
+    let pod = p.wait_pod("never-bad", "Failed", |q| phase(q) == "Failed");
+    assert_eq!(container(&pod, "c")["state"]["terminated"]["reason"], "Error");
+    assert_eq!(container(&pod, "c")["state"]["terminated"]["exitCode"], 2);
+    let pod = p.wait_pod("onfailure-ok", "Succeeded", |q| phase(q) == "Succeeded");
+    assert_eq!(container(&pod, "c")["restartCount"], 0);
+    p.wait_pod("onfailure-bad", "restarted", |q| container(q, "c")["restartCount"].as_i64().unwrap_or(0) >= 1);
+    // Completed pods stay completed: no restart after a while of ticks.
+    let pod = p.wait_pod("onfailure-bad", "in back-off", |q| container(q, "c")["state"]["waiting"]["reason"] == "CrashLoopBackOff");
+    assert_eq!(phase(&pod), "Running");
+    assert_eq!(container(&p.pod("never-ok").unwrap(), "c")["restartCount"], 0);
+}
+
+#[test]
+fn crash_loop_backs_off_with_growing_restart_count() {
+    let mut p = Picolet::new("crashloop");
+    p.write_manifest(
+        "crash.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: crash}\nspec:\n  containers: [{name: c, image: busybox, command: [sh, -c, 'echo crashing; exit 1']}]\n",
+    );
+    p.start();
+    // First restart is immediate, the second waits out a 10 s back-off.
+    let pod = p.wait_pod("crash", "CrashLoopBackOff", |q| {
+        container(q, "c")["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    let c = container(&pod, "c");
+    assert!(c["restartCount"].as_i64().unwrap() >= 1);
+    assert_eq!(c["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(c["lastState"]["terminated"]["reason"], "Error");
+    assert!(c["state"]["waiting"]["message"].as_str().unwrap().contains("back-off 10s"), "{c}");
+    assert_eq!(c["ready"], false);
+    assert_eq!(condition(&pod, "Ready"), "False");
+    let before = c["restartCount"].as_i64().unwrap();
+    let pod = p.wait_pod("crash", "another restart", |q| container(q, "c")["restartCount"].as_i64().unwrap() > before);
+    // The log of each attempt is its own file.
+    p.wait_log(&pod, "c", before as u32 + 1, "crashing");
+    let pod = p.wait_pod("crash", "a longer back-off", |q| {
+        container(q, "c")["state"]["waiting"]["message"].as_str().unwrap_or("").contains("back-off 20s")
+    });
+    assert!(container(&pod, "c")["restartCount"].as_i64().unwrap() >= 2);
+}
+
+#[test]
+fn termination_is_graceful_then_forced() {
+    let mut p = Picolet::new("termination");
+    p.write_manifest(
+        "polite.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: polite}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, "trap 'echo got TERM; exit 0' TERM; echo up; while true; do sleep 0.2; done"]
+"#,
+    );
+    p.write_manifest(
+        "stubborn.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, "trap 'echo ignoring TERM' TERM; echo up; while true; do sleep 0.2; done"]
+"#,
+    );
+    p.start();
+    let polite = p.wait_pod("polite", "Running", |q| running(q, "c"));
+    let stubborn = p.wait_pod("stubborn", "Running", |q| running(q, "c"));
+    p.wait_log(&polite, "c", 0, "up");
+    p.wait_log(&stubborn, "c", 0, "up");
+    let polite_dir = p.log_dir(&polite, "c");
+    let stubborn_dir = p.log_dir(&stubborn, "c");
+    // Watch the logs while the pods stop (they are deleted with the pod).
+    let (tx, rx) = std::sync::mpsc::channel();
+    for dir in [polite_dir, stubborn_dir] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut last = String::new();
+            for _ in 0..600 {
+                match std::fs::read_to_string(dir.join("0.log")) {
+                    Ok(t) => last = t,
+                    Err(_) => break,
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            tx.send((dir, last)).unwrap();
+        });
+    }
+    p.remove_manifest("polite.yaml");
+    p.remove_manifest("stubborn.yaml");
+    p.wait_gone("polite");
+    p.wait_gone("stubborn");
+    let logs: Vec<(std::path::PathBuf, String)> = (0..2).map(|_| rx.recv().unwrap()).collect();
+    let text = |needle: &str| logs.iter().find(|(d, _)| d.to_string_lossy().contains(needle)).unwrap().1.clone();
+    assert!(text("polite").contains("got TERM"), "polite container saw SIGTERM: {}", text("polite"));
+    assert!(text("stubborn").contains("ignoring TERM"), "stubborn container saw SIGTERM: {}", text("stubborn"));
+    let log = p.picolet_log();
+    assert!(log.contains("default/stubborn-") && log.contains("grace period over, killing"), "{log}");
+}
