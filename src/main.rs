@@ -5,5 +5,6 @@
 mod api;
 mod image;
 mod runtime;
+mod server;
 
 fn main() {}
