@@ -3,6 +3,7 @@
 //! → runtime (runc via the reaper) → status (pod/status, served by server/).
 
 mod api;
+mod config;
 mod image;
 mod runtime;
 mod server;
