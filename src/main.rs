@@ -5,6 +5,7 @@
 mod api;
 mod config;
 mod image;
+mod logging;
 mod runtime;
 mod server;
 
