@@ -73,7 +73,8 @@ impl Config {
     /// The node's name: the hostname override, else the machine's hostname, lowercased and
     /// trimmed as upstream does.
     pub fn node_name(&self) -> String {
-        if let Some(h) = self.hostname_override.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
+        if let Some(h) = self.hostname_override.as_deref().map(str::trim).filter(|h| !h.is_empty())
+        {
             return h.to_lowercase();
         }
         match nix::unistd::gethostname() {
@@ -158,19 +159,97 @@ struct FlagSpec {
 }
 
 const FLAGS: &[FlagSpec] = &[
-    FlagSpec { name: "--config", value: Some("FILE"), default: "", field: "", help: "KubeletConfiguration file (kubelet.config.k8s.io/v1beta1); flags override it" },
-    FlagSpec { name: "--pod-manifest-path", value: Some("PATH"), default: "", field: "staticPodPath", help: "directory or file of static pod manifests" },
-    FlagSpec { name: "--root-dir", value: Some("DIR"), default: DEFAULT_ROOT_DIR, field: "", help: "picolet's state directory" },
-    FlagSpec { name: "--hostname-override", value: Some("NAME"), default: "the machine's hostname", field: "", help: "node name to use instead of the hostname (lowercased)" },
-    FlagSpec { name: "--pod-logs-dir", value: Some("DIR"), default: "/var/log/pods", field: "", help: "where container logs are written (picolet only)" },
-    FlagSpec { name: "--container-log-max-size", value: Some("QUANTITY"), default: "10Mi", field: "containerLogMaxSize", help: "rotate a container's log when it passes this size" },
-    FlagSpec { name: "--container-log-max-files", value: Some("N"), default: "5", field: "containerLogMaxFiles", help: "log files kept per container, the live one included (>= 2)" },
-    FlagSpec { name: "--read-only-port", value: Some("PORT"), default: "10255", field: "readOnlyPort", help: "port of the unauthenticated read-only endpoint (/healthz, /pods); 0 disables it" },
-    FlagSpec { name: "--file-check-frequency", value: Some("DURATION"), default: "20s", field: "fileCheckFrequency", help: "how often to rescan the manifest path (e.g. 20s, 1m30s, 500ms)" },
-    FlagSpec { name: "--runtime-path", value: Some("PATH"), default: "runc", field: "", help: "the OCI runtime binary" },
-    FlagSpec { name: "--image-import-dir", value: Some("DIR"), default: "<root-dir>/images", field: "", help: "image archives imported at start-up" },
-    FlagSpec { name: "--v", value: Some("N"), default: "0", field: "", help: "log verbosity (also -v N): 2 debug, 4 trace" },
-    FlagSpec { name: "--help", value: None, default: "", field: "", help: "show this help (also -h)" },
+    FlagSpec {
+        name: "--config",
+        value: Some("FILE"),
+        default: "",
+        field: "",
+        help: "KubeletConfiguration file (kubelet.config.k8s.io/v1beta1); flags override it",
+    },
+    FlagSpec {
+        name: "--pod-manifest-path",
+        value: Some("PATH"),
+        default: "",
+        field: "staticPodPath",
+        help: "directory or file of static pod manifests",
+    },
+    FlagSpec {
+        name: "--root-dir",
+        value: Some("DIR"),
+        default: DEFAULT_ROOT_DIR,
+        field: "",
+        help: "picolet's state directory",
+    },
+    FlagSpec {
+        name: "--hostname-override",
+        value: Some("NAME"),
+        default: "the machine's hostname",
+        field: "",
+        help: "node name to use instead of the hostname (lowercased)",
+    },
+    FlagSpec {
+        name: "--pod-logs-dir",
+        value: Some("DIR"),
+        default: "/var/log/pods",
+        field: "",
+        help: "where container logs are written (picolet only)",
+    },
+    FlagSpec {
+        name: "--container-log-max-size",
+        value: Some("QUANTITY"),
+        default: "10Mi",
+        field: "containerLogMaxSize",
+        help: "rotate a container's log when it passes this size",
+    },
+    FlagSpec {
+        name: "--container-log-max-files",
+        value: Some("N"),
+        default: "5",
+        field: "containerLogMaxFiles",
+        help: "log files kept per container, the live one included (>= 2)",
+    },
+    FlagSpec {
+        name: "--read-only-port",
+        value: Some("PORT"),
+        default: "10255",
+        field: "readOnlyPort",
+        help: "port of the unauthenticated read-only endpoint (/healthz, /pods); 0 disables it",
+    },
+    FlagSpec {
+        name: "--file-check-frequency",
+        value: Some("DURATION"),
+        default: "20s",
+        field: "fileCheckFrequency",
+        help: "how often to rescan the manifest path (e.g. 20s, 1m30s, 500ms)",
+    },
+    FlagSpec {
+        name: "--runtime-path",
+        value: Some("PATH"),
+        default: "runc",
+        field: "",
+        help: "the OCI runtime binary",
+    },
+    FlagSpec {
+        name: "--image-import-dir",
+        value: Some("DIR"),
+        default: "<root-dir>/images",
+        field: "",
+        help: "image archives imported at start-up",
+    },
+    FlagSpec {
+        name: "--v",
+        value: Some("N"),
+        default: "0",
+        field: "",
+        help: "log verbosity (also -v N): 2 debug, 4 trace",
+    },
+    FlagSpec {
+        name: "--help",
+        value: None,
+        default: "",
+        field: "",
+        help: "show this help (also -h)",
+    },
     FlagSpec { name: "--version", value: None, default: "", field: "", help: "show the version" },
 ];
 
@@ -307,7 +386,9 @@ fn build(flags: &Flags) -> Result<Config, ConfigError> {
             "--config" => {}
             "--pod-manifest-path" => c.pod_manifest_path = non_empty_path(v),
             "--root-dir" => c.root_dir = PathBuf::from(v),
-            "--hostname-override" => c.hostname_override = Some(v.clone()).filter(|h| !h.is_empty()),
+            "--hostname-override" => {
+                c.hostname_override = Some(v.clone()).filter(|h| !h.is_empty())
+            }
             "--pod-logs-dir" => c.pod_logs_dir = PathBuf::from(v),
             "--container-log-max-size" => {
                 c.container_log_max_size = log_size(v).map_err(|r| bad(name, v, r))?
@@ -380,7 +461,8 @@ fn apply_file(c: &mut Config, path: &Path, text: &str) -> Result<(), ConfigError
     let Some(Yaml::Hash(map)) = docs.into_iter().next() else {
         return Err(parse_err("not a YAML mapping".into()));
     };
-    let str_of = |k: &str| map.get(&Yaml::String(k.into())).and_then(Yaml::as_str).unwrap_or("").to_string();
+    let str_of =
+        |k: &str| map.get(&Yaml::String(k.into())).and_then(Yaml::as_str).unwrap_or("").to_string();
     let (api_version, kind) = (str_of("apiVersion"), str_of("kind"));
     if kind != "KubeletConfiguration" || !api_version.starts_with("kubelet.config.k8s.io/") {
         return Err(ConfigError::WrongKind { path: path.to_path_buf(), api_version, kind });
@@ -473,9 +555,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         if (int.is_empty() && frac.is_empty()) || frac.contains('.') {
             return Err("not a duration (like 20s, 1m30s, 500ms)".into());
         }
-        let int: u128 = if int.is_empty() { 0 } else { int.parse().map_err(|_| "number too large")? };
+        let int: u128 =
+            if int.is_empty() { 0 } else { int.parse().map_err(|_| "number too large")? };
         let frac_digits = &frac[..frac.len().min(18)];
-        let frac_val: u128 = if frac_digits.is_empty() { 0 } else { frac_digits.parse().map_err(|_| "bad fraction")? };
+        let frac_val: u128 = if frac_digits.is_empty() {
+            0
+        } else {
+            frac_digits.parse().map_err(|_| "bad fraction")?
+        };
         let frac_ns = frac_val * scale / 10u128.pow(frac_digits.len() as u32);
         total = int
             .checked_mul(scale)
@@ -543,7 +630,10 @@ mod tests {
         assert_eq!(run("-v=2").verbosity, 2);
         assert_eq!(run("--v=4").verbosity, 4);
         assert_eq!(run("--v 1 --v 5").verbosity, 5, "last one wins");
-        assert_eq!(run("--image-import-dir /i --root-dir /r").image_import_dir, PathBuf::from("/i"));
+        assert_eq!(
+            run("--image-import-dir /i --root-dir /r").image_import_dir,
+            PathBuf::from("/i")
+        );
         assert!(!run("").node_name().is_empty());
     }
 
@@ -577,7 +667,9 @@ mod tests {
         assert_eq!(err("--nope=1"), "unknown flag --nope (see --help)");
         assert_eq!(err("-x"), "unknown flag -x (see --help)");
         assert_eq!(err("--read-only-port=x"), "--read-only-port: invalid value \"x\": not a port");
-        assert!(err("--read-only-port 70000").starts_with("--read-only-port: invalid value \"70000\""));
+        assert!(
+            err("--read-only-port 70000").starts_with("--read-only-port: invalid value \"70000\"")
+        );
         assert!(err("--root-dir").contains("--root-dir: needs a value"));
         assert!(err("--container-log-max-files=1").contains("at least 2"));
         assert!(err("--container-log-max-size=lots").starts_with("--container-log-max-size:"));
@@ -622,7 +714,10 @@ mod tests {
         assert_eq!(c.file_check_frequency, Duration::from_secs(5));
         assert_eq!(c.config_file, Some(path.clone()));
         // Flags win, wherever they appear.
-        let c = run(&format!("--read-only-port 10255 --config={} --pod-manifest-path /m", path.display()));
+        let c = run(&format!(
+            "--read-only-port 10255 --config={} --pod-manifest-path /m",
+            path.display()
+        ));
         assert_eq!(c.read_only_port, 10255);
         assert_eq!(c.pod_manifest_path, Some(PathBuf::from("/m")));
         assert_eq!(c.container_log_max_files, 3);
@@ -642,11 +737,27 @@ mod tests {
         };
         let head = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
         check("kind.yaml", "apiVersion: v1\nkind: Pod\n", &["kind \"Pod\""]);
-        check("port.yaml", &format!("{head}readOnlyPort: 99999\n"), &["readOnlyPort", "99999", "not a port"]);
-        check("files.yaml", &format!("{head}containerLogMaxFiles: 1\n"), &["containerLogMaxFiles", "at least 2"]);
-        check("size.yaml", &format!("{head}containerLogMaxSize: big\n"), &["containerLogMaxSize", "\"big\""]);
+        check(
+            "port.yaml",
+            &format!("{head}readOnlyPort: 99999\n"),
+            &["readOnlyPort", "99999", "not a port"],
+        );
+        check(
+            "files.yaml",
+            &format!("{head}containerLogMaxFiles: 1\n"),
+            &["containerLogMaxFiles", "at least 2"],
+        );
+        check(
+            "size.yaml",
+            &format!("{head}containerLogMaxSize: big\n"),
+            &["containerLogMaxSize", "\"big\""],
+        );
         check("freq.yaml", &format!("{head}fileCheckFrequency: 20\n"), &["fileCheckFrequency"]);
-        check("path.yaml", &format!("{head}staticPodPath: [a]\n"), &["staticPodPath", "not a string"]);
+        check(
+            "path.yaml",
+            &format!("{head}staticPodPath: [a]\n"),
+            &["staticPodPath", "not a string"],
+        );
         check("junk.yaml", "a: [b\n", &["config file"]);
         check("list.yaml", "- a\n", &["not a YAML mapping"]);
         check("empty.yaml", "", &["not a YAML mapping"]);
@@ -661,6 +772,10 @@ mod tests {
                 assert!(h.contains(f.field), "{}", f.field);
             }
         }
-        assert!(h.contains("default 10Mi") && h.contains("images import FILE") && h.contains("images list"));
+        assert!(
+            h.contains("default 10Mi")
+                && h.contains("images import FILE")
+                && h.contains("images list")
+        );
     }
 }

@@ -302,7 +302,8 @@ fn stamp(t: SystemTime) -> String {
 fn rotation_key(rest: &str) -> Option<(String, u32)> {
     let rest = rest.strip_suffix(".gz").unwrap_or(rest);
     let (st, suffix) = (rest.get(..15)?, rest.get(15..)?);
-    let valid = st.bytes().enumerate().all(|(i, b)| if i == 8 { b == b'-' } else { b.is_ascii_digit() });
+    let valid =
+        st.bytes().enumerate().all(|(i, b)| if i == 8 { b == b'-' } else { b.is_ascii_digit() });
     if !valid {
         return None;
     }
@@ -364,8 +365,8 @@ pub async fn pump(
         .custom_flags(nix::libc::O_NONBLOCK)
         .open(&fifo)
         .map_err(|source| LogError::Open { path: fifo.clone(), source })?;
-    let mut file = smol::Async::new(file)
-        .map_err(|source| LogError::Open { path: fifo.clone(), source })?;
+    let mut file =
+        smol::Async::new(file).map_err(|source| LogError::Open { path: fifo.clone(), source })?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut failing = false;
     loop {
@@ -408,9 +409,9 @@ fn hung_up(file: &File) -> bool {
     use std::os::fd::AsFd;
     let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
     match poll(&mut fds, PollTimeout::ZERO) {
-        Ok(_) => fds[0].revents().is_some_and(|r| {
-            r.contains(PollFlags::POLLHUP) && !r.contains(PollFlags::POLLIN)
-        }),
+        Ok(_) => fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP) && !r.contains(PollFlags::POLLIN)),
         Err(_) => false,
     }
 }
@@ -504,7 +505,11 @@ mod tests {
         w.finish(Stream::Stderr).unwrap();
         assert_eq!(
             lines(w.path()),
-            vec![l("stderr", "F", "err-line"), l("stdout", "F", "out-line"), l("stderr", "P", "err2")]
+            vec![
+                l("stderr", "F", "err-line"),
+                l("stdout", "F", "out-line"),
+                l("stderr", "P", "err2")
+            ]
         );
     }
 
@@ -531,15 +536,18 @@ mod tests {
             all.push(msg.trim_end().to_string());
             w.write(Stream::Stdout, msg.as_bytes()).unwrap();
         }
-        let mut names: Vec<String> =
-            fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut names: Vec<String> = fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         names.sort();
         let ours: Vec<&String> = names.iter().filter(|n| n.starts_with("1.log")).collect();
         assert_eq!(ours.len(), 3, "{names:?}");
         assert!(names.contains(&"0.log".to_string()), "previous attempt's log kept: {names:?}");
         assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
         let gz: Vec<_> = ours.iter().filter(|n| n.ends_with(".gz")).collect();
-        let plain: Vec<_> = ours.iter().filter(|n| n.starts_with("1.log.") && !n.ends_with(".gz")).collect();
+        let plain: Vec<_> =
+            ours.iter().filter(|n| n.starts_with("1.log.") && !n.ends_with(".gz")).collect();
         assert_eq!((gz.len(), plain.len()), (1, 1), "{names:?}");
         assert!(rotation_key(&plain[0]["1.log.".len()..]).is_some());
         // Content: gz (oldest kept) + plain rotated + live is the tail of all lines, in order.
@@ -562,7 +570,10 @@ mod tests {
         assert!(rotation_key("20240501-120000-9") < rotation_key("20240501-120001"));
         assert_eq!(rotation_key("20240501-120000.gz.tmp"), None);
         assert_eq!(rotation_key("garbage"), None);
-        assert_eq!(stamp(std::time::UNIX_EPOCH + Duration::from_secs(1_714_564_801)), "20240501-120001");
+        assert_eq!(
+            stamp(std::time::UNIX_EPOCH + Duration::from_secs(1_714_564_801)),
+            "20240501-120001"
+        );
     }
 
     #[test]
@@ -580,11 +591,8 @@ mod tests {
 
     /// A blocking write end of `fifo` (a reader must already be open).
     fn write_end(fifo: &Path) -> OwnedFd {
-        let f = OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::libc::O_NONBLOCK)
-            .open(fifo)
-            .unwrap();
+        let f =
+            OpenOptions::new().write(true).custom_flags(nix::libc::O_NONBLOCK).open(fifo).unwrap();
         let fd = OwnedFd::from(f);
         let fl = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
         let mut fl = nix::fcntl::OFlag::from_bits_truncate(fl);
@@ -626,7 +634,10 @@ mod tests {
         });
         let mut got = lines(&d.join("log/0.log"));
         let stdout: Vec<_> = got.iter().filter(|x| x.0 == "stdout").cloned().collect();
-        assert_eq!(stdout, vec![l("stdout", "F", "a"), l("stdout", "F", "b"), l("stdout", "P", "no-newline")]);
+        assert_eq!(
+            stdout,
+            vec![l("stdout", "F", "a"), l("stdout", "F", "b"), l("stdout", "P", "no-newline")]
+        );
         got.retain(|x| x.0 == "stderr");
         assert_eq!(got, vec![l("stderr", "F", "e1"), l("stderr", "P", "e2")]);
     }
@@ -637,11 +648,8 @@ mod tests {
         let (out, _) = make_fifos(&d.join("fifo")).unwrap();
         let log_dir = d.join("log");
         // Stands in for the process that keeps the pipe open while picolet is down.
-        let holder = OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK)
-            .open(&out)
-            .unwrap();
+        let holder =
+            OpenOptions::new().read(true).custom_flags(nix::libc::O_NONBLOCK).open(&out).unwrap();
         let mut child = sh(
             "printf 'one\\ntwo\\n'; read x; printf 'three\\nfo'; read x; printf 'ur\\nfive\\n'",
             write_end(&out),
@@ -682,7 +690,8 @@ mod tests {
         });
         child.wait().unwrap();
         drop(holder);
-        let got: Vec<String> = lines(&log).into_iter().map(|x| format!("{} {}", x.1, x.2)).collect();
+        let got: Vec<String> =
+            lines(&log).into_iter().map(|x| format!("{} {}", x.1, x.2)).collect();
         assert_eq!(got, vec!["F one", "F two", "F three", "F four", "F five"]);
     }
 }

@@ -328,7 +328,12 @@ mod tests {
     #[test]
     fn rejects_junk_and_oversized_heads() {
         let addr = start(CLIENT_TIMEOUT);
-        for junk in [&b"\x16\x03\x01\x02\x00\r\n\r\n"[..], b"GET\r\n\r\n", b"get / HTTP/1.1\r\n\r\n", b"GET / SPDY/3\r\n\r\n"] {
+        for junk in [
+            &b"\x16\x03\x01\x02\x00\r\n\r\n"[..],
+            b"GET\r\n\r\n",
+            b"get / HTTP/1.1\r\n\r\n",
+            b"GET / SPDY/3\r\n\r\n",
+        ] {
             let r = request(addr, junk);
             assert!(r.starts_with("HTTP/1.1 400 "), "{junk:?}: {r}");
         }
