@@ -1,6 +1,7 @@
 //! Running containers: OCI bundles handed to runc through the reaper, the
 //! on-disk records that make picolet restart-safe, and container logs.
 
+pub mod logs;
 pub mod reaper;
 pub mod record;
 pub mod runc;

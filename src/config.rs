@@ -1,0 +1,781 @@
+//! Command line and KubeletConfiguration file → [`Config`].
+//!
+//! Flags use upstream kubelet names (`--pod-manifest-path`, `--read-only-port`, ...) plus a few of
+//! picolet's own; `--flag=value` and `--flag value` both work, as do `-v 2`, `-v=2` and `--v=2`.
+//! A `--config` file (KubeletConfiguration v1beta1 YAML) is read first and flags override it,
+//! as upstream. Only the fields picolet uses are read; the many others real configs carry are
+//! ignored (logged at debug). Relative paths in the file are taken relative to the file's
+//! directory, as upstream.
+//!
+//! Not here: reading the file again on change, `--config-dir` drop-ins, feature gates.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+use crate::api::quantity::parse_int;
+
+/// Everything picolet is told at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `--pod-manifest-path`, config `staticPodPath`: directory (or file) of static pods.
+    pub pod_manifest_path: Option<PathBuf>,
+    /// `--root-dir`: picolet's state directory.
+    pub root_dir: PathBuf,
+    /// `--hostname-override`.
+    pub hostname_override: Option<String>,
+    /// `--pod-logs-dir`: where container logs go (upstream's is fixed at /var/log/pods).
+    pub pod_logs_dir: PathBuf,
+    /// `--container-log-max-size`, config `containerLogMaxSize`, in bytes.
+    pub container_log_max_size: u64,
+    /// `--container-log-max-files`, config `containerLogMaxFiles` (at least 2).
+    pub container_log_max_files: u32,
+    /// `--read-only-port`, config `readOnlyPort`; 0 disables the endpoint.
+    pub read_only_port: u16,
+    /// `--file-check-frequency`, config `fileCheckFrequency`.
+    pub file_check_frequency: Duration,
+    /// `--runtime-path`: the runc binary.
+    pub runtime_path: PathBuf,
+    /// `--image-import-dir`: image archives to import at start-up.
+    pub image_import_dir: PathBuf,
+    /// `-v` / `--v`: log verbosity.
+    pub verbosity: u8,
+    /// `--config`: the KubeletConfiguration file read, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        let root_dir = PathBuf::from(DEFAULT_ROOT_DIR);
+        Config {
+            pod_manifest_path: None,
+            image_import_dir: root_dir.join("images"),
+            root_dir,
+            hostname_override: None,
+            pod_logs_dir: PathBuf::from("/var/log/pods"),
+            container_log_max_size: 10 << 20,
+            container_log_max_files: 5,
+            read_only_port: 10255,
+            file_check_frequency: Duration::from_secs(20),
+            runtime_path: PathBuf::from("runc"),
+            verbosity: 0,
+            config_file: None,
+        }
+    }
+}
+
+const DEFAULT_ROOT_DIR: &str = "/var/lib/picolet";
+
+impl Config {
+    /// The node's name: the hostname override, else the machine's hostname, lowercased and
+    /// trimmed as upstream does.
+    pub fn node_name(&self) -> String {
+        if let Some(h) = self.hostname_override.as_deref().map(str::trim).filter(|h| !h.is_empty())
+        {
+            return h.to_lowercase();
+        }
+        match nix::unistd::gethostname() {
+            Ok(h) => h.to_string_lossy().trim().to_lowercase(),
+            Err(e) => {
+                log::warn!("reading the hostname: {e}; using \"localhost\"");
+                "localhost".to_string()
+            }
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Run the kubelet.
+    Run(Config),
+    /// `picolet images import FILE...`
+    ImagesImport(Config, Vec<PathBuf>),
+    /// `picolet images list`
+    ImagesList(Config),
+    /// `--help`: the text to print.
+    Help(String),
+    /// `--version`
+    Version,
+}
+
+/// A bad command line or configuration file, naming the flag, file or field.
+#[derive(Debug)]
+pub enum ConfigError {
+    UnknownFlag(String),
+    MissingValue(String),
+    InvalidFlag { flag: String, value: String, reason: String },
+    UnknownCommand(String),
+    MissingFiles,
+    ReadFile { path: PathBuf, source: io::Error },
+    ParseFile { path: PathBuf, message: String },
+    WrongKind { path: PathBuf, api_version: String, kind: String },
+    InvalidField { path: PathBuf, field: String, value: String, reason: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::UnknownFlag(flag) => write!(f, "unknown flag {flag} (see --help)"),
+            ConfigError::MissingValue(flag) => write!(f, "{flag}: needs a value (see --help)"),
+            ConfigError::InvalidFlag { flag, value, reason } => {
+                write!(f, "{flag}: invalid value {value:?}: {reason}")
+            }
+            ConfigError::UnknownCommand(c) => write!(f, "unknown command {c:?} (see --help)"),
+            ConfigError::MissingFiles => write!(f, "images import: no FILE given (see --help)"),
+            ConfigError::ReadFile { path, source } => {
+                write!(f, "reading config file {}: {source}", path.display())
+            }
+            ConfigError::ParseFile { path, message } => {
+                write!(f, "config file {}: {message}", path.display())
+            }
+            ConfigError::WrongKind { path, api_version, kind } => write!(
+                f,
+                "config file {}: apiVersion {api_version:?} kind {kind:?}: want \
+                 kubelet.config.k8s.io/v1beta1 KubeletConfiguration",
+                path.display()
+            ),
+            ConfigError::InvalidField { path, field, value, reason } => write!(
+                f,
+                "config file {}: {field}: invalid value {value}: {reason}",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One flag: name, value placeholder (None for switches), default, config field, meaning.
+struct FlagSpec {
+    name: &'static str,
+    value: Option<&'static str>,
+    default: &'static str,
+    field: &'static str,
+    help: &'static str,
+}
+
+const FLAGS: &[FlagSpec] = &[
+    FlagSpec {
+        name: "--config",
+        value: Some("FILE"),
+        default: "",
+        field: "",
+        help: "KubeletConfiguration file (kubelet.config.k8s.io/v1beta1); flags override it",
+    },
+    FlagSpec {
+        name: "--pod-manifest-path",
+        value: Some("PATH"),
+        default: "",
+        field: "staticPodPath",
+        help: "directory or file of static pod manifests",
+    },
+    FlagSpec {
+        name: "--root-dir",
+        value: Some("DIR"),
+        default: DEFAULT_ROOT_DIR,
+        field: "",
+        help: "picolet's state directory",
+    },
+    FlagSpec {
+        name: "--hostname-override",
+        value: Some("NAME"),
+        default: "the machine's hostname",
+        field: "",
+        help: "node name to use instead of the hostname (lowercased)",
+    },
+    FlagSpec {
+        name: "--pod-logs-dir",
+        value: Some("DIR"),
+        default: "/var/log/pods",
+        field: "",
+        help: "where container logs are written (picolet only)",
+    },
+    FlagSpec {
+        name: "--container-log-max-size",
+        value: Some("QUANTITY"),
+        default: "10Mi",
+        field: "containerLogMaxSize",
+        help: "rotate a container's log when it passes this size",
+    },
+    FlagSpec {
+        name: "--container-log-max-files",
+        value: Some("N"),
+        default: "5",
+        field: "containerLogMaxFiles",
+        help: "log files kept per container, the live one included (>= 2)",
+    },
+    FlagSpec {
+        name: "--read-only-port",
+        value: Some("PORT"),
+        default: "10255",
+        field: "readOnlyPort",
+        help: "port of the unauthenticated read-only endpoint (/healthz, /pods); 0 disables it",
+    },
+    FlagSpec {
+        name: "--file-check-frequency",
+        value: Some("DURATION"),
+        default: "20s",
+        field: "fileCheckFrequency",
+        help: "how often to rescan the manifest path (e.g. 20s, 1m30s, 500ms)",
+    },
+    FlagSpec {
+        name: "--runtime-path",
+        value: Some("PATH"),
+        default: "runc",
+        field: "",
+        help: "the OCI runtime binary",
+    },
+    FlagSpec {
+        name: "--image-import-dir",
+        value: Some("DIR"),
+        default: "<root-dir>/images",
+        field: "",
+        help: "image archives imported at start-up",
+    },
+    FlagSpec {
+        name: "--v",
+        value: Some("N"),
+        default: "0",
+        field: "",
+        help: "log verbosity (also -v N): 2 debug, 4 trace",
+    },
+    FlagSpec {
+        name: "--help",
+        value: None,
+        default: "",
+        field: "",
+        help: "show this help (also -h)",
+    },
+    FlagSpec { name: "--version", value: None, default: "", field: "", help: "show the version" },
+];
+
+/// The usage text: every flag with its default and config-file field, and the subcommands.
+pub fn help() -> String {
+    let mut s = String::from(
+        "picolet: a small kubelet that runs static pods through runc.\n\n\
+         Usage:\n  picolet [FLAGS]                      run the kubelet\n  \
+         picolet images import FILE... [FLAGS] import image archives (docker save / OCI layout tar)\n  \
+         picolet images list [FLAGS]          list imported images\n\nFlags:\n",
+    );
+    for f in FLAGS {
+        let head = match f.value {
+            Some(v) => format!("{} {v}", f.name),
+            None => f.name.to_string(),
+        };
+        s.push_str(&format!("  {head:<34} {}", f.help));
+        let mut notes = Vec::new();
+        if !f.default.is_empty() {
+            notes.push(format!("default {}", f.default));
+        }
+        if !f.field.is_empty() {
+            notes.push(format!("config field {}", f.field));
+        }
+        if !notes.is_empty() {
+            s.push_str(&format!(" [{}]", notes.join("; ")));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Flag values as given, before they are merged over the file and the defaults.
+#[derive(Default)]
+struct Flags {
+    values: Vec<(&'static str, String)>,
+    help: bool,
+    version: bool,
+}
+
+impl Flags {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.values.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, ConfigError> {
+    let mut flags = Flags::default();
+    let mut positional = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            positional.extend(it.by_ref().cloned());
+            break;
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            positional.push(arg.clone());
+            continue;
+        }
+        let (given, inline) = match arg.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (arg.as_str(), None),
+        };
+        let name = match given {
+            "-v" => "--v",
+            "-h" => "--help",
+            n if n.starts_with("--") => n,
+            n => return Err(ConfigError::UnknownFlag(n.to_string())),
+        };
+        let spec = FLAGS
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| ConfigError::UnknownFlag(given.to_string()))?;
+        match spec.value {
+            None => {
+                let on = match inline.as_deref() {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(v) => return Err(bad_flag(given, v, "not true or false")),
+                };
+                if name == "--help" {
+                    flags.help |= on;
+                } else {
+                    flags.version |= on;
+                }
+            }
+            Some(_) => {
+                let value = match inline {
+                    Some(v) => v,
+                    None => it
+                        .next()
+                        .cloned()
+                        .ok_or_else(|| ConfigError::MissingValue(given.to_string()))?,
+                };
+                flags.values.push((spec.name, value));
+            }
+        }
+    }
+    if flags.help {
+        return Ok(Command::Help(help()));
+    }
+    if flags.version {
+        return Ok(Command::Version);
+    }
+    let config = build(&flags)?;
+    let words: Vec<&str> = positional.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        [] => Ok(Command::Run(config)),
+        ["images", "list"] => Ok(Command::ImagesList(config)),
+        ["images", "import"] => Err(ConfigError::MissingFiles),
+        ["images", "import", files @ ..] => {
+            Ok(Command::ImagesImport(config, files.iter().map(PathBuf::from).collect()))
+        }
+        ["images", other, ..] => Err(ConfigError::UnknownCommand(format!("images {other}"))),
+        [other, ..] => Err(ConfigError::UnknownCommand(other.to_string())),
+    }
+}
+
+/// Defaults, then the config file, then the flags.
+fn build(flags: &Flags) -> Result<Config, ConfigError> {
+    let mut c = Config::default();
+    if let Some(path) = flags.get("--config") {
+        let path = PathBuf::from(path);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| ConfigError::ReadFile { path: path.clone(), source })?;
+        apply_file(&mut c, &path, &text)?;
+        c.config_file = Some(path);
+    }
+    let bad = bad_flag;
+    let mut image_dir_set = false;
+    for (name, v) in &flags.values {
+        match *name {
+            "--config" => {}
+            "--pod-manifest-path" => c.pod_manifest_path = non_empty_path(v),
+            "--root-dir" => c.root_dir = PathBuf::from(v),
+            "--hostname-override" => {
+                c.hostname_override = Some(v.clone()).filter(|h| !h.is_empty())
+            }
+            "--pod-logs-dir" => c.pod_logs_dir = PathBuf::from(v),
+            "--container-log-max-size" => {
+                c.container_log_max_size = log_size(v).map_err(|r| bad(name, v, r))?
+            }
+            "--container-log-max-files" => {
+                c.container_log_max_files = log_files(v).map_err(|r| bad(name, v, r))?
+            }
+            "--read-only-port" => {
+                c.read_only_port = v.parse().map_err(|_| bad(name, v, "not a port"))?
+            }
+            "--file-check-frequency" => {
+                c.file_check_frequency = parse_duration(v).map_err(|r| bad(name, v, &r))?
+            }
+            "--runtime-path" => c.runtime_path = PathBuf::from(v),
+            "--image-import-dir" => {
+                c.image_import_dir = PathBuf::from(v);
+                image_dir_set = true;
+            }
+            "--v" => c.verbosity = v.parse().map_err(|_| bad("-v", v, "not a level 0-255"))?,
+            _ => {}
+        }
+    }
+    if !image_dir_set {
+        c.image_import_dir = c.root_dir.join("images");
+    }
+    let paths = [
+        ("--root-dir", &c.root_dir),
+        ("--pod-logs-dir", &c.pod_logs_dir),
+        ("--runtime-path", &c.runtime_path),
+        ("--image-import-dir", &c.image_import_dir),
+    ];
+    if let Some((flag, _)) = paths.iter().find(|(_, p)| p.as_os_str().is_empty()) {
+        return Err(bad(flag, "", "empty path"));
+    }
+    Ok(c)
+}
+
+fn bad_flag(flag: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::InvalidFlag {
+        flag: flag.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn non_empty_path(v: &str) -> Option<PathBuf> {
+    Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty())
+}
+
+fn log_size(v: &str) -> Result<u64, &'static str> {
+    match parse_int(v) {
+        Some(n) if n > 0 => Ok(n as u64),
+        Some(_) => Err("must be positive"),
+        None => Err("not a quantity (like 10Mi)"),
+    }
+}
+
+fn log_files(v: &str) -> Result<u32, &'static str> {
+    match v.trim().parse::<u32>() {
+        Ok(n) if n >= 2 => Ok(n),
+        Ok(_) => Err("must be at least 2"),
+        Err(_) => Err("not a whole number"),
+    }
+}
+
+/// Applies the fields picolet knows from KubeletConfiguration YAML `text` read from `path`.
+fn apply_file(c: &mut Config, path: &Path, text: &str) -> Result<(), ConfigError> {
+    let parse_err = |message: String| ConfigError::ParseFile { path: path.to_path_buf(), message };
+    let docs = YamlLoader::load_from_str(text).map_err(|e| parse_err(e.to_string()))?;
+    let Some(Yaml::Hash(map)) = docs.into_iter().next() else {
+        return Err(parse_err("not a YAML mapping".into()));
+    };
+    let str_of =
+        |k: &str| map.get(&Yaml::String(k.into())).and_then(Yaml::as_str).unwrap_or("").to_string();
+    let (api_version, kind) = (str_of("apiVersion"), str_of("kind"));
+    if kind != "KubeletConfiguration" || !api_version.starts_with("kubelet.config.k8s.io/") {
+        return Err(ConfigError::WrongKind { path: path.to_path_buf(), api_version, kind });
+    }
+    let base = path.parent().unwrap_or(Path::new(""));
+    for (k, v) in &map {
+        let Some(key) = k.as_str() else { continue };
+        let bad = |reason: &str| ConfigError::InvalidField {
+            path: path.to_path_buf(),
+            field: key.to_string(),
+            value: show(v),
+            reason: reason.to_string(),
+        };
+        match key {
+            "apiVersion" | "kind" => {}
+            "staticPodPath" => {
+                let s = v.as_str().ok_or_else(|| bad("not a string"))?;
+                c.pod_manifest_path = non_empty_path(s).map(|p| base.join(p));
+            }
+            "containerLogMaxSize" => {
+                let s = match v {
+                    Yaml::String(s) => s.clone(),
+                    Yaml::Integer(i) => i.to_string(),
+                    _ => return Err(bad("not a quantity")),
+                };
+                c.container_log_max_size = log_size(&s).map_err(bad)?;
+            }
+            "containerLogMaxFiles" => {
+                let i = v.as_i64().ok_or_else(|| bad("not an integer"))?;
+                c.container_log_max_files = log_files(&i.to_string()).map_err(bad)?;
+            }
+            "readOnlyPort" => {
+                let i = v.as_i64().ok_or_else(|| bad("not an integer"))?;
+                c.read_only_port = u16::try_from(i).map_err(|_| bad("not a port"))?;
+            }
+            "fileCheckFrequency" => {
+                let s = v.as_str().ok_or_else(|| bad("not a duration string"))?;
+                c.file_check_frequency = parse_duration(s).map_err(|r| bad(&r))?;
+            }
+            other => log::debug!("config file {}: ignoring field {other}", path.display()),
+        }
+    }
+    Ok(())
+}
+
+fn show(v: &Yaml) -> String {
+    match v {
+        Yaml::String(s) => format!("{s:?}"),
+        Yaml::Integer(i) => i.to_string(),
+        Yaml::Real(r) => r.clone(),
+        Yaml::Boolean(b) => b.to_string(),
+        Yaml::Null => "null".into(),
+        Yaml::Array(_) => "a list".into(),
+        Yaml::Hash(_) => "a mapping".into(),
+        _ => "?".into(),
+    }
+}
+
+/// Parses a Go duration ("20s", "1m30s", "1h2m3.5s", "250ms", "0"); negative is an error.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.starts_with('-') {
+        return Err("negative duration".into());
+    }
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total: u128 = 0;
+    let mut rest = rest;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(num_len);
+        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "" => return Err("missing unit (ns, us, ms, s, m, h)".into()),
+            u => return Err(format!("unknown unit {u:?}")),
+        };
+        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+        if (int.is_empty() && frac.is_empty()) || frac.contains('.') {
+            return Err("not a duration (like 20s, 1m30s, 500ms)".into());
+        }
+        let int: u128 =
+            if int.is_empty() { 0 } else { int.parse().map_err(|_| "number too large")? };
+        let frac_digits = &frac[..frac.len().min(18)];
+        let frac_val: u128 = if frac_digits.is_empty() {
+            0
+        } else {
+            frac_digits.parse().map_err(|_| "bad fraction")?
+        };
+        let frac_ns = frac_val * scale / 10u128.pow(frac_digits.len() as u32);
+        total = int
+            .checked_mul(scale)
+            .and_then(|v| v.checked_add(frac_ns))
+            .and_then(|v| v.checked_add(total))
+            .ok_or("duration too large")?;
+        rest = tail;
+    }
+    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| "duration too large")?;
+    Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn run(s: &str) -> Config {
+        match parse(&args(s)).unwrap() {
+            Command::Run(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn err(s: &str) -> String {
+        parse(&args(s)).unwrap_err().to_string()
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("picolet-config-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn defaults() {
+        let c = run("");
+        assert_eq!(c, Config::default());
+        assert_eq!(c.root_dir, PathBuf::from("/var/lib/picolet"));
+        assert_eq!(c.image_import_dir, PathBuf::from("/var/lib/picolet/images"));
+        assert_eq!(c.container_log_max_size, 10 * 1024 * 1024);
+        assert_eq!((c.container_log_max_files, c.read_only_port), (5, 10255));
+        assert_eq!(c.file_check_frequency, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn flag_syntaxes() {
+        let c = run("--pod-manifest-path=/etc/k/m --root-dir /r -v 3 --read-only-port=0 \
+                     --container-log-max-size 1Mi --container-log-max-files=2 \
+                     --file-check-frequency 1m30s --hostname-override Pi-4 --runtime-path=/bin/runc \
+                     --pod-logs-dir /l");
+        assert_eq!(c.pod_manifest_path, Some(PathBuf::from("/etc/k/m")));
+        assert_eq!(c.root_dir, PathBuf::from("/r"));
+        assert_eq!(c.image_import_dir, PathBuf::from("/r/images"));
+        assert_eq!((c.verbosity, c.read_only_port), (3, 0));
+        assert_eq!((c.container_log_max_size, c.container_log_max_files), (1 << 20, 2));
+        assert_eq!(c.file_check_frequency, Duration::from_secs(90));
+        assert_eq!(c.node_name(), "pi-4");
+        assert_eq!(c.runtime_path, PathBuf::from("/bin/runc"));
+        assert_eq!(c.pod_logs_dir, PathBuf::from("/l"));
+        assert_eq!(run("-v=2").verbosity, 2);
+        assert_eq!(run("--v=4").verbosity, 4);
+        assert_eq!(run("--v 1 --v 5").verbosity, 5, "last one wins");
+        assert_eq!(
+            run("--image-import-dir /i --root-dir /r").image_import_dir,
+            PathBuf::from("/i")
+        );
+        assert!(!run("").node_name().is_empty());
+    }
+
+    #[test]
+    fn commands() {
+        assert!(matches!(parse(&args("--help")).unwrap(), Command::Help(_)));
+        assert!(matches!(parse(&args("-h images list")).unwrap(), Command::Help(_)));
+        assert_eq!(parse(&args("--version")).unwrap(), Command::Version);
+        match parse(&args("images import a.tar -v 2 b.tar")).unwrap() {
+            Command::ImagesImport(c, files) => {
+                assert_eq!(files, vec![PathBuf::from("a.tar"), PathBuf::from("b.tar")]);
+                assert_eq!(c.verbosity, 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&args("--root-dir /x images list")).unwrap() {
+            Command::ImagesList(c) => assert_eq!(c.root_dir, PathBuf::from("/x")),
+            other => panic!("{other:?}"),
+        }
+        match parse(&args("images import -- -odd.tar")).unwrap() {
+            Command::ImagesImport(_, files) => assert_eq!(files, vec![PathBuf::from("-odd.tar")]),
+            other => panic!("{other:?}"),
+        }
+        assert!(err("images import").contains("no FILE"));
+        assert!(err("images rm x").contains("\"images rm\""));
+        assert!(err("serve").contains("\"serve\""));
+    }
+
+    #[test]
+    fn flag_errors_name_the_flag() {
+        assert_eq!(err("--nope=1"), "unknown flag --nope (see --help)");
+        assert_eq!(err("-x"), "unknown flag -x (see --help)");
+        assert_eq!(err("--read-only-port=x"), "--read-only-port: invalid value \"x\": not a port");
+        assert!(
+            err("--read-only-port 70000").starts_with("--read-only-port: invalid value \"70000\"")
+        );
+        assert!(err("--root-dir").contains("--root-dir: needs a value"));
+        assert!(err("--container-log-max-files=1").contains("at least 2"));
+        assert!(err("--container-log-max-size=lots").starts_with("--container-log-max-size:"));
+        assert!(err("--file-check-frequency=20").contains("missing unit"));
+        assert!(err("-v x").starts_with("-v: invalid value"));
+        assert!(err("--config /nonexistent/picolet.yaml").contains("/nonexistent/picolet.yaml"));
+    }
+
+    #[test]
+    fn durations() {
+        let d = |s| parse_duration(s);
+        assert_eq!(d("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(d("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(d("1h2m3.5s"), Ok(Duration::from_millis(3_723_500)));
+        assert_eq!(d("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(d("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(d("10us"), Ok(Duration::from_micros(10)));
+        assert_eq!(d("3ns"), Ok(Duration::from_nanos(3)));
+        assert_eq!(d(".5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(d("0"), Ok(Duration::ZERO));
+        for bad in ["", "s", "20", "1x", "-5s", "1..2s", "1s2", "99999999999999999999999h"] {
+            assert!(d(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_file_and_precedence() {
+        let dir = tempdir("file");
+        let path = dir.join("kubelet.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+             staticPodPath: manifests\ncontainerLogMaxSize: 5Mi\ncontainerLogMaxFiles: 3\n\
+             readOnlyPort: 0\nfileCheckFrequency: 5s\nauthentication:\n  anonymous:\n    enabled: false\n\
+             cgroupDriver: systemd\n",
+        )
+        .unwrap();
+        let c = run(&format!("--config {}", path.display()));
+        assert_eq!(c.pod_manifest_path, Some(dir.join("manifests")), "relative to the file");
+        assert_eq!(c.container_log_max_size, 5 << 20);
+        assert_eq!((c.container_log_max_files, c.read_only_port), (3, 0));
+        assert_eq!(c.file_check_frequency, Duration::from_secs(5));
+        assert_eq!(c.config_file, Some(path.clone()));
+        // Flags win, wherever they appear.
+        let c = run(&format!(
+            "--read-only-port 10255 --config={} --pod-manifest-path /m",
+            path.display()
+        ));
+        assert_eq!(c.read_only_port, 10255);
+        assert_eq!(c.pod_manifest_path, Some(PathBuf::from("/m")));
+        assert_eq!(c.container_log_max_files, 3);
+    }
+
+    #[test]
+    fn config_file_errors() {
+        let dir = tempdir("bad");
+        let check = |name: &str, text: &str, want: &[&str]| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            let e = err(&format!("--config {}", path.display()));
+            assert!(e.contains(&path.display().to_string()), "{e}");
+            for w in want {
+                assert!(e.contains(w), "{e} lacks {w}");
+            }
+        };
+        let head = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+        check("kind.yaml", "apiVersion: v1\nkind: Pod\n", &["kind \"Pod\""]);
+        check(
+            "port.yaml",
+            &format!("{head}readOnlyPort: 99999\n"),
+            &["readOnlyPort", "99999", "not a port"],
+        );
+        check(
+            "files.yaml",
+            &format!("{head}containerLogMaxFiles: 1\n"),
+            &["containerLogMaxFiles", "at least 2"],
+        );
+        check(
+            "size.yaml",
+            &format!("{head}containerLogMaxSize: big\n"),
+            &["containerLogMaxSize", "\"big\""],
+        );
+        check("freq.yaml", &format!("{head}fileCheckFrequency: 20\n"), &["fileCheckFrequency"]);
+        check(
+            "path.yaml",
+            &format!("{head}staticPodPath: [a]\n"),
+            &["staticPodPath", "not a string"],
+        );
+        check("junk.yaml", "a: [b\n", &["config file"]);
+        check("list.yaml", "- a\n", &["not a YAML mapping"]);
+        check("empty.yaml", "", &["not a YAML mapping"]);
+    }
+
+    #[test]
+    fn help_documents_every_flag() {
+        let h = help();
+        for f in FLAGS {
+            assert!(h.contains(f.name), "{}", f.name);
+            if !f.field.is_empty() {
+                assert!(h.contains(f.field), "{}", f.field);
+            }
+        }
+        assert!(
+            h.contains("default 10Mi")
+                && h.contains("images import FILE")
+                && h.contains("images list")
+        );
+    }
+}
