@@ -42,6 +42,12 @@ impl std::error::Error for DecodeError {}
 
 /// Decodes every Pod in `text`, in order. Empty and null documents are skipped.
 pub fn pods_from_str(text: &str) -> Vec<Result<Pod, DecodeError>> {
+    pods_from_str_indexed(text).into_iter().map(|(_, r)| r).collect()
+}
+
+/// Like [`pods_from_str`], with each result's 0-based document index (the
+/// items of a List share their document's index).
+pub fn pods_from_str_indexed(text: &str) -> Vec<(usize, Result<Pod, DecodeError>)> {
     let mut out = Vec::new();
     if text.trim_start().starts_with('{') {
         // A stream of JSON objects is accepted too, though one is the norm.
@@ -53,7 +59,7 @@ pub fn pods_from_str(text: &str) -> Vec<Result<Pod, DecodeError>> {
                 Some(Ok(v)) => pods_from_value(v, document, &mut out),
                 Some(Err(e)) => {
                     let reason = format!("line {} column {}: {}", e.line(), e.column(), strip_position(&e));
-                    out.push(Err(DecodeError { document, field: String::new(), reason }));
+                    out.push((document, Err(DecodeError { document, field: String::new(), reason })));
                     break; // the stream cannot be resynchronised after a syntax error
                 }
             }
@@ -66,13 +72,13 @@ pub fn pods_from_str(text: &str) -> Vec<Result<Pod, DecodeError>> {
             Err(e) => {
                 let m = e.marker();
                 let reason = format!("line {} column {}: {}", m.line() + first_line, m.col() + 1, e.info());
-                out.push(Err(DecodeError { document, field: String::new(), reason }));
+                out.push((document, Err(DecodeError { document, field: String::new(), reason })));
             }
             Ok(docs) => {
                 for doc in docs {
                     match yaml_to_json(doc) {
                         Ok(v) => pods_from_value(v, document, &mut out),
-                        Err(reason) => out.push(Err(DecodeError { document, field: String::new(), reason })),
+                        Err(reason) => out.push((document, Err(DecodeError { document, field: String::new(), reason }))),
                     }
                 }
             }
@@ -155,7 +161,7 @@ fn yaml_to_json(y: Yaml) -> Result<Value, String> {
 }
 
 /// Turns one document's value into pods (one, none for null, or a List's items).
-fn pods_from_value(v: Value, document: usize, out: &mut Vec<Result<Pod, DecodeError>>) {
+fn pods_from_value(v: Value, document: usize, out: &mut Vec<(usize, Result<Pod, DecodeError>)>) {
     if v.is_null() {
         return;
     }
@@ -166,16 +172,16 @@ fn pods_from_value(v: Value, document: usize, out: &mut Vec<Result<Pod, DecodeEr
             Some(Value::Array(items)) => items.clone(),
             Some(_) => {
                 let reason = "must be a list of Pods".to_string();
-                out.push(Err(DecodeError { document, field: "items".to_string(), reason }));
+                out.push((document, Err(DecodeError { document, field: "items".to_string(), reason })));
                 return;
             }
         };
         for (i, item) in items.into_iter().enumerate() {
-            out.push(pod_from_value(item, document, &format!("items[{i}]")));
+            out.push((document, pod_from_value(item, document, &format!("items[{i}]"))));
         }
         return;
     }
-    out.push(pod_from_value(v, document, ""));
+    out.push((document, pod_from_value(v, document, "")));
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -342,6 +348,13 @@ mod tests {
         let e = &errs("- a\n- b\n")[0];
         assert_eq!(e.to_string(), "document 0: expected a Pod object (a mapping), found a sequence");
         assert!(errs("just text\n")[0].reason.contains("found a string"));
+    }
+
+    #[test]
+    fn indexed_results_carry_document() {
+        let r = pods_from_str_indexed("---\nmetadata: {name: a}\n---\n---\nkind: List\nitems: [{metadata: {name: b}}, {metadata: {name: c}}]\n");
+        let idx: Vec<usize> = r.iter().map(|(i, _)| *i).collect();
+        assert_eq!(idx, [0, 2, 2]);
     }
 
     #[test]
