@@ -4,5 +4,6 @@
 
 mod api;
 mod image;
+mod pod;
 
 fn main() {}

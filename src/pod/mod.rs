@@ -1,0 +1,3 @@
+//! Pods on this node: where they come from and how they are run.
+
+pub mod source;
