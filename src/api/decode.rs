@@ -11,7 +11,8 @@
 //! follows YAML 1.1 and reads unquoted `yes/no/on/off` as booleans; picolet
 //! keeps them as strings, so `hostNetwork: yes` is a type error naming the
 //! field rather than a silent guess, and `value: yes` in an env var stays the
-//! string "yes". Defaults and validation are not applied here.
+//! string "yes". As in upstream's Go decoding, `field: null` (or `field:`)
+//! leaves the field unset. Defaults and validation are not applied here.
 
 use crate::api::types::Pod;
 use serde_json::{Map as JsonMap, Number, Value};
@@ -68,6 +69,13 @@ pub fn pods_from_str_indexed(text: &str) -> Vec<(usize, Result<Pod, DecodeError>
         return out;
     }
     for (document, (first_line, chunk)) in yaml_documents(text).into_iter().enumerate() {
+        // yaml-rust2 stops at a NUL as if the input ended, silently dropping the rest.
+        if let Some(at) = chunk.find('\0') {
+            let line = first_line + 1 + chunk[..at].matches('\n').count();
+            let reason = format!("line {line}: NUL byte in YAML text");
+            out.push((document, Err(DecodeError { document, field: String::new(), reason })));
+            continue;
+        }
         match YamlLoader::load_from_str(chunk) {
             Err(e) => {
                 let m = e.marker();
@@ -160,11 +168,26 @@ fn yaml_to_json(y: Yaml) -> Result<Value, String> {
     })
 }
 
+/// Drops `key: null` members, recursively: as with upstream's Go decoding, a
+/// null leaves the field at its zero value, so `image:` decodes to "" (and is
+/// then reported by validation) rather than failing as a type error.
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, v| !v.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
 /// Turns one document's value into pods (one, none for null, or a List's items).
-fn pods_from_value(v: Value, document: usize, out: &mut Vec<(usize, Result<Pod, DecodeError>)>) {
+fn pods_from_value(mut v: Value, document: usize, out: &mut Vec<(usize, Result<Pod, DecodeError>)>) {
     if v.is_null() {
         return;
     }
+    drop_nulls(&mut v);
     let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
     if kind == "List" || kind == "PodList" {
         let items = match v.get("items") {
@@ -355,6 +378,22 @@ mod tests {
         let r = pods_from_str_indexed("---\nmetadata: {name: a}\n---\n---\nkind: List\nitems: [{metadata: {name: b}}, {metadata: {name: c}}]\n");
         let idx: Vec<usize> = r.iter().map(|(i, _)| *i).collect();
         assert_eq!(idx, [0, 2, 2]);
+    }
+
+    #[test]
+    fn null_members_decode_as_unset() {
+        let p = &ok("metadata:\n  name:\nspec:\n  containers:\n  - name: c\n    image:\n    ports: ~\n")[0];
+        assert_eq!(p.metadata.name, "");
+        assert_eq!(p.spec.containers[0].image, "");
+        assert!(p.spec.containers[0].ports.is_empty());
+        let e = &errs("spec:\n  containers:\n  - null\n")[0];
+        assert_eq!(e.field, "spec.containers[0]");
+    }
+
+    #[test]
+    fn nul_bytes_are_rejected() {
+        let e = &errs("metadata:\n  name: a\u{0}b\n")[0];
+        assert_eq!(e.to_string(), "document 0: line 2: NUL byte in YAML text");
     }
 
     #[test]

@@ -368,3 +368,250 @@ impl AsFd for DirWatch {
         self.inotify.as_fd()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let n = N.fetch_add(1, Ordering::SeqCst);
+            let p = std::env::temp_dir().join(format!("picolet-source-{}-{n}", std::process::id()));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+        fn write(&self, name: &str, text: &str) {
+            fs::write(self.0.join(name), text).unwrap();
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn manifest(name: &str, image: &str) -> String {
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: {image}\n")
+    }
+
+    fn names(pods: &[Pod]) -> Vec<&str> {
+        pods.iter().map(|p| p.metadata.name.as_str()).collect()
+    }
+
+    #[test]
+    fn identity_and_defaults() {
+        let d = TempDir::new();
+        d.write("web.yaml", &manifest("web", "nginx:1.25").replace("name: web", "name: web\n  uid: explicit"));
+        let mut src = FileSource::new(&d.0, "node1");
+        let pods = src.scan();
+        assert_eq!(names(&pods), ["web-node1"]);
+        let p = &pods[0];
+        assert_eq!(p.metadata.namespace, "default");
+        assert_eq!(p.spec.node_name, "node1");
+        assert_eq!(p.metadata.uid.len(), 32);
+        assert!(p.metadata.uid.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_ne!(p.metadata.uid, "explicit");
+        assert_eq!(p.metadata.annotations["kubernetes.io/config.hash"], p.metadata.uid);
+        assert_eq!(p.metadata.annotations["kubernetes.io/config.source"], "file");
+        assert_eq!(p.spec.restart_policy, "Always");
+        assert_eq!(p.spec.containers[0].image_pull_policy, "IfNotPresent");
+        assert_eq!(p.spec.tolerations, [serde_json::json!({"operator": "Exists", "effect": "NoExecute"})]);
+        assert!(src.errors().is_empty());
+
+        // Same content for another node gives another UID.
+        let other = FileSource::new(&d.0, "node2").scan();
+        assert_eq!(names(&other), ["web-node2"]);
+        assert_ne!(other[0].metadata.uid, p.metadata.uid);
+    }
+
+    #[test]
+    fn add_change_remove_and_uid_stability() {
+        let d = TempDir::new();
+        let mut src = FileSource::new(&d.0, "n");
+        assert!(src.scan().is_empty());
+        d.write("a.yaml", &manifest("a", "busybox"));
+        let first = src.scan();
+        assert_eq!(names(&first), ["a-n"]);
+        assert_eq!(src.parses, 1);
+
+        let again = src.scan();
+        assert_eq!(again, first, "unchanged file gives the same pod and UID");
+        assert_eq!(src.parses, 1, "unchanged file not re-parsed");
+
+        // Rewriting identical content (new mtime) re-reads but does not re-parse.
+        d.write("a.yaml", &manifest("a", "busybox"));
+        assert_eq!(src.scan()[0].metadata.uid, first[0].metadata.uid);
+        assert_eq!(src.parses, 1);
+
+        // A fresh source computes the same UID for the same content.
+        assert_eq!(FileSource::new(&d.0, "n").scan()[0].metadata.uid, first[0].metadata.uid);
+
+        d.write("a.yaml", &manifest("a", "busybox:1.36"));
+        let changed = src.scan();
+        assert_eq!(src.parses, 2);
+        assert_ne!(changed[0].metadata.uid, first[0].metadata.uid);
+
+        d.write("b.json", r#"{"metadata":{"name":"b"},"spec":{"containers":[{"name":"c","image":"x"}]}}"#);
+        assert_eq!(names(&src.scan()), ["a-n", "b-n"]);
+        fs::remove_file(d.0.join("a.yaml")).unwrap();
+        assert_eq!(names(&src.scan()), ["b-n"]);
+        fs::remove_file(d.0.join("b.json")).unwrap();
+        assert!(src.scan().is_empty());
+    }
+
+    #[test]
+    fn skips_hidden_other_extensions_and_directories() {
+        let d = TempDir::new();
+        d.write(".hidden.yaml", &manifest("hidden", "x"));
+        d.write("notes.txt", &manifest("notes", "x"));
+        d.write("b.yml", &manifest("b", "x"));
+        d.write("a.yaml.swp", "garbage");
+        fs::create_dir(d.0.join("sub.yaml")).unwrap();
+        fs::write(d.0.join("sub.yaml").join("c.yaml"), manifest("c", "x")).unwrap();
+        let mut src = FileSource::new(&d.0, "n");
+        assert_eq!(names(&src.scan()), ["b-n"]);
+        assert!(src.errors().is_empty());
+    }
+
+    #[test]
+    fn bad_file_reported_once_and_good_file_unaffected() {
+        let d = TempDir::new();
+        d.write("good.yaml", &manifest("good", "x"));
+        d.write("bad.yaml", "spec:\n  containers:\n  - name: c\n    ports:\n    - containerPort: x\n");
+        let mut src = FileSource::new(&d.0, "n");
+        assert_eq!(names(&src.scan()), ["good-n"]);
+        assert_eq!(src.warnings, 1);
+        let errs = src.errors();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].0, d.0.join("bad.yaml"));
+        assert_eq!(errs[0].1, "document 0: spec.containers[0].ports[0].containerPort: invalid type: string \"x\", expected i32");
+
+        for _ in 0..3 {
+            assert_eq!(names(&src.scan()), ["good-n"]);
+        }
+        assert_eq!(src.warnings, 1, "logged once per distinct content");
+        assert_eq!(src.errors().len(), 1, "still reported");
+
+        d.write("bad.yaml", "metadata: [\n");
+        src.scan();
+        assert_eq!(src.warnings, 2, "new content, new report");
+        assert!(src.errors()[0].1.starts_with("document 0: line "), "{:?}", src.errors());
+
+        d.write("bad.yaml", &manifest("fixed", "x"));
+        assert_eq!(names(&src.scan()), ["fixed-n", "good-n"]);
+        assert!(src.errors().is_empty());
+    }
+
+    #[test]
+    fn invalid_documents_skipped_within_a_file() {
+        let d = TempDir::new();
+        let long = "a".repeat(250);
+        let text = format!("{}---\n{}---\n{}", manifest("one", "x"), manifest(&long, "x"), manifest("two", ""));
+        d.write("multi.yaml", &text);
+        let mut src = FileSource::new(&d.0, "node1");
+        assert_eq!(names(&src.scan()), ["one-node1"]);
+        let errs: Vec<String> = src.errors().into_iter().map(|e| e.1).collect();
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        assert!(errs[0].starts_with("document 1 (pod \"aaa"), "{}", errs[0]);
+        assert!(errs[0].contains("): metadata.name: Invalid value: \"aaa"), "{}", errs[0]);
+        assert!(errs[0].ends_with("-node1\": must be no more than 253 characters"), "{}", errs[0]);
+        assert_eq!(errs[1], "document 2 (pod \"two-node1\"): spec.containers[0].image: Required value");
+    }
+
+    #[test]
+    fn duplicates_keep_first_file_and_report_once() {
+        let d = TempDir::new();
+        d.write("a.yaml", &manifest("web", "x:1"));
+        d.write("b.yaml", &manifest("web", "x:2"));
+        let mut src = FileSource::new(&d.0, "n");
+        let pods = src.scan();
+        assert_eq!(pods.len(), 1);
+        assert_eq!(pods[0].spec.containers[0].image, "x:1");
+        let errs = src.errors();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].0, d.0.join("b.yaml"));
+        assert!(errs[0].1.contains("default/web-n is already defined by"), "{}", errs[0].1);
+        src.scan();
+        assert_eq!(src.warnings, 1);
+        assert_eq!(src.errors().len(), 1);
+        fs::remove_file(d.0.join("a.yaml")).unwrap();
+        let pods = src.scan();
+        assert_eq!(pods[0].spec.containers[0].image, "x:2");
+        assert!(src.errors().is_empty());
+    }
+
+    #[test]
+    fn missing_directory_is_empty_and_logged_once() {
+        let d = TempDir::new();
+        let dir = d.0.join("manifests");
+        let mut src = FileSource::new(&dir, "n");
+        assert!(src.scan().is_empty());
+        assert!(src.scan().is_empty());
+        assert_eq!(src.warnings, 1);
+        assert_eq!(src.errors(), [(dir.clone(), "directory does not exist".to_string())]);
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("p.yaml"), manifest("p", "x")).unwrap();
+        assert_eq!(names(&src.scan()), ["p-n"]);
+        assert!(src.errors().is_empty());
+    }
+
+    #[test]
+    fn unreadable_entries_are_reported() {
+        let d = TempDir::new();
+        std::os::unix::fs::symlink(d.0.join("nowhere"), d.0.join("dangling.yaml")).unwrap();
+        d.write("bin.yaml", "\u{0}");
+        fs::write(d.0.join("latin1.yaml"), b"metadata: {name: caf\xe9}\n").unwrap();
+        let mut src = FileSource::new(&d.0, "n");
+        assert!(src.scan().is_empty());
+        src.scan();
+        let errs = src.errors();
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(errs[0].1.starts_with("document 0:"), "{errs:#?}");
+        assert!(errs[1].1.starts_with("cannot read:"));
+        assert!(errs[2].1.starts_with("not UTF-8 text"));
+        assert_eq!(src.warnings, 3);
+    }
+
+    /// Waits up to `ms` for the watch fd to become readable.
+    fn readable(w: &DirWatch, ms: u16) -> bool {
+        let mut fds = [PollFd::new(w.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::from(ms)).unwrap() > 0
+    }
+
+    #[test]
+    fn dir_watch_wakes_on_changes() {
+        let d = TempDir::new();
+        let w = DirWatch::new(&d.0).unwrap();
+        assert!(!readable(&w, 0));
+        let steps: [(&str, Box<dyn Fn()>); 4] = [
+            ("create", Box::new(|| d.write("a.yaml", "x"))),
+            ("modify", Box::new(|| {
+                use std::io::Write;
+                fs::OpenOptions::new().append(true).open(d.0.join("a.yaml")).unwrap().write_all(b"y").unwrap();
+            })),
+            ("rename", Box::new(|| fs::rename(d.0.join("a.yaml"), d.0.join("b.yaml")).unwrap())),
+            ("delete", Box::new(|| fs::remove_file(d.0.join("b.yaml")).unwrap())),
+        ];
+        for (what, act) in steps {
+            act();
+            assert!(readable(&w, 5000), "no wake-up on {what}");
+            w.drain();
+            assert!(!readable(&w, 0), "still readable after drain ({what})");
+        }
+    }
+
+    #[test]
+    fn dir_watch_needs_a_directory() {
+        let d = TempDir::new();
+        assert!(DirWatch::new(&d.0.join("missing")).is_err());
+        d.write("f.yaml", "");
+        assert!(DirWatch::new(&d.0.join("f.yaml")).is_err());
+    }
+}
