@@ -5,6 +5,7 @@
 mod api;
 mod config;
 mod image;
+<<<<<<< HEAD
 mod logging;
 mod network;
 mod node;
@@ -12,6 +13,9 @@ mod pod;
 mod runtime;
 mod server;
 mod volume;
+=======
+mod pod;
+>>>>>>> h-api
 
 use config::{Command, Config};
 use pod::source::{DirWatch, FileSource};

@@ -1,1 +1,679 @@
-//! Validation of a Pod picolet is asked to run, naming the offending field.
+//! Validation of a Pod as the API server would do it, for the fields picolet
+//! runs. Every problem is collected (not just the first), each naming its
+//! field path with upstream-style wording ("Required value", "Invalid value",
+//! "Unsupported value", "Duplicate value", "Not found", "Forbidden").
+//!
+//! Meant to run after `api::defaults::apply`; on an undefaulted pod the empty
+//! enums are reported as required. Fields picolet keeps opaque (probes,
+//! lifecycle, tolerations, envFrom) are not checked, nor are label syntax and
+//! resource names beyond being non-empty.
+
+use crate::api::quantity::parse_milli;
+use crate::api::types::{Container, EnvVar, Pod, Volume};
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+
+/// One validation failure: the field path and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// Checks `pod`, returning every problem found.
+pub fn validate(pod: &Pod) -> Result<(), Vec<FieldError>> {
+    let mut v = V::default();
+    v.pod(pod);
+    if v.errs.is_empty() {
+        Ok(())
+    } else {
+        Err(v.errs)
+    }
+}
+
+const DNS_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
+const DNS_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
+const FIELD_PATHS: [&str; 9] = [
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+];
+
+/// True for an RFC 1123 label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 long.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// True for an RFC 1123 subdomain: dot-separated labels, at most 253 long.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+#[derive(Default)]
+struct V {
+    errs: Vec<FieldError>,
+}
+
+impl V {
+    fn push(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.errs.push(FieldError { field: field.into(), reason: reason.into() });
+    }
+    fn required(&mut self, field: impl Into<String>) {
+        self.push(field, "Required value");
+    }
+    fn invalid(&mut self, field: impl Into<String>, value: impl fmt::Debug, why: &str) {
+        self.push(field, format!("Invalid value: {value:?}: {why}"));
+    }
+    /// Checks a closed enum; `""` is reported as required.
+    fn one_of(&mut self, field: &str, value: &str, allowed: &[&str]) {
+        if value.is_empty() {
+            self.required(field);
+        } else if !allowed.contains(&value) {
+            let list: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+            self.push(field, format!("Unsupported value: {value:?}: supported values: {}", list.join(", ")));
+        }
+    }
+    fn dns_label(&mut self, field: &str, value: &str) {
+        if value.is_empty() {
+            self.required(field);
+        } else if value.len() > 63 {
+            self.invalid(field, value, "must be no more than 63 characters");
+        } else if !is_dns_label(value) {
+            self.invalid(field, value, &format!("{DNS_LABEL_MSG} (e.g. 'my-name', or '123-abc')"));
+        }
+    }
+    fn id(&mut self, field: &str, value: Option<i64>) {
+        if let Some(id) = value {
+            if !(0..=i32::MAX as i64).contains(&id) {
+                self.invalid(field, id, "must be between 0 and 2147483647, inclusive");
+            }
+        }
+    }
+    fn port(&mut self, field: &str, port: i32) {
+        if !(1..=65535).contains(&port) {
+            self.invalid(field, port, "must be between 1 and 65535, inclusive");
+        }
+    }
+
+    fn pod(&mut self, pod: &Pod) {
+        let m = &pod.metadata;
+        if m.name.is_empty() {
+            self.required("metadata.name");
+        } else if m.name.len() > 253 {
+            self.invalid("metadata.name", &m.name, "must be no more than 253 characters");
+        } else if !is_dns_subdomain(&m.name) {
+            self.invalid("metadata.name", &m.name, &format!("{DNS_SUBDOMAIN_MSG} (e.g. 'example.com')"));
+        }
+        if !m.namespace.is_empty() {
+            self.dns_label("metadata.namespace", &m.namespace);
+        }
+
+        let s = &pod.spec;
+        let volumes = self.volumes(&s.volumes);
+        if s.containers.is_empty() {
+            self.required("spec.containers");
+        }
+        let mut names = HashSet::new();
+        for (i, c) in s.init_containers.iter().enumerate() {
+            let f = format!("spec.initContainers[{i}]");
+            self.container(&f, c, &volumes, &mut names, s.host_network);
+            if let Some(rp) = &c.restart_policy {
+                self.one_of(&format!("{f}.restartPolicy"), rp, &["Always"]);
+            }
+        }
+        for (i, c) in s.containers.iter().enumerate() {
+            let f = format!("spec.containers[{i}]");
+            self.container(&f, c, &volumes, &mut names, s.host_network);
+            if c.restart_policy.is_some() {
+                self.push(format!("{f}.restartPolicy"), "Forbidden: may not be set for non-init containers");
+            }
+        }
+
+        self.one_of("spec.restartPolicy", &s.restart_policy, &["Always", "Never", "OnFailure"]);
+        self.one_of("spec.dnsPolicy", &s.dns_policy, &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]);
+        if s.dns_policy == "None" {
+            match &s.dns_config {
+                None => self.push("spec.dnsConfig", "Required value: must provide `dnsConfig` when `dnsPolicy` is None"),
+                Some(d) if d.nameservers.is_empty() => self.push(
+                    "spec.dnsConfig.nameservers",
+                    "Required value: must provide at least one DNS nameserver when `dnsPolicy` is None",
+                ),
+                Some(_) => {}
+            }
+        }
+        if let Some(d) = &s.dns_config {
+            if d.nameservers.len() > 3 {
+                self.invalid("spec.dnsConfig.nameservers", &d.nameservers, "must not have more than 3 nameservers");
+            }
+            for (i, ns) in d.nameservers.iter().enumerate() {
+                if ns.parse::<std::net::IpAddr>().is_err() {
+                    self.invalid(format!("spec.dnsConfig.nameservers[{i}]"), ns, "must be a valid IP address");
+                }
+            }
+        }
+        if let Some(t) = s.termination_grace_period_seconds {
+            if t < 0 {
+                self.invalid("spec.terminationGracePeriodSeconds", t, "must be greater than or equal to 0");
+            }
+        }
+        if let Some(t) = s.active_deadline_seconds {
+            if !(1..=i32::MAX as i64).contains(&t) {
+                self.invalid("spec.activeDeadlineSeconds", t, "must be between 1 and 2147483647, inclusive");
+            }
+        }
+        if let Some(sc) = &s.security_context {
+            self.id("spec.securityContext.runAsUser", sc.run_as_user);
+            self.id("spec.securityContext.runAsGroup", sc.run_as_group);
+            self.id("spec.securityContext.fsGroup", sc.fs_group);
+            for (i, g) in sc.supplemental_groups.iter().enumerate() {
+                self.id(&format!("spec.securityContext.supplementalGroups[{i}]"), Some(*g));
+            }
+        }
+    }
+
+    /// Validates the volumes and returns their names (so a mount of a volume
+    /// that is itself invalid is not also reported as not found).
+    fn volumes(&mut self, volumes: &[Volume]) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        for (i, v) in volumes.iter().enumerate() {
+            let f = format!("spec.volumes[{i}]");
+            self.dns_label(&format!("{f}.name"), &v.name);
+            if !v.name.is_empty() && !names.insert(v.name.clone()) {
+                self.push(format!("{f}.name"), format!("Duplicate value: {:?}", v.name));
+            }
+            let sources = [
+                ("emptyDir", v.empty_dir.is_some()),
+                ("hostPath", v.host_path.is_some()),
+                ("configMap", v.config_map.is_some()),
+                ("secret", v.secret.is_some()),
+                ("downwardAPI", v.downward_api.is_some()),
+                ("projected", v.projected.is_some()),
+                ("persistentVolumeClaim", v.persistent_volume_claim.is_some()),
+            ];
+            let set: Vec<&str> = sources.iter().filter(|s| s.1).map(|s| s.0).collect();
+            match set.len() {
+                0 => self.push(f.clone(), "Required value: must specify a volume type"),
+                1 => {}
+                _ => self.push(format!("{f}.{}", set[1]), "Forbidden: may not specify more than 1 volume type"),
+            }
+            if let Some(ed) = &v.empty_dir {
+                if !ed.medium.is_empty() && ed.medium != "Memory" {
+                    self.push(
+                        format!("{f}.emptyDir.medium"),
+                        format!("Unsupported value: {:?}: supported values: \"\", \"Memory\"", ed.medium),
+                    );
+                }
+                if let Some(sl) = &ed.size_limit {
+                    self.quantity(&format!("{f}.emptyDir.sizeLimit"), sl);
+                }
+            }
+            if let Some(hp) = &v.host_path {
+                let pf = format!("{f}.hostPath.path");
+                if hp.path.is_empty() {
+                    self.required(pf);
+                } else if !hp.path.starts_with('/') {
+                    self.invalid(pf, &hp.path, "must be an absolute path");
+                } else if hp.path.split('/').any(|p| p == "..") {
+                    self.invalid(pf, &hp.path, "must not contain '..'");
+                }
+                let t = hp.type_.as_deref().unwrap_or("");
+                let allowed =
+                    ["", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"];
+                if !allowed.contains(&t) {
+                    let list: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+                    self.push(format!("{f}.hostPath.type"), format!("Unsupported value: {t:?}: supported values: {}", list.join(", ")));
+                }
+            }
+        }
+        names
+    }
+
+    fn quantity(&mut self, field: &str, q: &str) -> Option<i128> {
+        match parse_milli(q) {
+            None => {
+                self.invalid(field, q, "must be a valid quantity");
+                None
+            }
+            Some(n) if n < 0 => {
+                self.invalid(field, q, "must be greater than or equal to 0");
+                None
+            }
+            Some(n) => Some(n),
+        }
+    }
+
+    fn container(&mut self, f: &str, c: &Container, volumes: &BTreeSet<String>, names: &mut HashSet<String>, host_net: bool) {
+        self.dns_label(&format!("{f}.name"), &c.name);
+        if !c.name.is_empty() && !names.insert(c.name.clone()) {
+            self.push(format!("{f}.name"), format!("Duplicate value: {:?}", c.name));
+        }
+        if c.image.is_empty() {
+            self.required(format!("{f}.image"));
+        } else if c.image.trim() != c.image {
+            self.invalid(format!("{f}.image"), &c.image, "must not have leading or trailing whitespace");
+        }
+        self.one_of(&format!("{f}.imagePullPolicy"), &c.image_pull_policy, &["Always", "IfNotPresent", "Never"]);
+        self.one_of(&format!("{f}.terminationMessagePolicy"), &c.termination_message_policy, &["File", "FallbackToLogsOnError"]);
+
+        let mut port_names = HashSet::new();
+        for (i, p) in c.ports.iter().enumerate() {
+            let pf = format!("{f}.ports[{i}]");
+            if !p.name.is_empty() {
+                if !is_port_name(&p.name) {
+                    self.invalid(format!("{pf}.name"), &p.name, "must be no more than 15 lower case alphanumeric characters or '-', contain at least one letter, and not start, end or have two '-' in a row");
+                } else if !port_names.insert(p.name.as_str()) {
+                    self.push(format!("{pf}.name"), format!("Duplicate value: {:?}", p.name));
+                }
+            }
+            self.port(&format!("{pf}.containerPort"), p.container_port);
+            if let Some(hp) = p.host_port.filter(|&h| h != 0) {
+                self.port(&format!("{pf}.hostPort"), hp);
+                if host_net && hp != p.container_port {
+                    self.invalid(format!("{pf}.hostPort"), hp, "must match `containerPort` when `hostNetwork` is true");
+                }
+            }
+            self.one_of(&format!("{pf}.protocol"), &p.protocol, &["SCTP", "TCP", "UDP"]);
+        }
+
+        for (i, e) in c.env.iter().enumerate() {
+            self.env(&format!("{f}.env[{i}]"), e);
+        }
+
+        let mut paths = HashSet::new();
+        for (i, m) in c.volume_mounts.iter().enumerate() {
+            let mf = format!("{f}.volumeMounts[{i}]");
+            if m.name.is_empty() {
+                self.required(format!("{mf}.name"));
+            } else if !volumes.contains(&m.name) {
+                self.push(format!("{mf}.name"), format!("Not found: {:?}", m.name));
+            }
+            if m.mount_path.is_empty() {
+                self.required(format!("{mf}.mountPath"));
+            } else if !m.mount_path.starts_with('/') {
+                self.invalid(format!("{mf}.mountPath"), &m.mount_path, "must be an absolute path");
+            } else if !paths.insert(m.mount_path.trim_end_matches('/')) {
+                self.invalid(format!("{mf}.mountPath"), &m.mount_path, "must be unique");
+            }
+            if m.sub_path.starts_with('/') {
+                self.invalid(format!("{mf}.subPath"), &m.sub_path, "must be a relative path");
+            } else if m.sub_path.split('/').any(|p| p == "..") {
+                self.invalid(format!("{mf}.subPath"), &m.sub_path, "must not contain '..'");
+            }
+            if let Some(mp) = &m.mount_propagation {
+                self.one_of(&format!("{mf}.mountPropagation"), mp, &["Bidirectional", "HostToContainer", "None"]);
+            }
+        }
+
+        if let Some(r) = &c.resources {
+            let rf = format!("{f}.resources");
+            for (name, q) in &r.limits {
+                if name.is_empty() {
+                    self.required(format!("{rf}.limits"));
+                }
+                self.quantity(&format!("{rf}.limits[{name}]"), q);
+            }
+            for (name, q) in &r.requests {
+                if name.is_empty() {
+                    self.required(format!("{rf}.requests"));
+                }
+                let Some(req) = self.quantity(&format!("{rf}.requests[{name}]"), q) else { continue };
+                let Some(lim_text) = r.limits.get(name) else { continue };
+                if let Some(lim) = parse_milli(lim_text).filter(|&l| l >= 0) {
+                    if req > lim {
+                        self.invalid(
+                            format!("{rf}.requests[{name}]"),
+                            q,
+                            &format!("must be less than or equal to {name} limit of {lim_text}"),
+                        );
+                    }
+                }
+            }
+        }
+
+        if let Some(sc) = &c.security_context {
+            self.id(&format!("{f}.securityContext.runAsUser"), sc.run_as_user);
+            self.id(&format!("{f}.securityContext.runAsGroup"), sc.run_as_group);
+            if let Some(caps) = &sc.capabilities {
+                for (list, names) in [("add", &caps.add), ("drop", &caps.drop)] {
+                    for (i, n) in names.iter().enumerate() {
+                        if n.trim().is_empty() {
+                            self.required(format!("{f}.securityContext.capabilities.{list}[{i}]"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn env(&mut self, f: &str, e: &EnvVar) {
+        if e.name.is_empty() {
+            self.required(format!("{f}.name"));
+        } else if !e.name.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'=') {
+            self.invalid(
+                format!("{f}.name"),
+                &e.name,
+                "a valid environment variable name must consist only of printable ASCII characters other than '='",
+            );
+        }
+        let Some(src) = &e.value_from else { return };
+        let vf = format!("{f}.valueFrom");
+        if e.value.as_deref().is_some_and(|v| !v.is_empty()) {
+            self.invalid(&vf, "", "may not be specified when `value` is not empty");
+        }
+        let n = [src.field_ref.is_some(), src.resource_field_ref.is_some(), src.config_map_key_ref.is_some(), src.secret_key_ref.is_some()]
+            .iter()
+            .filter(|s| **s)
+            .count();
+        match n {
+            0 => self.invalid(&vf, "", "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"),
+            1 => {}
+            _ => self.invalid(&vf, "", "may not have more than one field specified at a time"),
+        }
+        if let Some(fr) = &src.field_ref {
+            let pf = format!("{vf}.fieldRef.fieldPath");
+            let path = fr.field_path.as_str();
+            if path.is_empty() {
+                self.required(pf);
+            } else if !FIELD_PATHS.contains(&path) && !is_keyed_path(path) {
+                let mut all: Vec<String> = FIELD_PATHS.iter().map(|p| format!("{p:?}")).collect();
+                all.extend(["\"metadata.labels['<KEY>']\"".to_string(), "\"metadata.annotations['<KEY>']\"".to_string()]);
+                self.push(pf, format!("Unsupported value: {path:?}: supported values: {}", all.join(", ")));
+            }
+            if !fr.api_version.is_empty() && fr.api_version != "v1" {
+                self.one_of(&format!("{vf}.fieldRef.apiVersion"), &fr.api_version, &["v1"]);
+            }
+        }
+    }
+}
+
+/// `metadata.labels['key']` or `metadata.annotations['key']` with a plausible key.
+fn is_keyed_path(path: &str) -> bool {
+    ["metadata.labels['", "metadata.annotations['"].iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix("']"))
+            .is_some_and(|key| !key.is_empty() && !key.contains(['\'', '[', ']']))
+    })
+}
+
+/// An IANA service name, the form of a container port name.
+fn is_port_name(s: &str) -> bool {
+    s.len() <= 15
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::defaults;
+    use crate::api::types::*;
+
+    fn good() -> Pod {
+        let mut p = Pod::default();
+        p.metadata.name = "web-node1".into();
+        p.spec.containers.push(Container { name: "web".into(), image: "nginx:1.25".into(), ..Default::default() });
+        defaults::apply(&mut p);
+        p
+    }
+
+    /// Validates and returns the errors as "field: reason" strings.
+    fn errors(p: &Pod) -> Vec<String> {
+        match validate(p) {
+            Ok(()) => vec![],
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn has(p: &Pod, want: &str) {
+        let e = errors(p);
+        assert!(e.iter().any(|s| s == want), "wanted {want:?} in {e:#?}");
+    }
+
+    #[test]
+    fn good_pod_passes() {
+        assert_eq!(validate(&good()), Ok(()));
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_dns_label("a-1") && !is_dns_label("-a") && !is_dns_label("A") && !is_dns_label(&"a".repeat(64)));
+        assert!(is_dns_subdomain("a.b-c.d") && !is_dns_subdomain("a..b") && !is_dns_subdomain(".a"));
+        let mut p = good();
+        p.metadata.name.clear();
+        has(&p, "metadata.name: Required value");
+        p.metadata.name = "Web".into();
+        let e = errors(&p);
+        assert!(e[0].starts_with("metadata.name: Invalid value: \"Web\": a lowercase RFC 1123 subdomain"), "{e:?}");
+        p.metadata.name = "a".repeat(254);
+        assert!(errors(&p)[0].ends_with("must be no more than 253 characters"));
+        p.metadata.name = "a.b".into();
+        p.metadata.namespace = "kube.system".into();
+        assert!(errors(&p)[0].starts_with("metadata.namespace: Invalid value: \"kube.system\": a lowercase RFC 1123 label"));
+    }
+
+    #[test]
+    fn containers_required_and_named_uniquely() {
+        let mut p = good();
+        p.spec.containers.clear();
+        has(&p, "spec.containers: Required value");
+        let mut p = good();
+        let c = p.spec.containers[0].clone();
+        p.spec.init_containers.push(c.clone());
+        p.spec.containers.push(Container { name: "Bad_Name".into(), ..c.clone() });
+        p.spec.containers.push(Container { name: String::new(), image: String::new(), ..c });
+        has(&p, "spec.containers[0].name: Duplicate value: \"web\"");
+        assert!(errors(&p).iter().any(|e| e.starts_with("spec.containers[1].name: Invalid value: \"Bad_Name\"")));
+        has(&p, "spec.containers[2].name: Required value");
+        has(&p, "spec.containers[2].image: Required value");
+        p.spec.containers[2].image = " x".into();
+        has(&p, "spec.containers[2].image: Invalid value: \" x\": must not have leading or trailing whitespace");
+    }
+
+    #[test]
+    fn enums() {
+        let mut p = good();
+        p.spec.restart_policy = "Sometimes".into();
+        p.spec.dns_policy = "Google".into();
+        p.spec.containers[0].image_pull_policy = "Maybe".into();
+        p.spec.containers[0].termination_message_policy = String::new();
+        has(&p, "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"Never\", \"OnFailure\"");
+        has(&p, "spec.dnsPolicy: Unsupported value: \"Google\": supported values: \"ClusterFirst\", \"ClusterFirstWithHostNet\", \"Default\", \"None\"");
+        has(&p, "spec.containers[0].imagePullPolicy: Unsupported value: \"Maybe\": supported values: \"Always\", \"IfNotPresent\", \"Never\"");
+        has(&p, "spec.containers[0].terminationMessagePolicy: Required value");
+        assert_eq!(errors(&p).len(), 4, "all errors collected");
+    }
+
+    #[test]
+    fn container_restart_policy() {
+        let mut p = good();
+        let mut init = p.spec.containers[0].clone();
+        init.name = "side".into();
+        init.restart_policy = Some("Always".into());
+        p.spec.init_containers.push(init);
+        assert_eq!(validate(&p), Ok(()));
+        p.spec.init_containers[0].restart_policy = Some("Never".into());
+        has(&p, "spec.initContainers[0].restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"");
+        p.spec.init_containers[0].restart_policy = None;
+        p.spec.containers[0].restart_policy = Some("Always".into());
+        has(&p, "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers");
+    }
+
+    #[test]
+    fn ports() {
+        let mut p = good();
+        p.spec.containers[0].ports = vec![
+            ContainerPort { container_port: 0, protocol: "TCP".into(), ..Default::default() },
+            ContainerPort { container_port: 70000, host_port: Some(-1), protocol: "ICMP".into(), ..Default::default() },
+            ContainerPort { name: "http".into(), container_port: 80, protocol: "TCP".into(), ..Default::default() },
+            ContainerPort { name: "http".into(), container_port: 81, protocol: "UDP".into(), ..Default::default() },
+            ContainerPort { name: "Not--ok".into(), container_port: 82, protocol: "SCTP".into(), ..Default::default() },
+        ];
+        has(&p, "spec.containers[0].ports[0].containerPort: Invalid value: 0: must be between 1 and 65535, inclusive");
+        has(&p, "spec.containers[0].ports[1].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive");
+        has(&p, "spec.containers[0].ports[1].hostPort: Invalid value: -1: must be between 1 and 65535, inclusive");
+        has(&p, "spec.containers[0].ports[1].protocol: Unsupported value: \"ICMP\": supported values: \"SCTP\", \"TCP\", \"UDP\"");
+        has(&p, "spec.containers[0].ports[3].name: Duplicate value: \"http\"");
+        assert!(errors(&p).iter().any(|e| e.starts_with("spec.containers[0].ports[4].name: Invalid value")));
+        assert_eq!(errors(&p).len(), 6);
+        let mut p = good();
+        p.spec.host_network = true;
+        p.spec.containers[0].ports = vec![ContainerPort { container_port: 80, host_port: Some(8080), protocol: "TCP".into(), ..Default::default() }];
+        has(&p, "spec.containers[0].ports[0].hostPort: Invalid value: 8080: must match `containerPort` when `hostNetwork` is true");
+    }
+
+    #[test]
+    fn env() {
+        let mut p = good();
+        let field = |path: &str| EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: path.into(), ..Default::default() }),
+            ..Default::default()
+        };
+        p.spec.containers[0].env = vec![
+            EnvVar { name: "OK_1".into(), value: Some("x".into()), value_from: None },
+            EnvVar { name: String::new(), value: None, value_from: None },
+            EnvVar { name: "A=B".into(), value: None, value_from: None },
+            EnvVar { name: "my.var-1".into(), value: None, value_from: Some(field("metadata.labels['app']")) },
+            EnvVar { name: "NODE".into(), value: None, value_from: Some(field("spec.nodeName")) },
+            EnvVar { name: "BAD".into(), value: None, value_from: Some(field("spec.hostname")) },
+            EnvVar { name: "NONE".into(), value: None, value_from: Some(EnvVarSource::default()) },
+            EnvVar {
+                name: "TWO".into(),
+                value: Some("v".into()),
+                value_from: Some(EnvVarSource { secret_key_ref: Some(serde_json::json!({})), ..field("metadata.uid") }),
+            },
+            EnvVar { name: "EMPTY".into(), value: None, value_from: Some(field("")) },
+            EnvVar { name: "KEYLESS".into(), value: None, value_from: Some(field("metadata.annotations['']")) },
+        ];
+        let e = errors(&p);
+        has(&p, "spec.containers[0].env[1].name: Required value");
+        has(&p, "spec.containers[0].env[2].name: Invalid value: \"A=B\": a valid environment variable name must consist only of printable ASCII characters other than '='");
+        assert!(e.iter().any(|s| s.starts_with("spec.containers[0].env[5].valueFrom.fieldRef.fieldPath: Unsupported value: \"spec.hostname\": supported values: \"metadata.name\"")));
+        has(&p, "spec.containers[0].env[6].valueFrom: Invalid value: \"\": must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`");
+        has(&p, "spec.containers[0].env[7].valueFrom: Invalid value: \"\": may not have more than one field specified at a time");
+        has(&p, "spec.containers[0].env[7].valueFrom: Invalid value: \"\": may not be specified when `value` is not empty");
+        has(&p, "spec.containers[0].env[8].valueFrom.fieldRef.fieldPath: Required value");
+        assert!(e.iter().any(|s| s.starts_with("spec.containers[0].env[9].valueFrom.fieldRef.fieldPath: Unsupported value")));
+        assert_eq!(e.len(), 8, "{e:#?}");
+    }
+
+    fn vol(name: &str) -> Volume {
+        Volume { name: name.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() }
+    }
+
+    #[test]
+    fn volumes() {
+        let mut p = good();
+        let hp = |path: &str, t: &str| HostPathVolumeSource { path: path.into(), type_: Some(t.into()) };
+        p.spec.volumes = vec![
+            vol("data"),
+            vol("data"),
+            Volume { name: "none".into(), ..Default::default() },
+            Volume { host_path: Some(hp("/x", "")), ..vol("both") },
+            Volume { empty_dir: Some(EmptyDirVolumeSource { medium: "Disk".into(), size_limit: Some("lots".into()) }), ..vol("ed") },
+            Volume { name: "rel".into(), host_path: Some(hp("var/log", "Directory")), ..Default::default() },
+            Volume { name: "kind".into(), host_path: Some(hp("/dev/x", "Pipe")), ..Default::default() },
+            Volume { name: "ok".into(), host_path: Some(hp("/var/log", "DirectoryOrCreate")), ..Default::default() },
+            Volume { empty_dir: Some(EmptyDirVolumeSource { medium: "Memory".into(), size_limit: Some("64Mi".into()) }), ..vol("mem") },
+            vol("Upper"),
+        ];
+        let e = errors(&p);
+        has(&p, "spec.volumes[1].name: Duplicate value: \"data\"");
+        has(&p, "spec.volumes[2]: Required value: must specify a volume type");
+        has(&p, "spec.volumes[3].hostPath: Forbidden: may not specify more than 1 volume type");
+        has(&p, "spec.volumes[4].emptyDir.medium: Unsupported value: \"Disk\": supported values: \"\", \"Memory\"");
+        has(&p, "spec.volumes[4].emptyDir.sizeLimit: Invalid value: \"lots\": must be a valid quantity");
+        has(&p, "spec.volumes[5].hostPath.path: Invalid value: \"var/log\": must be an absolute path");
+        assert!(e.iter().any(|s| s.starts_with("spec.volumes[6].hostPath.type: Unsupported value: \"Pipe\"")));
+        assert!(e.iter().any(|s| s.starts_with("spec.volumes[9].name: Invalid value: \"Upper\"")));
+        assert_eq!(e.len(), 8, "{e:#?}");
+    }
+
+    #[test]
+    fn volume_mounts() {
+        let mut p = good();
+        p.spec.volumes = vec![vol("data")];
+        let m = |name: &str, path: &str| VolumeMount { name: name.into(), mount_path: path.into(), ..Default::default() };
+        p.spec.containers[0].volume_mounts = vec![
+            m("data", "/data"),
+            m("data", "/data/"),
+            m("cache", "/cache"),
+            m("", "relative"),
+            VolumeMount { sub_path: "../etc".into(), mount_propagation: Some("Sideways".into()), ..m("data", "/x") },
+        ];
+        let e = errors(&p);
+        has(&p, "spec.containers[0].volumeMounts[1].mountPath: Invalid value: \"/data/\": must be unique");
+        has(&p, "spec.containers[0].volumeMounts[2].name: Not found: \"cache\"");
+        has(&p, "spec.containers[0].volumeMounts[3].name: Required value");
+        has(&p, "spec.containers[0].volumeMounts[3].mountPath: Invalid value: \"relative\": must be an absolute path");
+        has(&p, "spec.containers[0].volumeMounts[4].subPath: Invalid value: \"../etc\": must not contain '..'");
+        assert!(e.iter().any(|s| s.starts_with("spec.containers[0].volumeMounts[4].mountPropagation: Unsupported value")));
+        assert_eq!(e.len(), 6, "{e:#?}");
+    }
+
+    #[test]
+    fn resources() {
+        let mut p = good();
+        let mut r = ResourceRequirements::default();
+        r.limits.insert("cpu".into(), "500m".into());
+        r.requests.insert("cpu".into(), "1".into());
+        r.limits.insert("memory".into(), "64Mb".into());
+        r.requests.insert("memory".into(), "32Mi".into());
+        r.requests.insert("ephemeral-storage".into(), "-1".into());
+        p.spec.containers[0].resources = Some(r);
+        has(&p, "spec.containers[0].resources.requests[cpu]: Invalid value: \"1\": must be less than or equal to cpu limit of 500m");
+        has(&p, "spec.containers[0].resources.limits[memory]: Invalid value: \"64Mb\": must be a valid quantity");
+        has(&p, "spec.containers[0].resources.requests[ephemeral-storage]: Invalid value: \"-1\": must be greater than or equal to 0");
+        assert_eq!(errors(&p).len(), 3);
+    }
+
+    #[test]
+    fn grace_period_and_ids() {
+        let mut p = good();
+        p.spec.termination_grace_period_seconds = Some(-1);
+        p.spec.security_context = Some(PodSecurityContext { run_as_user: Some(-5), run_as_group: Some(0), ..Default::default() });
+        p.spec.containers[0].security_context = Some(SecurityContext {
+            run_as_group: Some(-1),
+            capabilities: Some(Capabilities { add: vec!["NET_ADMIN".into(), "".into()], drop: vec![] }),
+            ..Default::default()
+        });
+        has(&p, "spec.terminationGracePeriodSeconds: Invalid value: -1: must be greater than or equal to 0");
+        has(&p, "spec.securityContext.runAsUser: Invalid value: -5: must be between 0 and 2147483647, inclusive");
+        has(&p, "spec.containers[0].securityContext.runAsGroup: Invalid value: -1: must be between 0 and 2147483647, inclusive");
+        has(&p, "spec.containers[0].securityContext.capabilities.add[1]: Required value");
+        assert_eq!(errors(&p).len(), 4);
+    }
+
+    #[test]
+    fn dns_none_needs_nameservers() {
+        let mut p = good();
+        p.spec.dns_policy = "None".into();
+        has(&p, "spec.dnsConfig: Required value: must provide `dnsConfig` when `dnsPolicy` is None");
+        p.spec.dns_config = Some(PodDnsConfig::default());
+        has(&p, "spec.dnsConfig.nameservers: Required value: must provide at least one DNS nameserver when `dnsPolicy` is None");
+        p.spec.dns_config = Some(PodDnsConfig { nameservers: vec!["1.1.1.1".into(), "dns.google".into()], ..Default::default() });
+        assert_eq!(errors(&p), ["spec.dnsConfig.nameservers[1]: Invalid value: \"dns.google\": must be a valid IP address"]);
+        p.spec.dns_config.as_mut().unwrap().nameservers.pop();
+        assert_eq!(validate(&p), Ok(()));
+    }
+}
