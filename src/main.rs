@@ -5,7 +5,6 @@
 mod api;
 mod config;
 mod image;
-<<<<<<< HEAD
 mod logging;
 mod network;
 mod node;
@@ -13,9 +12,6 @@ mod pod;
 mod runtime;
 mod server;
 mod volume;
-=======
-mod pod;
->>>>>>> h-api
 
 use config::{Command, Config};
 use pod::source::{DirWatch, FileSource};
