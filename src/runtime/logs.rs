@@ -350,11 +350,10 @@ pub fn make_fifos(dir: &Path) -> Result<(PathBuf, PathBuf), LogError> {
 /// Errors writing the log are logged and the data dropped rather than returned: the pipe must
 /// keep draining or the container would block on a full pipe (e.g. when the disk is full).
 ///
-/// Waiting for a writer: opened before the container, the FIFO reads as empty until a writer
-/// appears, and EOF is reported only after one has come and gone. Opened after every writer is
-/// already gone (picolet restarted after the container exited), the kernel reports no hang-up;
-/// the caller should then drop this future once it knows the container is dead. Dropping it
-/// is safe at any await point.
+/// Call it only once the container exists (after `runc create`): a read that
+/// finds no writer is taken as the end. That also holds after a picolet
+/// restart, when the pipe may still hold what the container wrote before it
+/// exited (the reaper kept the pipe alive): the data is read, then the end.
 pub async fn pump(
     fifo: PathBuf,
     stream: Stream,
@@ -374,15 +373,9 @@ pub async fn pump(
             .await
             .map_err(|source| LogError::ReadFifo { path: fifo.clone(), source })?;
         if n == 0 {
-            // No writer right now: either the container has not opened its end yet, or every
-            // writer is gone. Only a hang-up tells the two apart.
-            if hung_up(file.get_ref()) {
-                break;
-            }
-            file.readable()
-                .await
-                .map_err(|source| LogError::ReadFifo { path: fifo.clone(), source })?;
-            continue;
+            // No writer left: the container and everything that inherited
+            // its stdio are gone (picolet only pumps after `create`).
+            break;
         }
         let res = writer.borrow_mut().write(stream, &buf[..n]);
         report(&mut failing, res);
@@ -400,19 +393,6 @@ fn report(failing: &mut bool, res: Result<(), LogError>) {
             *failing = true;
         }
         Err(_) => {}
-    }
-}
-
-/// True when the FIFO reports a hang-up (a writer existed and all are gone) with no data left.
-fn hung_up(file: &File) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
-    let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
-    match poll(&mut fds, PollTimeout::ZERO) {
-        Ok(_) => fds[0]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLHUP) && !r.contains(PollFlags::POLLIN)),
-        Err(_) => false,
     }
 }
 
@@ -611,27 +591,30 @@ mod tests {
     }
 
     #[test]
-    fn pump_waits_for_a_writer_then_reads_to_eof() {
+    fn pump_reads_both_streams_to_eof() {
         let d = tempdir("pump");
         let (out, err) = make_fifos(&d.join("fifo")).unwrap();
         let w = Rc::new(RefCell::new(LogWriter::open(&d.join("log"), 0, 0, 5).unwrap()));
+        // As the reaper does: hold read ends so the writer can open, then start it.
+        let holders: Vec<File> = [&out, &err]
+            .iter()
+            .map(|p| OpenOptions::new().read(true).custom_flags(nix::libc::O_NONBLOCK).open(p).unwrap())
+            .collect();
+        let mut child = sh(
+            "printf 'a\\n'; printf 'e1\\n' >&2; printf 'b\\nno-newline'; printf 'e2' >&2",
+            write_end(&out),
+            Some(write_end(&err)),
+        );
+        drop(child.stdin.take());
         smol::block_on(async {
-            let mut p_out = Box::pin(pump(out.clone(), Stream::Stdout, w.clone()));
-            let mut p_err = Box::pin(pump(err.clone(), Stream::Stderr, w.clone()));
-            // No writer yet: the pumps must wait, not take the empty FIFO for EOF.
-            assert!(smol::future::poll_once(&mut p_out).await.is_none());
-            assert!(smol::future::poll_once(&mut p_err).await.is_none());
-            let mut child = sh(
-                "printf 'a\\n'; printf 'e1\\n' >&2; printf 'b\\nno-newline'; printf 'e2' >&2",
-                write_end(&out),
-                Some(write_end(&err)),
-            );
-            drop(child.stdin.take());
+            let p_out = pump(out.clone(), Stream::Stdout, w.clone());
+            let p_err = pump(err.clone(), Stream::Stderr, w.clone());
             let (a, b) = smol::future::zip(p_out, p_err).await;
             a.unwrap();
             b.unwrap();
-            child.wait().unwrap();
         });
+        child.wait().unwrap();
+        drop(holders);
         let mut got = lines(&d.join("log/0.log"));
         let stdout: Vec<_> = got.iter().filter(|x| x.0 == "stdout").cloned().collect();
         assert_eq!(
