@@ -142,3 +142,116 @@ fn make_node<R: Read>(entry: &tar::Entry<R>, path: &Path) -> std::io::Result<()>
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::testutil::scratch;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    fn header(name: &str, kind: tar::EntryType, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        // Written raw: `set_path` would refuse the bad names we want to test.
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h
+    }
+
+    fn layer_tar(path: &Path, entries: &[(&str, tar::EntryType, &str)]) {
+        let mut b = tar::Builder::new(File::create(path).unwrap());
+        for (name, kind, data) in entries {
+            let mut h = header(name, *kind, if kind.is_file() { data.len() as u64 } else { 0 });
+            if kind.is_symlink() || kind.is_hard_link() {
+                h.set_link_name(data).unwrap();
+            }
+            h.set_cksum();
+            b.append(&h, if kind.is_file() { data.as_bytes() } else { &[][..] }).unwrap();
+        }
+        b.finish().unwrap();
+    }
+
+    #[test]
+    fn escaping_entries_are_refused() {
+        use tar::EntryType::Regular;
+        for (i, bad) in ["../evil", "/abs-evil", "a/../../evil"].iter().enumerate() {
+            let dir = scratch(&format!("unpack-escape-{i}"));
+            let blob = dir.join("layer.tar");
+            layer_tar(&blob, &[("ok", Regular, "fine"), (bad, Regular, "evil")]);
+            fs::create_dir(dir.join("out")).unwrap();
+            let err = unpack_layer(&blob, &dir.join("out/layer")).unwrap_err();
+            assert!(matches!(err, ImageError::UnsafePath { .. }), "{bad}: {err}");
+            assert!(err.to_string().contains("escapes"), "{err}");
+            assert!(!dir.join("out/evil").exists() && !dir.join("evil").exists());
+        }
+    }
+
+    #[test]
+    fn symlink_parent_cannot_escape() {
+        use tar::EntryType::*;
+        let dir = scratch("unpack-symlink-escape");
+        let blob = dir.join("layer.tar");
+        layer_tar(&blob, &[("link", Symlink, "/"), ("link/etc-evil", Regular, "x"), ("link/.wh.x", Regular, "")]);
+        assert!(unpack_layer(&blob, &dir.join("layer")).is_err());
+        assert!(!Path::new("/etc-evil").exists());
+    }
+
+    #[test]
+    fn links_and_whiteouts() {
+        use tar::EntryType::*;
+        let dir = scratch("unpack-links");
+        let blob = dir.join("layer.tar");
+        layer_tar(
+            &blob,
+            &[
+                ("./", Directory, ""),
+                ("./bin/", Directory, ""),
+                ("./bin/busybox", Regular, "#!binary"),
+                ("./bin/sh", Symlink, "busybox"),
+                ("./bin/ash", Link, "bin/busybox"),
+                ("./etc/.wh.gone", Regular, ""),
+                ("./opq/.wh..wh..opq", Regular, ""),
+                ("./opq/new", Regular, "new"),
+            ],
+        );
+        let out = dir.join("layer");
+        unpack_layer(&blob, &out).unwrap();
+        assert_eq!(fs::read_link(out.join("bin/sh")).unwrap(), Path::new("busybox"));
+        let (a, b) = (fs::metadata(out.join("bin/busybox")).unwrap(), fs::metadata(out.join("bin/ash")).unwrap());
+        assert_eq!(a.ino(), b.ino());
+        let wh = fs::symlink_metadata(out.join("etc/gone")).unwrap();
+        assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+        assert!(!out.join("etc/.wh.gone").exists() && !out.join("opq/.wh..wh..opq").exists());
+        assert_eq!(opaque_xattr(&out.join("opq")), Some(b"y".to_vec()));
+        assert_eq!(fs::read_to_string(out.join("opq/new")).unwrap(), "new");
+    }
+
+    pub(crate) fn opaque_xattr(dir: &Path) -> Option<Vec<u8>> {
+        let p = CString::new(dir.as_os_str().as_bytes()).unwrap();
+        let mut buf = [0u8; 16];
+        let n = unsafe {
+            nix::libc::getxattr(p.as_ptr(), c"trusted.overlay.opaque".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        };
+        (n >= 0).then(|| buf[..n as usize].to_vec())
+    }
+
+    #[test]
+    fn gzip_layer_detected_by_magic() {
+        use tar::EntryType::*;
+        let dir = scratch("unpack-gzip");
+        let plain = dir.join("plain");
+        layer_tar(&plain, &[("hello", Regular, "hi")]);
+        let gz = dir.join("gz");
+        let mut enc = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
+        std::io::copy(&mut File::open(&plain).unwrap(), &mut enc).unwrap();
+        enc.finish().unwrap();
+        for (blob, out) in [(&plain, "a"), (&gz, "b")] {
+            unpack_layer(blob, &dir.join(out)).unwrap();
+            assert_eq!(fs::read_to_string(dir.join(out).join("hello")).unwrap(), "hi");
+        }
+    }
+}
