@@ -13,7 +13,7 @@
 
 use super::{reference, unpack, ImageConfig, ImageError};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -88,18 +88,24 @@ impl Store {
         Ok(Store { root: root.to_path_buf(), lock: Mutex::new(()) })
     }
 
-    /// All images, one entry per image id, references sorted.
+    /// All images, one entry per image id, references sorted. The size counts
+    /// each blob once even when references share it.
     pub fn list(&self) -> Result<Vec<ImageInfo>, ImageError> {
-        let mut by_id: BTreeMap<String, ImageInfo> = BTreeMap::new();
+        let mut by_id: BTreeMap<String, (Vec<String>, BTreeSet<String>)> = BTreeMap::new();
         for (r, rec) in self.records()? {
-            let info = by_id.entry(rec.config.clone()).or_insert_with(|| ImageInfo {
-                references: Vec::new(),
-                id: rec.config.clone(),
-                size: rec.size,
-            });
-            info.references.push(r);
+            let (refs, blobs) = by_id.entry(rec.config.clone()).or_default();
+            refs.push(r);
+            blobs.extend(rec.manifest.iter().chain([&rec.config]).chain(&rec.layers).cloned());
         }
-        Ok(by_id.into_values().collect())
+        let mut out = Vec::new();
+        for (id, (references, blobs)) in by_id {
+            let mut size = 0;
+            for b in blobs {
+                size += fs::metadata(self.blob_path(&b)?).map(|m| m.len()).unwrap_or(0);
+            }
+            out.push(ImageInfo { references, id, size });
+        }
+        Ok(out)
     }
 
     /// Normalizes `reference` and looks it up. A digest reference also matches

@@ -26,7 +26,7 @@ pub fn images() -> &'static Path {
 pub fn scratch(name: &str) -> PathBuf {
     let d = target().join("t").join(name);
     if d.exists() {
-        let _ = Command::new("umount").arg("-l").arg(d.join("c/rootfs")).status();
+        let _ = super::unmount_rootfs(&d.join("c"));
         std::fs::remove_dir_all(&d).expect("clean scratch dir");
     }
     std::fs::create_dir_all(&d).expect("create scratch dir");
