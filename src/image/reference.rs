@@ -63,7 +63,7 @@ pub(crate) fn parse(reference: &str) -> Result<Reference, ImageError> {
         return Err(err("empty"));
     }
     let (rest, digest) = match reference.split_once('@') {
-        Some((name, d)) => (name, Some(parse_digest(d).map_err(|r| err(r))?)),
+        Some((name, d)) => (name, Some(parse_digest(d).map_err(&err)?)),
         None => (reference, None),
     };
     // A tag is whatever follows the last ':' after the last '/' (a ':' before

@@ -34,6 +34,7 @@ pub struct Store {
 /// One stored image as `list()` shows it; references sharing an id are merged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageInfo {
+    /// Normalized references pointing at this image, sorted.
     pub references: Vec<String>,
     /// `sha256:<config digest>`.
     pub id: String,

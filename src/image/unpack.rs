@@ -138,7 +138,7 @@ fn make_node<R: Read>(entry: &tar::Entry<R>, path: &Path) -> std::io::Result<()>
         path,
         Some(uid.into()),
         Some(gid.into()),
-        nix::unistd::FchownatFlags::NoFollowSymlink,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
     )?;
     Ok(())
 }
