@@ -3,4 +3,18 @@
 //! layer directories that containers mount with overlayfs.
 
 pub mod config;
+pub mod error;
+pub mod import;
+pub mod reference;
+pub mod rootfs;
+pub mod store;
+mod unpack;
+
+#[cfg(test)]
+mod testutil;
+
 pub use config::ImageConfig;
+pub use error::ImageError;
+pub use reference::{has_latest_or_no_tag, normalize};
+pub use rootfs::{mount_rootfs, unmount_rootfs};
+pub use store::{Image, ImageInfo, Store};
