@@ -4,5 +4,8 @@
 
 mod api;
 mod image;
+mod network;
+mod runtime;
+mod volume;
 
 fn main() {}
