@@ -1,0 +1,473 @@
+//! OCI runtime `config.json` for one container of a pod (runc 1.1 dialect).
+//!
+//! Does: process (args, env, cwd, user, capabilities, no_new_privs, rlimits),
+//! root, hostname, standard and volume mounts, namespaces (joining the pod's pinned
+//! sandbox namespaces), masked/readonly paths, device rules, sysctls.
+//! Doesn't: seccomp (runc runs without a profile for now), AppArmor/SELinux,
+//! cgroupsPath and resource limits (a later cgroup v2 change), oomScoreAdj, hooks.
+//! Only reads files: the image's `/etc/passwd` and `/etc/group` to resolve a named user.
+
+use crate::api::types::{Container, Pod};
+use crate::image::config::ImageConfig;
+use serde_json::{json, Value};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Everything [`generate`] needs for one container.
+pub struct SpecInput<'a> {
+    pub pod: &'a Pod,
+    pub container: &'a Container,
+    pub image: &'a ImageConfig,
+    /// Overlay mount point (absolute).
+    pub rootfs: &'a Path,
+    /// From [`super::env::command_line`].
+    pub args: Vec<String>,
+    /// From [`super::env::container_env`].
+    pub env: Vec<(String, String)>,
+    pub volumes: &'a crate::volume::Volumes,
+    pub sandbox: &'a crate::network::Sandbox,
+}
+
+/// Why no runtime spec could be made for a container.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpecError {
+    /// runAsNonRoot is set and the container would (or might) run as root.
+    RunAsNonRoot { pod: String, container: String, message: String },
+    /// A named user or group that the image's /etc/passwd or /etc/group doesn't have.
+    UnknownUser { container: String, user: String, path: PathBuf },
+    /// A capability name picolet doesn't know.
+    UnknownCapability { container: String, name: String },
+    /// A volumeMount naming a volume the pod doesn't have, or a bad subPath.
+    Volume { container: String, volume: String, reason: String },
+    /// Some other field picolet can't honour (relative paths, unsupported options).
+    Invalid { container: String, field: &'static str, reason: String },
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpecError::RunAsNonRoot { message, .. } => f.write_str(message),
+            SpecError::UnknownUser { container, user, path } => {
+                write!(f, "container {container}: user {user:?} not found in {}", path.display())
+            }
+            SpecError::UnknownCapability { container, name } => {
+                write!(f, "container {container}: unknown capability {name:?}")
+            }
+            SpecError::Volume { container, volume, reason } => {
+                write!(f, "container {container}: volume {volume}: {reason}")
+            }
+            SpecError::Invalid { container, field, reason } => write!(f, "container {container}: {field}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// containerd's default set, which Kubernetes containers get.
+pub const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+];
+
+/// Every capability up to CAP_CHECKPOINT_RESTORE (41 caps, Linux 5.9); runc 1.1.5 knows all.
+pub const ALL_CAPS: [&str; 41] = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+];
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// runc's default masked paths.
+const MASKED_PATHS: [&str; 10] = [
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+];
+const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// Builds the runtime spec. `passwd_root` (normally the rootfs) is where a named image
+/// User ("app", "app:app", "1000:1000", "1000") is looked up in etc/passwd and etc/group.
+pub fn generate(input: &SpecInput, passwd_root: &Path) -> Result<Value, SpecError> {
+    let pod = input.pod;
+    let c = input.container;
+    let cname = c.name.as_str();
+    let invalid = |field, reason: String| SpecError::Invalid { container: cname.to_string(), field, reason };
+    let psc = pod.spec.security_context.clone().unwrap_or_default();
+    let sc = c.security_context.clone().unwrap_or_default();
+    let privileged = sc.privileged.unwrap_or(false);
+    let read_only_root = sc.read_only_root_filesystem.unwrap_or(false);
+    if pod.spec.share_process_namespace == Some(true) {
+        return Err(invalid("shareProcessNamespace", "not supported yet".into()));
+    }
+
+    let user = resolve_user(input, passwd_root)?;
+
+    let caps = capabilities(c, privileged)?;
+    let sys_admin = caps.iter().any(|c| c == "CAP_SYS_ADMIN");
+    // Upstream: escalation stays allowed unless explicitly disallowed; the API rejects
+    // false together with privileged/CAP_SYS_ADMIN, so those win here.
+    let no_new_privs = sc.allow_privilege_escalation == Some(false) && !privileged && !sys_admin;
+
+    let cwd = if !c.working_dir.is_empty() {
+        c.working_dir.clone()
+    } else if !input.image.working_dir.is_empty() {
+        input.image.working_dir.clone()
+    } else {
+        "/".to_string()
+    };
+    if !cwd.starts_with('/') {
+        return Err(invalid("workingDir", format!("{cwd:?} must be absolute")));
+    }
+
+    let own_uts = input.sandbox.utsns.is_some();
+    let hostname = if own_uts {
+        crate::network::pod_hostname(pod)
+    } else {
+        nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
+    };
+    let env = process_env(&hostname, &input.env);
+
+    let mut process = json!({
+        "terminal": false,
+        "user": { "uid": user.uid, "gid": user.gid },
+        "args": input.args,
+        "env": env,
+        "cwd": cwd,
+        "capabilities": { "bounding": caps, "effective": caps, "permitted": caps },
+        "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64 }],
+        "noNewPrivileges": no_new_privs,
+    });
+    if !user.additional_gids.is_empty() {
+        process["user"]["additionalGids"] = json!(user.additional_gids);
+    }
+
+    let mounts = mounts(input, privileged, read_only_root)?;
+
+    let mut namespaces = vec![json!({"type": "mount"})];
+    if !pod.spec.host_pid {
+        namespaces.push(json!({"type": "pid"}));
+    }
+    let sb = input.sandbox;
+    for (kind, path) in [("network", &sb.netns), ("ipc", &sb.ipcns), ("uts", &sb.utsns)] {
+        if let Some(p) = path {
+            namespaces.push(json!({"type": kind, "path": p}));
+        }
+    }
+
+    let mut sysctl = serde_json::Map::new();
+    for s in &psc.sysctls {
+        if pod.spec.host_network && s.name.starts_with("net.") {
+            return Err(invalid("securityContext.sysctls", format!("{} is not allowed with hostNetwork", s.name)));
+        }
+        if pod.spec.host_ipc && (s.name.starts_with("kernel.shm") || s.name.starts_with("kernel.msg") || s.name.starts_with("kernel.sem") || s.name.starts_with("fs.mqueue.")) {
+            return Err(invalid("securityContext.sysctls", format!("{} is not allowed with hostIPC", s.name)));
+        }
+        sysctl.insert(s.name.clone(), json!(s.value));
+    }
+
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "resources": { "devices": [{ "allow": privileged, "access": "rwm" }] },
+    });
+    if !privileged {
+        linux["maskedPaths"] = json!(MASKED_PATHS);
+        linux["readonlyPaths"] = json!(READONLY_PATHS);
+    }
+    if !sysctl.is_empty() {
+        linux["sysctl"] = Value::Object(sysctl);
+    }
+
+    let mut spec = json!({
+        "ociVersion": "1.0.2",
+        "process": process,
+        "root": { "path": input.rootfs, "readonly": read_only_root },
+        "mounts": mounts,
+        "linux": linux,
+    });
+    if own_uts {
+        spec["hostname"] = json!(hostname);
+    }
+    Ok(spec)
+}
+
+fn process_env(hostname: &str, env: &[(String, String)]) -> Vec<String> {
+    // HOSTNAME first so the image or the pod can override it, as containerd does.
+    let mut list: Vec<(String, String)> = vec![("HOSTNAME".into(), hostname.into())];
+    for (k, v) in env {
+        match list.iter_mut().find(|(n, _)| n == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => list.push((k.clone(), v.clone())),
+        }
+    }
+    if !list.iter().any(|(k, _)| k == "PATH") {
+        list.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    list.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+fn cap_name(container: &str, name: &str) -> Result<String, SpecError> {
+    let up = name.trim().to_ascii_uppercase();
+    let full = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
+    if ALL_CAPS.contains(&full.as_str()) {
+        Ok(full)
+    } else {
+        Err(SpecError::UnknownCapability { container: container.to_string(), name: name.to_string() })
+    }
+}
+
+/// containerd's order: add ALL, then drop ALL, then single adds, then single drops,
+/// so `add: [ALL], drop: [CHOWN]` is everything but CHOWN and `drop: [ALL], add: [X]` is X.
+fn capabilities(c: &Container, privileged: bool) -> Result<Vec<String>, SpecError> {
+    if privileged {
+        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+    }
+    let cc = c.security_context.as_ref().and_then(|s| s.capabilities.clone()).unwrap_or_default();
+    let is_all = |s: &String| s.trim().eq_ignore_ascii_case("ALL") || s.trim().eq_ignore_ascii_case("CAP_ALL");
+    let mut set: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+    if cc.add.iter().any(is_all) {
+        set = ALL_CAPS.iter().map(|s| s.to_string()).collect();
+    }
+    if cc.drop.iter().any(is_all) {
+        set.clear();
+    }
+    for a in cc.add.iter().filter(|a| !is_all(a)) {
+        let n = cap_name(&c.name, a)?;
+        if !set.contains(&n) {
+            set.push(n);
+        }
+    }
+    for d in cc.drop.iter().filter(|d| !is_all(d)) {
+        let n = cap_name(&c.name, d)?;
+        set.retain(|x| *x != n);
+    }
+    // Kernel order makes the spec stable and easy to compare.
+    set.sort_by_key(|n| ALL_CAPS.iter().position(|a| a == n));
+    Ok(set)
+}
+
+/// The process identity runc will use.
+#[derive(Debug, Clone, PartialEq)]
+struct User {
+    uid: u32,
+    gid: u32,
+    additional_gids: Vec<u32>,
+}
+
+struct PasswdEntry {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+/// Reads a file of the image without following a symlink out of it.
+fn read_image_file(root: &Path, rel: &str) -> Option<String> {
+    let p = root.join(rel);
+    let m = std::fs::symlink_metadata(&p).ok()?;
+    if !m.is_file() {
+        return None;
+    }
+    std::fs::read_to_string(p).ok()
+}
+
+fn passwd(root: &Path) -> Vec<PasswdEntry> {
+    read_image_file(root, "etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some(PasswdEntry { name: f.first()?.to_string(), uid: f.get(2)?.parse().ok()?, gid: f.get(3)?.parse().ok()? })
+        })
+        .collect()
+}
+
+/// (group name, gid, members) of etc/group.
+fn groups(root: &Path) -> Vec<(String, u32, Vec<String>)> {
+    read_image_file(root, "etc/group")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let members = f.get(3).map(|m| m.split(',').filter(|s| !s.is_empty()).map(String::from).collect());
+            Some((f.first()?.to_string(), f.get(2)?.parse().ok()?, members.unwrap_or_default()))
+        })
+        .collect()
+}
+
+fn to_id(container: &str, field: &'static str, v: i64) -> Result<u32, SpecError> {
+    u32::try_from(v).map_err(|_| SpecError::Invalid { container: container.into(), field, reason: format!("{v} is not a valid id") })
+}
+
+/// runAsUser/runAsGroup (container over pod) > image User; a uid without a group takes
+/// the passwd entry's gid (else 0). Extra gids: the user's groups in etc/group, then
+/// the pod's supplementalGroups and fsGroup.
+fn resolve_user(input: &SpecInput, root: &Path) -> Result<User, SpecError> {
+    let pod = input.pod;
+    let c = input.container;
+    let psc = pod.spec.security_context.clone().unwrap_or_default();
+    let sc = c.security_context.clone().unwrap_or_default();
+    let run_as_user = sc.run_as_user.or(psc.run_as_user);
+    let run_as_group = sc.run_as_group.or(psc.run_as_group);
+    let non_root = sc.run_as_non_root.or(psc.run_as_non_root).unwrap_or(false);
+    let (img_user, img_group) = match input.image.user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (input.image.user.as_str(), None),
+    };
+
+    if non_root {
+        let pod_ref = format!("{}/{}({})", pod.metadata.namespace, pod.metadata.name, pod.metadata.uid);
+        let fail = |message: String| SpecError::RunAsNonRoot { pod: pod_ref.clone(), container: c.name.clone(), message };
+        match run_as_user {
+            Some(0) => {
+                return Err(fail(format!(
+                    "container's runAsUser breaks non-root policy (pod: {pod_ref:?}, container: {})",
+                    c.name
+                )))
+            }
+            Some(_) => {}
+            None if img_user.is_empty() || img_user.parse::<u32>() == Ok(0) => {
+                return Err(fail(format!(
+                    "container has runAsNonRoot and image will run as root (pod: {pod_ref:?}, container: {})",
+                    c.name
+                )))
+            }
+            None if img_user.parse::<u32>().is_err() => {
+                return Err(fail(format!(
+                    "container has runAsNonRoot and image has non-numeric user ({img_user}), cannot verify user is non-root (pod: {pod_ref:?}, container: {})",
+                    c.name
+                )))
+            }
+            None => {}
+        }
+    }
+
+    let pw = passwd(root);
+    let unknown = |user: &str, file: &str| SpecError::UnknownUser {
+        container: c.name.clone(),
+        user: user.to_string(),
+        path: root.join(file),
+    };
+    let entry: Option<&PasswdEntry>;
+    let uid = match run_as_user {
+        Some(u) => {
+            let u = to_id(&c.name, "runAsUser", u)?;
+            entry = pw.iter().find(|e| e.uid == u);
+            u
+        }
+        None if img_user.is_empty() => {
+            entry = pw.iter().find(|e| e.uid == 0);
+            0
+        }
+        None => match img_user.parse::<u32>() {
+            Ok(u) => {
+                entry = pw.iter().find(|e| e.uid == u);
+                u
+            }
+            Err(_) => {
+                entry = pw.iter().find(|e| e.name == img_user);
+                entry.ok_or_else(|| unknown(img_user, "etc/passwd"))?.uid
+            }
+        },
+    };
+    let grp = groups(root);
+    let gid = match (run_as_group, img_group.filter(|_| run_as_user.is_none())) {
+        (Some(g), _) => to_id(&c.name, "runAsGroup", g)?,
+        (None, Some(g)) => match g.parse::<u32>() {
+            Ok(g) => g,
+            Err(_) => grp.iter().find(|(n, _, _)| n == g).ok_or_else(|| unknown(g, "etc/group"))?.1,
+        },
+        (None, None) => entry.map(|e| e.gid).unwrap_or(0),
+    };
+    let mut extra: Vec<u32> = Vec::new();
+    let mut add = |g: u32| {
+        if g != gid && !extra.contains(&g) {
+            extra.push(g);
+        }
+    };
+    if let Some(e) = entry {
+        for (_, g, members) in &grp {
+            if members.contains(&e.name) {
+                add(*g);
+            }
+        }
+    }
+    for g in psc.supplemental_groups.iter().chain(psc.fs_group.iter()) {
+        add(to_id(&c.name, "supplementalGroups", *g)?);
+    }
+    Ok(User { uid, gid, additional_gids: extra })
+}
+
+fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> Value {
+    json!({ "destination": dest, "type": kind, "source": source, "options": options })
+}
+
+fn bind(dest: &str, source: &Path, read_only: bool) -> Value {
+    let mut opts = vec!["rbind", "rprivate"];
+    if read_only {
+        opts.push("ro");
+    }
+    json!({ "destination": dest, "type": "bind", "source": source, "options": opts })
+}
+
+/// Standard mounts, then the pod's etc files, then volumeMounts (parents first).
+/// A volumeMount on a standard destination replaces the standard mount.
+fn mounts(input: &SpecInput, privileged: bool, read_only_root: bool) -> Result<Vec<Value>, SpecError> {
+    let c = input.container;
+    let vol_err = |volume: &str, reason: String| SpecError::Volume { container: c.name.clone(), volume: volume.into(), reason };
+    let mut user: Vec<(String, Value)> = Vec::new();
+    for m in &c.volume_mounts {
+        let dest = clean_dest(&m.mount_path).ok_or_else(|| vol_err(&m.name, format!("mountPath {:?} must be absolute", m.mount_path)))?;
+        if m.mount_propagation.as_deref().is_some_and(|p| p != "None") {
+            return Err(vol_err(&m.name, "mountPropagation is not supported yet".into()));
+        }
+        let src = input.volumes.sub_path(&m.name, &m.sub_path).map_err(|e| vol_err(&m.name, e.to_string()))?;
+        user.push((dest.clone(), bind(&dest, &src, m.read_only)));
+    }
+    user.sort_by_key(|(d, _)| Path::new(d).components().count());
+
+    let sysfs_opts: &[&str] = if privileged { &["nosuid", "noexec", "nodev", "rw"] } else { &["nosuid", "noexec", "nodev", "ro"] };
+    let sb = input.sandbox;
+    let std_mounts = [
+        ("/proc", mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])),
+        ("/dev", mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])),
+        ("/dev/pts", mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"])),
+        ("/dev/shm", mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])),
+        ("/dev/mqueue", mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])),
+        // sysfs shows the devices of the mounting netns: the node's for hostNetwork pods.
+        ("/sys", mount("/sys", "sysfs", "sysfs", sysfs_opts)),
+        ("/sys/fs/cgroup", mount("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", "relatime", "ro"])),
+        ("/etc/hosts", bind("/etc/hosts", &sb.hosts, read_only_root)),
+        ("/etc/hostname", bind("/etc/hostname", &sb.hostname, read_only_root)),
+        ("/etc/resolv.conf", bind("/etc/resolv.conf", &sb.resolv_conf, read_only_root)),
+    ];
+    let mut out: Vec<Value> = std_mounts
+        .into_iter()
+        .filter(|(d, _)| !user.iter().any(|(u, _)| u == d))
+        .map(|(_, m)| m)
+        .collect();
+    out.extend(user.into_iter().map(|(_, m)| m));
+    Ok(out)
+}
+
+/// An absolute mount destination without `.`/`..` surprises, or None.
+fn clean_dest(p: &str) -> Option<String> {
+    use std::path::Component;
+    let path = Path::new(p);
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut out = PathBuf::from("/");
+    for comp in path.components() {
+        match comp {
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out.to_string_lossy().into_owned())
+}
