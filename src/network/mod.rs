@@ -402,3 +402,143 @@ pub fn resolv_conf(pod: &Pod, host_resolv: &str) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::types::{HostAlias, PodDnsConfig, PodDnsConfigOption};
+
+    fn pod() -> Pod {
+        let mut p = Pod::default();
+        p.metadata.name = "web".into();
+        p.metadata.namespace = "prod".into();
+        p
+    }
+
+    #[test]
+    fn hostnames() {
+        let mut p = pod();
+        assert_eq!(pod_hostname(&p), "web");
+        p.spec.hostname = "h".into();
+        assert_eq!(pod_hostname(&p), "h");
+        p.spec.hostname.clear();
+        p.metadata.name = format!("{}-.x", "a".repeat(61));
+        assert_eq!(pod_hostname(&p), "a".repeat(61));
+    }
+
+    #[test]
+    fn hosts_content() {
+        let mut p = pod();
+        let h = hosts_file(&p, "web", "", "");
+        assert_eq!(
+            h,
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n\
+             127.0.1.1\tweb\n"
+        );
+        p.spec.subdomain = "sub".into();
+        p.spec.host_aliases = vec![
+            HostAlias { ip: "10.0.0.9".into(), hostnames: vec!["a".into(), "b".into()] },
+            HostAlias { ip: "::2".into(), hostnames: vec!["c".into()] },
+        ];
+        let h = hosts_file(&p, "web", "10.1.0.4", "cluster.local");
+        assert!(h.contains("\n10.1.0.4\tweb.sub.prod.svc.cluster.local\tweb\n"), "{h}");
+        assert!(h.ends_with("\n\n# Entries added by HostAliases.\n10.0.0.9\ta\tb\n::2\tc\n"), "{h}");
+        // no cluster domain configured: no FQDN
+        assert!(hosts_file(&p, "web", "10.1.0.4", "").contains("\n10.1.0.4\tweb\n"));
+        let hn = host_network_hosts("127.0.0.1 localhost\n10.0.0.2 node", &p);
+        assert!(hn.starts_with("127.0.0.1 localhost\n10.0.0.2 node\n\n# Entries added by HostAliases.\n"), "{hn}");
+    }
+
+    const HOST: &str = "# generated\nnameserver 10.0.0.1\nnameserver 10.0.0.1\nnameserver 1.1.1.1 \
+                        \ndomain lan\nsearch old.example\nsearch lan example.com.\noptions ndots:2 edns0\n";
+
+    #[test]
+    fn resolv_default_and_cluster_first_use_host() {
+        let mut p = pod();
+        let want = "search lan example.com\nnameserver 10.0.0.1\nnameserver 1.1.1.1\noptions ndots:2 edns0\n";
+        for policy in ["", "ClusterFirst", "Default", "ClusterFirstWithHostNet"] {
+            p.spec.dns_policy = policy.into();
+            assert_eq!(resolv_conf(&p, HOST), want, "policy {policy:?}");
+        }
+    }
+
+    #[test]
+    fn resolv_merge_and_limits() {
+        let mut p = pod();
+        p.spec.dns_config = Some(PodDnsConfig {
+            nameservers: vec!["1.1.1.1".into(), "9.9.9.9".into(), "8.8.8.8".into()],
+            searches: vec!["lan".into(), "svc.local".into()],
+            options: vec![
+                PodDnsConfigOption { name: "ndots".into(), value: Some("5".into()) },
+                PodDnsConfigOption { name: "single-request".into(), value: None },
+            ],
+        });
+        assert_eq!(
+            resolv_conf(&p, HOST),
+            "search lan example.com svc.local\nnameserver 10.0.0.1\nnameserver 1.1.1.1\nnameserver 9.9.9.9\n\
+             options ndots:5 edns0 single-request\n"
+        );
+        p.spec.dns_policy = "None".into();
+        assert_eq!(
+            resolv_conf(&p, HOST),
+            "search lan svc.local\nnameserver 1.1.1.1\nnameserver 9.9.9.9\nnameserver 8.8.8.8\noptions ndots:5 single-request\n"
+        );
+        p.spec.dns_config = Some(PodDnsConfig {
+            searches: (0..40).map(|i| format!("s{i}")).collect(),
+            ..Default::default()
+        });
+        let r = resolv_conf(&p, "");
+        assert_eq!(r.split_whitespace().count(), 33, "{r}");
+    }
+
+    /// The ns inode a pinned file refers to.
+    fn ns_id(p: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(p).unwrap().ino()
+    }
+
+    #[test]
+    fn pinned_namespaces_survive_and_teardown_cleans() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping: needs root");
+            return;
+        }
+        let d = std::env::temp_dir().join(format!("picolet-net-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        let mut p = pod();
+        p.spec.hostname = "box".into();
+        let sb = setup(&p, &d, "node1").unwrap();
+        let net = sb.netns.clone().unwrap();
+        let host_net = fs::metadata("/proc/self/ns/net").unwrap();
+        assert_ne!(ns_id(&net), std::os::unix::fs::MetadataExt::ino(&host_net));
+        assert_eq!(fs::read_to_string(&sb.hostname).unwrap(), "box\n");
+        assert!(fs::read_to_string(&sb.hosts).unwrap().contains("127.0.1.1\tbox\n"));
+        assert_eq!(sb.pod_ip, "");
+        // again (picolet restart): same namespaces
+        let ids: Vec<u64> = [&sb.netns, &sb.ipcns, &sb.utsns].iter().map(|p| ns_id(p.as_ref().unwrap())).collect();
+        let sb2 = setup(&p, &d, "node1").unwrap();
+        let ids2: Vec<u64> = [&sb2.netns, &sb2.ipcns, &sb2.utsns].iter().map(|p| ns_id(p.as_ref().unwrap())).collect();
+        assert_eq!(ids, ids2);
+        // one pin lost: re-pinned, others kept
+        umount2(sb.ipcns.as_ref().unwrap(), MntFlags::MNT_DETACH).unwrap();
+        let sb3 = setup(&p, &d, "node1").unwrap();
+        assert_eq!(ns_id(sb3.netns.as_ref().unwrap()), ids[0]);
+        assert_ne!(ns_id(sb3.ipcns.as_ref().unwrap()), ids[1]);
+        teardown(&d).unwrap();
+        let real = fs::canonicalize(&d).unwrap();
+        let left = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!left.contains(real.to_str().unwrap()), "mounts left: {left}");
+        assert!(!d.join("ns").exists() && !d.join("etc-hosts").exists());
+
+        p.spec.host_network = true;
+        p.spec.host_ipc = true;
+        let sb = setup(&p, &d, "node1").unwrap();
+        assert_eq!((sb.netns, sb.ipcns, sb.utsns), (None, None, None));
+        assert_eq!(fs::read_to_string(&sb.hostname).unwrap().trim(), host_hostname());
+        assert_eq!(sb.pod_ip, primary_ipv4().unwrap_or_default());
+        teardown(&d).unwrap();
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
