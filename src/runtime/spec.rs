@@ -471,3 +471,314 @@ fn clean_dest(p: &str) -> Option<String> {
     }
     Some(out.to_string_lossy().into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::types::{Capabilities, PodSecurityContext, SecurityContext, Sysctl, VolumeMount};
+    use crate::network::Sandbox;
+    use crate::volume::Volumes;
+
+    pub(super) fn sandbox(dir: &Path, host_net: bool) -> Sandbox {
+        Sandbox {
+            netns: (!host_net).then(|| dir.join("ns/net")),
+            ipcns: Some(dir.join("ns/ipc")),
+            utsns: (!host_net).then(|| dir.join("ns/uts")),
+            hosts: dir.join("etc-hosts"),
+            hostname: dir.join("etc-hostname"),
+            resolv_conf: dir.join("etc-resolv.conf"),
+            pod_ip: String::new(),
+        }
+    }
+
+    fn pod() -> Pod {
+        let mut p = Pod::default();
+        p.metadata.name = "web".into();
+        p.metadata.namespace = "default".into();
+        p.metadata.uid = "1234".into();
+        p
+    }
+
+    struct Fixture {
+        pod: Pod,
+        c: Container,
+        image: ImageConfig,
+        vols: Volumes,
+        sb: Sandbox,
+        root: PathBuf,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                pod: pod(),
+                c: Container { name: "app".into(), ..Default::default() },
+                image: ImageConfig::default(),
+                vols: Volumes::default(),
+                sb: sandbox(Path::new("/pods/p1"), false),
+                root: PathBuf::from("/nonexistent-rootfs"),
+            }
+        }
+        fn gen(&self) -> Result<Value, SpecError> {
+            let input = SpecInput {
+                pod: &self.pod,
+                container: &self.c,
+                image: &self.image,
+                rootfs: Path::new("/pods/p1/rootfs"),
+                args: vec!["/bin/true".into()],
+                env: vec![("A".into(), "1".into())],
+                volumes: &self.vols,
+                sandbox: &self.sb,
+            };
+            generate(&input, &self.root)
+        }
+        fn sc(&mut self) -> &mut SecurityContext {
+            self.c.security_context.get_or_insert_with(Default::default)
+        }
+        fn psc(&mut self) -> &mut PodSecurityContext {
+            self.pod.spec.security_context.get_or_insert_with(Default::default)
+        }
+    }
+
+    fn caps_of(v: &Value) -> Vec<String> {
+        serde_json::from_value(v["process"]["capabilities"]["bounding"].clone()).unwrap()
+    }
+
+    fn fake_root(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("picolet-spec-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("etc")).unwrap();
+        std::fs::write(
+            d.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\nweird\nnobody:x:65534:65534::/:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("etc/group"), "root:x:0:\napp:x:1001:\nstaff:x:50:app,other\nvideo:x:44:other\n").unwrap();
+        d
+    }
+
+    #[test]
+    fn basics() {
+        let f = Fixture::new();
+        let s = f.gen().unwrap();
+        assert_eq!(s["ociVersion"], "1.0.2");
+        assert_eq!(s["hostname"], "web");
+        assert_eq!(s["root"], json!({"path": "/pods/p1/rootfs", "readonly": false}));
+        assert_eq!(s["process"]["cwd"], "/");
+        assert_eq!(s["process"]["terminal"], false);
+        assert_eq!(s["process"]["noNewPrivileges"], false);
+        assert_eq!(s["process"]["user"], json!({"uid": 0, "gid": 0}));
+        assert_eq!(s["process"]["env"], json!(["HOSTNAME=web", "A=1", format!("PATH={DEFAULT_PATH}")]));
+        assert_eq!(s["process"]["rlimits"][0]["type"], "RLIMIT_NOFILE");
+        assert_eq!(caps_of(&s).len(), 14);
+        assert_eq!(s["linux"]["maskedPaths"].as_array().unwrap().len(), 10);
+        assert_eq!(s["linux"]["resources"]["devices"], json!([{"allow": false, "access": "rwm"}]));
+        assert!(s.get("seccomp").is_none() && s["linux"].get("seccomp").is_none());
+        let dests: Vec<&str> = s["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
+        assert_eq!(
+            dests,
+            ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
+        );
+        assert_eq!(s["mounts"][7]["source"], "/pods/p1/etc-hosts");
+    }
+
+    #[test]
+    fn namespaces_own_and_host() {
+        let mut f = Fixture::new();
+        let s = f.gen().unwrap();
+        assert_eq!(
+            s["linux"]["namespaces"],
+            json!([{"type": "mount"}, {"type": "pid"},
+                   {"type": "network", "path": "/pods/p1/ns/net"},
+                   {"type": "ipc", "path": "/pods/p1/ns/ipc"},
+                   {"type": "uts", "path": "/pods/p1/ns/uts"}])
+        );
+        f.pod.spec.host_network = true;
+        f.pod.spec.host_pid = true;
+        f.sb = sandbox(Path::new("/pods/p1"), true);
+        let s = f.gen().unwrap();
+        assert_eq!(s["linux"]["namespaces"], json!([{"type": "mount"}, {"type": "ipc", "path": "/pods/p1/ns/ipc"}]));
+        assert!(s.get("hostname").is_none());
+        let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+        assert_eq!(s["process"]["env"][0], format!("HOSTNAME={host}"));
+        f.psc().sysctls = vec![Sysctl { name: "net.ipv4.ip_forward".into(), value: "1".into() }];
+        assert!(matches!(f.gen(), Err(SpecError::Invalid { .. })));
+        f.pod.spec.host_network = false;
+        f.sb = sandbox(Path::new("/pods/p1"), false);
+        assert_eq!(f.gen().unwrap()["linux"]["sysctl"], json!({"net.ipv4.ip_forward": "1"}));
+    }
+
+    #[test]
+    fn users() {
+        let root = fake_root("users");
+        let mut f = Fixture::new();
+        f.root = root.clone();
+        let user = |f: &Fixture| f.gen().map(|s| s["process"]["user"].clone());
+        f.image.user = "app".into();
+        assert_eq!(user(&f).unwrap(), json!({"uid": 1000, "gid": 1001, "additionalGids": [50]}));
+        f.image.user = "app:staff".into();
+        assert_eq!(user(&f).unwrap(), json!({"uid": 1000, "gid": 50}));
+        f.image.user = "1000:1000".into();
+        assert_eq!(user(&f).unwrap(), json!({"uid": 1000, "gid": 1000, "additionalGids": [50]}));
+        f.image.user = "1000".into();
+        assert_eq!(user(&f).unwrap(), json!({"uid": 1000, "gid": 1001, "additionalGids": [50]}));
+        f.image.user = "4242".into();
+        assert_eq!(user(&f).unwrap(), json!({"uid": 4242, "gid": 0}));
+        f.image.user = "ghost".into();
+        assert!(matches!(user(&f), Err(SpecError::UnknownUser { .. })));
+        f.image.user = "app:nogroup".into();
+        assert!(matches!(user(&f), Err(SpecError::UnknownUser { .. })));
+        // securityContext wins over the image; container over pod
+        f.image.user = "app".into();
+        f.psc().run_as_user = Some(65534);
+        f.psc().supplemental_groups = vec![7, 50];
+        f.psc().fs_group = Some(2000);
+        assert_eq!(user(&f).unwrap(), json!({"uid": 65534, "gid": 65534, "additionalGids": [7, 50, 2000]}));
+        f.sc().run_as_user = Some(1234);
+        f.sc().run_as_group = Some(99);
+        assert_eq!(user(&f).unwrap(), json!({"uid": 1234, "gid": 99, "additionalGids": [7, 50, 2000]}));
+        f.sc().run_as_user = Some(-1);
+        assert!(matches!(user(&f), Err(SpecError::Invalid { .. })));
+        // a symlinked passwd is not followed
+        let root2 = std::env::temp_dir().join(format!("picolet-spec-link-{}", std::process::id()));
+        std::fs::create_dir_all(root2.join("etc")).unwrap();
+        let _ = std::os::unix::fs::symlink(root.join("etc/passwd"), root2.join("etc/passwd"));
+        let mut g = Fixture::new();
+        g.root = root2.clone();
+        g.image.user = "app".into();
+        assert!(matches!(g.gen(), Err(SpecError::UnknownUser { .. })));
+        std::fs::remove_dir_all(root).unwrap();
+        std::fs::remove_dir_all(root2).unwrap();
+    }
+
+    #[test]
+    fn run_as_non_root() {
+        let mut f = Fixture::new();
+        f.psc().run_as_non_root = Some(true);
+        let e = f.gen().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "container has runAsNonRoot and image will run as root (pod: \"default/web(1234)\", container: app)"
+        );
+        f.image.user = "app".into();
+        assert_eq!(
+            f.gen().unwrap_err().to_string(),
+            "container has runAsNonRoot and image has non-numeric user (app), cannot verify user is non-root (pod: \"default/web(1234)\", container: app)"
+        );
+        f.image.user = "0:5".into();
+        assert!(matches!(f.gen(), Err(SpecError::RunAsNonRoot { .. })));
+        f.image.user = "1000".into();
+        assert!(f.gen().is_ok());
+        f.sc().run_as_user = Some(0);
+        assert!(f.gen().unwrap_err().to_string().starts_with("container's runAsUser breaks non-root policy"));
+        f.sc().run_as_user = Some(5);
+        f.image.user = String::new();
+        assert!(f.gen().is_ok());
+        // container false overrides pod true
+        f.sc().run_as_user = None;
+        f.sc().run_as_non_root = Some(false);
+        assert!(f.gen().is_ok());
+    }
+
+    #[test]
+    fn capabilities_add_drop_all() {
+        let mut f = Fixture::new();
+        let set = |f: &mut Fixture, add: &[&str], drop: &[&str]| {
+            f.sc().capabilities = Some(Capabilities {
+                add: add.iter().map(|s| s.to_string()).collect(),
+                drop: drop.iter().map(|s| s.to_string()).collect(),
+            });
+        };
+        set(&mut f, &["NET_ADMIN", "CAP_SYS_TIME"], &["chown", "CAP_NET_RAW"]);
+        let c = caps_of(&f.gen().unwrap());
+        assert!(c.contains(&"CAP_NET_ADMIN".into()) && c.contains(&"CAP_SYS_TIME".into()));
+        assert!(!c.contains(&"CAP_CHOWN".into()) && !c.contains(&"CAP_NET_RAW".into()));
+        assert_eq!(c.len(), 14);
+        set(&mut f, &[], &["ALL"]);
+        assert!(caps_of(&f.gen().unwrap()).is_empty());
+        set(&mut f, &["NET_BIND_SERVICE"], &["ALL"]);
+        assert_eq!(caps_of(&f.gen().unwrap()), ["CAP_NET_BIND_SERVICE"]);
+        set(&mut f, &["ALL"], &["CHOWN"]);
+        let c = caps_of(&f.gen().unwrap());
+        assert_eq!(c.len(), 40);
+        assert!(!c.contains(&"CAP_CHOWN".into()));
+        set(&mut f, &["SYS_ADMIN"], &[]);
+        f.sc().allow_privilege_escalation = Some(false);
+        assert_eq!(f.gen().unwrap()["process"]["noNewPrivileges"], false);
+        set(&mut f, &["CAP_BOGUS"], &[]);
+        assert!(matches!(f.gen(), Err(SpecError::UnknownCapability { .. })));
+        set(&mut f, &[], &[]);
+        assert_eq!(f.gen().unwrap()["process"]["noNewPrivileges"], true);
+    }
+
+    #[test]
+    fn privileged_and_read_only_root() {
+        let mut f = Fixture::new();
+        f.sc().privileged = Some(true);
+        f.sc().capabilities = Some(Capabilities { add: vec![], drop: vec!["ALL".into()] });
+        let s = f.gen().unwrap();
+        assert_eq!(caps_of(&s).len(), 41);
+        assert!(s["linux"].get("maskedPaths").is_none() && s["linux"].get("readonlyPaths").is_none());
+        assert_eq!(s["linux"]["resources"]["devices"], json!([{"allow": true, "access": "rwm"}]));
+        let sys = s["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap();
+        assert!(sys["options"].as_array().unwrap().contains(&json!("rw")));
+
+        let mut f = Fixture::new();
+        f.sc().read_only_root_filesystem = Some(true);
+        let s = f.gen().unwrap();
+        assert_eq!(s["root"]["readonly"], true);
+        let hosts = s["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/etc/hosts").unwrap();
+        assert_eq!(hosts["options"], json!(["rbind", "rprivate", "ro"]));
+    }
+
+    #[test]
+    fn volume_mounts() {
+        let mut f = Fixture::new();
+        f.vols.insert("data", PathBuf::from("/pods/p1/volumes/kubernetes.io~empty-dir/data"));
+        f.vols.insert("host", PathBuf::from("/srv/host"));
+        let vm = |name: &str, path: &str, ro: bool, sub: &str| VolumeMount {
+            name: name.into(),
+            mount_path: path.into(),
+            read_only: ro,
+            sub_path: sub.into(),
+            mount_propagation: None,
+        };
+        f.c.volume_mounts = vec![
+            vm("data", "/data/deep/er", false, "a/b"),
+            vm("host", "/data", true, ""),
+            vm("data", "/etc/hosts", false, "hosts"),
+        ];
+        let s = f.gen().unwrap();
+        let ms = s["mounts"].as_array().unwrap();
+        let hosts: Vec<&Value> = ms.iter().filter(|m| m["destination"] == "/etc/hosts").collect();
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts[0]["source"], "/pods/p1/volumes/kubernetes.io~empty-dir/data/hosts");
+        let tail: Vec<&Value> = ms.iter().rev().take(3).collect();
+        assert_eq!(*tail[0], json!({"destination": "/data/deep/er", "type": "bind",
+            "source": "/pods/p1/volumes/kubernetes.io~empty-dir/data/a/b", "options": ["rbind", "rprivate"]}));
+        assert_eq!(*tail[1], json!({"destination": "/etc/hosts", "type": "bind",
+            "source": "/pods/p1/volumes/kubernetes.io~empty-dir/data/hosts", "options": ["rbind", "rprivate"]}));
+        assert_eq!(*tail[2], json!({"destination": "/data", "type": "bind",
+            "source": "/srv/host", "options": ["rbind", "rprivate", "ro"]}));
+
+        for bad in [vm("data", "/x", false, "../etc"), vm("data", "/x", false, "/etc"), vm("nope", "/x", false, ""), vm("data", "rel", false, "")] {
+            f.c.volume_mounts = vec![bad.clone()];
+            let e = f.gen().unwrap_err();
+            assert!(matches!(e, SpecError::Volume { .. }), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn cwd_and_env() {
+        let mut f = Fixture::new();
+        f.image.working_dir = "/srv".into();
+        assert_eq!(f.gen().unwrap()["process"]["cwd"], "/srv");
+        f.c.working_dir = "/work".into();
+        assert_eq!(f.gen().unwrap()["process"]["cwd"], "/work");
+        f.c.working_dir = "rel".into();
+        assert!(matches!(f.gen(), Err(SpecError::Invalid { .. })));
+        assert_eq!(
+            process_env("h", &[("PATH".into(), "/x".into()), ("HOSTNAME".into(), "mine".into())]),
+            ["HOSTNAME=mine", "PATH=/x"]
+        );
+    }
+}
