@@ -70,7 +70,8 @@ pub const DEFAULT_CAPS: [&str; 14] = [
     "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability up to CAP_CHECKPOINT_RESTORE (41 caps, Linux 5.9); runc 1.1.5 knows all.
+/// Every capability up to CAP_CHECKPOINT_RESTORE (41 caps, Linux 5.9), index = capability
+/// number; runc 1.1.5 knows all of them (it ignores unknown names with a warning).
 pub const ALL_CAPS: [&str; 41] = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
     "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
@@ -132,6 +133,7 @@ pub fn generate(input: &SpecInput, passwd_root: &Path) -> Result<Value, SpecErro
         nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
     };
     let env = process_env(&hostname, &input.env);
+    let nofile = nofile_limit();
 
     let mut process = json!({
         "terminal": false,
@@ -140,7 +142,7 @@ pub fn generate(input: &SpecInput, passwd_root: &Path) -> Result<Value, SpecErro
         "env": env,
         "cwd": cwd,
         "capabilities": { "bounding": caps, "effective": caps, "permitted": caps },
-        "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64 }],
+        "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile }],
         "noNewPrivileges": no_new_privs,
     });
     if !user.additional_gids.is_empty() {
@@ -196,6 +198,44 @@ pub fn generate(input: &SpecInput, passwd_root: &Path) -> Result<Value, SpecErro
     Ok(spec)
 }
 
+const NOFILE: u64 = 1048576;
+
+/// RLIMIT_NOFILE for containers: 1048576, unless picolet itself may not raise its hard
+/// limit that far (no CAP_SYS_RESOURCE, e.g. inside another sandbox): then runc would
+/// fail with EPERM, so the current hard limit is used.
+fn nofile_limit() -> u64 {
+    use nix::libc;
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return NOFILE;
+    }
+    let hard = lim.rlim_max as u64;
+    if hard >= NOFILE || has_cap(24 /* CAP_SYS_RESOURCE */) {
+        NOFILE
+    } else {
+        hard
+    }
+}
+
+/// picolet's own effective capability mask, if /proc tells.
+fn own_caps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let v = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(v.trim(), 16).ok()
+}
+
+fn has_cap(bit: u32) -> bool {
+    own_caps().is_some_and(|caps| caps & (1 << bit) != 0)
+}
+
+/// "All capabilities" for privileged and `add: [ALL]`: those of [`ALL_CAPS`] that
+/// picolet holds itself (as containerd uses its current set); runc can't grant more.
+fn available_caps() -> Vec<String> {
+    let mask = own_caps().unwrap_or(u64::MAX);
+    ALL_CAPS.iter().enumerate().filter(|(bit, _)| mask & (1u64 << bit) != 0).map(|(_, c)| c.to_string()).collect()
+}
+
 fn process_env(hostname: &str, env: &[(String, String)]) -> Vec<String> {
     // HOSTNAME first so the image or the pod can override it, as containerd does.
     let mut list: Vec<(String, String)> = vec![("HOSTNAME".into(), hostname.into())];
@@ -224,14 +264,15 @@ fn cap_name(container: &str, name: &str) -> Result<String, SpecError> {
 /// containerd's order: add ALL, then drop ALL, then single adds, then single drops,
 /// so `add: [ALL], drop: [CHOWN]` is everything but CHOWN and `drop: [ALL], add: [X]` is X.
 fn capabilities(c: &Container, privileged: bool) -> Result<Vec<String>, SpecError> {
+    let all = available_caps();
     if privileged {
-        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+        return Ok(all);
     }
     let cc = c.security_context.as_ref().and_then(|s| s.capabilities.clone()).unwrap_or_default();
     let is_all = |s: &String| s.trim().eq_ignore_ascii_case("ALL") || s.trim().eq_ignore_ascii_case("CAP_ALL");
     let mut set: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
     if cc.add.iter().any(is_all) {
-        set = ALL_CAPS.iter().map(|s| s.to_string()).collect();
+        set = all;
     }
     if cc.drop.iter().any(is_all) {
         set.clear();
@@ -699,7 +740,7 @@ mod tests {
         assert_eq!(caps_of(&f.gen().unwrap()), ["CAP_NET_BIND_SERVICE"]);
         set(&mut f, &["ALL"], &["CHOWN"]);
         let c = caps_of(&f.gen().unwrap());
-        assert_eq!(c.len(), 40);
+        assert_eq!(c.len(), available_caps().len() - 1);
         assert!(!c.contains(&"CAP_CHOWN".into()));
         set(&mut f, &["SYS_ADMIN"], &[]);
         f.sc().allow_privilege_escalation = Some(false);
@@ -716,7 +757,8 @@ mod tests {
         f.sc().privileged = Some(true);
         f.sc().capabilities = Some(Capabilities { add: vec![], drop: vec!["ALL".into()] });
         let s = f.gen().unwrap();
-        assert_eq!(caps_of(&s).len(), 41);
+        assert_eq!(caps_of(&s), available_caps());
+        assert!(available_caps().len() >= 40, "picolet tests expect (nearly) all caps");
         assert!(s["linux"].get("maskedPaths").is_none() && s["linux"].get("readonlyPaths").is_none());
         assert_eq!(s["linux"]["resources"]["devices"], json!([{"allow": true, "access": "rwm"}]));
         let sys = s["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap();
@@ -780,5 +822,249 @@ mod tests {
             process_env("h", &[("PATH".into(), "/x".into()), ("HOSTNAME".into(), "mine".into())]),
             ["HOSTNAME=mine", "PATH=/x"]
         );
+    }
+}
+
+/// Runs generated bundles with the real runc (root only; skipped otherwise).
+#[cfg(test)]
+mod runc_tests {
+    use super::*;
+    use crate::api::types::{EmptyDirVolumeSource, HostPathVolumeSource, PodSecurityContext, SecurityContext, Volume, VolumeMount};
+    use crate::runtime::env::{command_line, container_env, FieldContext};
+    use std::fs;
+    use std::process::Command;
+
+    struct Env {
+        base: PathBuf,
+        rootfs: PathBuf,
+        pod: Pod,
+        vols: crate::volume::Volumes,
+        sb: crate::network::Sandbox,
+        image: ImageConfig,
+    }
+
+    fn usable() -> bool {
+        nix::unistd::geteuid().is_root()
+            && Path::new("/bin/busybox").exists()
+            && Command::new("runc").arg("--version").output().is_ok()
+    }
+
+    fn rootfs(base: &Path) -> PathBuf {
+        let r = base.join("rootfs");
+        fs::create_dir_all(r.join("bin")).unwrap();
+        fs::create_dir_all(r.join("etc")).unwrap();
+        fs::copy("/bin/busybox", r.join("bin/busybox")).unwrap();
+        for app in ["sh", "mkdir", "cat", "hostname", "id", "ls", "echo", "readlink", "touch", "stat", "grep"] {
+            std::os::unix::fs::symlink("busybox", r.join("bin").join(app)).unwrap();
+        }
+        fs::write(r.join("etc/passwd"), "root:x:0:0::/:/bin/sh\nworker:x:1000:1000::/:/bin/sh\n").unwrap();
+        r
+    }
+
+    fn vm(name: &str, path: &str, ro: bool, sub: &str) -> VolumeMount {
+        VolumeMount { name: name.into(), mount_path: path.into(), read_only: ro, sub_path: sub.into(), mount_propagation: None }
+    }
+
+    impl Env {
+        fn new(tag: &str, host_network: bool) -> Env {
+            let base = std::env::temp_dir().join(format!("picolet-runc-{tag}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&base);
+            fs::create_dir_all(&base).unwrap();
+            let rootfs = rootfs(&base);
+            let mut pod = Pod::default();
+            pod.metadata.name = "box-pod".into();
+            pod.metadata.namespace = "test".into();
+            pod.metadata.uid = "uid-1".into();
+            pod.spec.hostname = "box".into();
+            pod.spec.host_network = host_network;
+            let host_dir = base.join("host-ro");
+            pod.spec.volumes = vec![
+                Volume { name: "shared".into(), empty_dir: Some(Default::default()), ..Default::default() },
+                Volume {
+                    name: "mem".into(),
+                    empty_dir: Some(EmptyDirVolumeSource { medium: "Memory".into(), size_limit: Some("8Mi".into()) }),
+                    ..Default::default()
+                },
+                Volume {
+                    name: "ro".into(),
+                    host_path: Some(HostPathVolumeSource {
+                        path: host_dir.to_string_lossy().into(),
+                        type_: Some("DirectoryOrCreate".into()),
+                    }),
+                    ..Default::default()
+                },
+            ];
+            let pod_dir = base.join("pod");
+            let vols = crate::volume::setup(&pod, &pod_dir).unwrap();
+            let sb = crate::network::setup(&pod, &pod_dir, "node").unwrap();
+            Env { base, rootfs, pod, vols, sb, image: ImageConfig::default() }
+        }
+
+        /// Runs `script` in a container of the pod; returns (exit ok, stdout, stderr).
+        fn run(&self, id: &str, mut c: Container, script: &str) -> (bool, String, String) {
+            c.command = vec!["/bin/sh".into(), "-c".into(), script.into()];
+            crate::volume::ensure_subpaths(&self.vols, &c).unwrap();
+            let ctx = FieldContext { pod: &self.pod, host_ip: "", pod_ip: &self.sb.pod_ip };
+            let env = container_env(&ctx, &c, &self.image.env).unwrap();
+            let args = command_line(&c, &self.image, &env).unwrap();
+            let input = SpecInput {
+                pod: &self.pod,
+                container: &c,
+                image: &self.image,
+                rootfs: &self.rootfs,
+                args,
+                env,
+                volumes: &self.vols,
+                sandbox: &self.sb,
+            };
+            let spec = generate(&input, &self.rootfs).unwrap();
+            let bundle = self.base.join(format!("bundle-{id}"));
+            fs::create_dir_all(&bundle).unwrap();
+            fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+            let out = Command::new("runc")
+                .arg("--root")
+                .arg(self.base.join("runc"))
+                .args(["run", "--bundle"])
+                .arg(&bundle)
+                .arg(format!("picolet-test-{}-{id}", std::process::id()))
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+
+        fn finish(self) {
+            let pod_dir = self.base.join("pod");
+            crate::volume::teardown(&pod_dir).unwrap();
+            crate::network::teardown(&pod_dir).unwrap();
+            let real = fs::canonicalize(&self.base).unwrap();
+            let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
+            let left: Vec<&str> = mi.lines().filter(|l| l.contains(real.to_str().unwrap())).collect();
+            assert!(left.is_empty(), "mounts left after teardown: {left:?}");
+            fs::remove_dir_all(&self.base).unwrap();
+        }
+    }
+
+    fn ns_inode(p: &Path) -> String {
+        use std::os::unix::fs::MetadataExt;
+        format!("net:[{}]", fs::metadata(p).unwrap().ino())
+    }
+
+    #[test]
+    fn pod_containers_share_sandbox_and_volumes() {
+        if !usable() {
+            eprintln!("skipping: needs root, /bin/busybox and runc");
+            return;
+        }
+        let e = Env::new("pod", false);
+        let writer = Container {
+            name: "writer".into(),
+            volume_mounts: vec![vm("shared", "/shared", false, ""), vm("mem", "/mem", false, "")],
+            security_context: Some(SecurityContext { run_as_user: Some(1000), run_as_group: Some(3000), ..Default::default() }),
+            env: vec![crate::api::types::EnvVar { name: "GREETING".into(), value: Some("hello".into()), value_from: None }],
+            ..Default::default()
+        };
+        let (ok, out, err) = e.run(
+            "a",
+            writer,
+            "hostname; readlink /proc/self/ns/net; cat /sys/class/net/lo/flags; id -u; id -g; \
+             echo $GREETING > /shared/msg && mkdir /shared/sub && echo $GREETING > /shared/sub/msg2; stat -f -c '%b %S' /mem; \
+             grep box /etc/hosts; cat /etc/hostname",
+        );
+        assert!(ok, "writer failed: {out} {err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "box", "{out}");
+        let netns = ns_inode(e.sb.netns.as_ref().unwrap());
+        assert_eq!(lines[1], netns);
+        let flags = u32::from_str_radix(lines[2].trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(flags & 0x9, 0x9, "lo is not up: {}", lines[2]);
+        assert_eq!(&lines[3..5], ["1000", "3000"]);
+        let (blocks, bsize): (u64, u64) = {
+            let mut it = lines[5].split(' ').map(|x| x.parse::<u64>().unwrap());
+            (it.next().unwrap(), it.next().unwrap())
+        };
+        assert_eq!(blocks * bsize, 8 << 20, "mem emptyDir size");
+        assert_eq!(lines[6], "127.0.1.1\tbox");
+        assert_eq!(lines[7], "box");
+
+        let reader = Container {
+            name: "reader".into(),
+            volume_mounts: vec![vm("shared", "/data", false, ""), vm("shared", "/sub", false, "sub"), vm("ro", "/ro", true, "")],
+            ..Default::default()
+        };
+        let (ok, out, err) = e.run(
+            "b",
+            reader,
+            "hostname; readlink /proc/self/ns/net; cat /data/msg /sub/msg2; id -u; \
+             if touch /ro/x 2>/dev/null; then echo ro-writable; else echo ro-denied; fi; \
+             if touch /rootfile 2>/dev/null; then echo root-writable; fi",
+        );
+        assert!(ok, "reader failed: {out} {err}");
+        assert_eq!(out.lines().collect::<Vec<_>>(), ["box", netns.as_str(), "hello", "hello", "0", "ro-denied", "root-writable"]);
+        assert!(!e.base.join("host-ro/x").exists());
+
+        let locked = Container {
+            name: "locked".into(),
+            security_context: Some(SecurityContext { read_only_root_filesystem: Some(true), ..Default::default() }),
+            ..Default::default()
+        };
+        let (ok, out, err) = e.run(
+            "c",
+            locked,
+            "if touch /newfile 2>/dev/null; then echo writable; else echo read-only; fi; echo x > /etc/hosts 2>/dev/null || echo hosts-ro",
+        );
+        assert!(ok, "{out} {err}");
+        assert_eq!(out, "read-only\nhosts-ro\n");
+        assert!(!e.rootfs.join("newfile").exists());
+
+        // runAsNonRoot with a root image is refused before runc is involved.
+        let mut p = e.pod.clone();
+        p.spec.security_context = Some(PodSecurityContext { run_as_non_root: Some(true), ..Default::default() });
+        let c = Container { name: "nr".into(), command: vec!["/bin/true".into()], ..Default::default() };
+        let input = SpecInput {
+            pod: &p,
+            container: &c,
+            image: &e.image,
+            rootfs: &e.rootfs,
+            args: vec!["/bin/true".into()],
+            env: vec![],
+            volumes: &e.vols,
+            sandbox: &e.sb,
+        };
+        assert!(matches!(generate(&input, &e.rootfs), Err(SpecError::RunAsNonRoot { .. })));
+        e.finish();
+    }
+
+    #[test]
+    fn host_network_pod_and_privileged() {
+        if !usable() {
+            eprintln!("skipping: needs root, /bin/busybox and runc");
+            return;
+        }
+        let e = Env::new("hostnet", true);
+        let c = Container { name: "h".into(), ..Default::default() };
+        let (ok, out, err) = e.run("h", c, "hostname; readlink /proc/self/ns/net; cat /etc/hostname");
+        assert!(ok, "{out} {err}");
+        let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+        let host_net = fs::read_link("/proc/self/ns/net").unwrap();
+        assert_eq!(out, format!("{host}\n{}\n{host}\n", host_net.display()));
+
+        let p = Container {
+            name: "p".into(),
+            security_context: Some(SecurityContext { privileged: Some(true), ..Default::default() }),
+            ..Default::default()
+        };
+        let (ok, out, err) = e.run("p", p, "grep CapEff /proc/self/status; grep ' /sys sysfs' /proc/self/mounts");
+        assert!(ok, "{out} {err}");
+        let mut lines = out.lines();
+        let eff = lines.next().unwrap().split_whitespace().nth(1).unwrap();
+        let eff = u64::from_str_radix(eff, 16).unwrap();
+        assert_eq!(eff, own_caps().unwrap() & ((1u64 << ALL_CAPS.len()) - 1), "privileged caps: {eff:x}");
+        assert!(lines.next().unwrap().contains(" rw,"), "/sys must be rw for privileged: {out}");
+        e.finish();
     }
 }
