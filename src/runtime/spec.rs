@@ -937,6 +937,7 @@ mod runc_tests {
             )
         }
 
+        /// Tears the pod down and checks that no mount is left.
         fn finish(self) {
             let pod_dir = self.base.join("pod");
             crate::volume::teardown(&pod_dir).unwrap();
@@ -945,7 +946,16 @@ mod runc_tests {
             let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
             let left: Vec<&str> = mi.lines().filter(|l| l.contains(real.to_str().unwrap())).collect();
             assert!(left.is_empty(), "mounts left after teardown: {left:?}");
-            fs::remove_dir_all(&self.base).unwrap();
+        }
+    }
+
+    impl Drop for Env {
+        // Also runs when a test panics, so failed runs don't leak mounts.
+        fn drop(&mut self) {
+            let pod_dir = self.base.join("pod");
+            let _ = crate::volume::teardown(&pod_dir);
+            let _ = crate::network::teardown(&pod_dir);
+            let _ = fs::remove_dir_all(&self.base);
         }
     }
 
