@@ -388,6 +388,9 @@ pub fn resolv_conf(pod: &Pod, host_resolv: &str) -> String {
     let mut dedup_ns = Vec::new();
     push_unique(&mut dedup_ns, ns);
     let mut ns = dedup_ns;
+    let mut dedup_search = Vec::new();
+    push_unique(&mut dedup_search, search);
+    let mut search = dedup_search;
     ns.truncate(MAX_NAMESERVERS);
     search.truncate(MAX_SEARCHES);
     let mut s = String::new();
@@ -451,7 +454,7 @@ mod tests {
     }
 
     const HOST: &str = "# generated\nnameserver 10.0.0.1\nnameserver 10.0.0.1\nnameserver 1.1.1.1 \
-                        \ndomain lan\nsearch old.example\nsearch lan example.com.\noptions ndots:2 edns0\n";
+                        \ndomain lan\nsearch old.example\nsearch lan example.com. lan\noptions ndots:2 edns0\n";
 
     #[test]
     fn resolv_default_and_cluster_first_use_host() {
