@@ -444,6 +444,7 @@ impl<R: Runtime> Manager<R> {
         let bundle = (|| -> Result<(), String> {
             let _ = std::fs::remove_dir_all(&dir); // a leftover from a failed attempt with this id
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            volume::ensure_subpaths(&volumes, c).map_err(|e| e.to_string())?;
             let rootfs = image::mount_rootfs(&img.layers, &dir).map_err(|e| e.to_string())?;
             let input = SpecInput {
                 pod: &pod,

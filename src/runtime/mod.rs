@@ -1,10 +1,12 @@
 //! Running containers: OCI bundles handed to runc through the reaper, the
 //! on-disk records that make picolet restart-safe, and container logs.
 
+pub mod env;
 pub mod logs;
 pub mod reaper;
 pub mod record;
 pub mod runc;
+pub mod spec;
 
 use std::path::PathBuf;
 
