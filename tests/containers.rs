@@ -67,10 +67,12 @@ spec:
     image: busybox
     workingDir: /tmp
     command: [sh, -c]
-    args: ["echo greeting=$(GREETING) literal=$$(GREETING) unknown=$(NOPE); echo pod=$POD_NAME ns=$POD_NS tier=$TIER; echo cwd=$(pwd) uid=$(id -u) gid=$(id -g); touch /rootfs-test 2>/dev/null && echo rootfs=rw || echo rootfs=ro; grep CapEff /proc/self/status; exec sleep 1000"]
+    args: ["echo greeting=$(GREETING) literal=$LITERAL unknown=$UNKNOWN; echo pod=$POD_NAME ns=$POD_NS tier=$TIER; echo cwd=$(pwd) uid=$(id -u) gid=$(id -g); touch /rootfs-test 2>/dev/null && echo rootfs=rw || echo rootfs=ro; grep CapEff /proc/self/status; exec sleep 1000"]
     env:
     - {name: NAME, value: world}
     - {name: GREETING, value: "hello $(NAME)"}
+    - {name: LITERAL, value: "$$(GREETING)"}
+    - {name: UNKNOWN, value: "$(NOPE)"}
     - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
     - {name: POD_NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
     - {name: TIER, valueFrom: {fieldRef: {fieldPath: "metadata.labels['tier']"}}}

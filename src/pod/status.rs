@@ -59,10 +59,11 @@ pub struct PodView<'a> {
 
 pub fn compute(v: &PodView, previous: Option<&PodStatus>, now: &str) -> PodStatus {
     let spec = &v.pod.spec;
+    let has_init = !spec.init_containers.is_empty();
     let init_statuses: Vec<ContainerStatus> =
-        spec.init_containers.iter().zip(&v.init).map(|(c, cv)| container_status(c, cv, true)).collect();
+        spec.init_containers.iter().zip(&v.init).map(|(c, cv)| container_status(c, cv, true, true)).collect();
     let app_statuses: Vec<ContainerStatus> =
-        spec.containers.iter().zip(&v.app).map(|(c, cv)| container_status(c, cv, false)).collect();
+        spec.containers.iter().zip(&v.app).map(|(c, cv)| container_status(c, cv, false, has_init)).collect();
 
     let initialized = v.init.iter().zip(&spec.init_containers).all(|(cv, c)| init_done(c, cv));
     let phase = if v.failed_message.is_some() {
@@ -191,7 +192,7 @@ fn terminated(a: &Attempt) -> Option<ContainerStateTerminated> {
     }
 }
 
-fn container_status(c: &Container, cv: &ContainerView, init: bool) -> ContainerStatus {
+fn container_status(c: &Container, cv: &ContainerView, init: bool, has_init: bool) -> ContainerStatus {
     let waiting = |reason: &str, message: &str| ContainerState {
         waiting: Some(ContainerStateWaiting { reason: reason.into(), message: message.into() }),
         ..Default::default()
@@ -231,7 +232,8 @@ fn container_status(c: &Container, cv: &ContainerView, init: bool) -> ContainerS
             st.started = Some(false);
         }
         (Some(Observed::Created), _) | (None, None) => {
-            st.state = waiting(if init { "PodInitializing" } else { "ContainerCreating" }, "");
+            // Upstream's default: PodInitializing in a pod with init containers.
+            st.state = waiting(if has_init { "PodInitializing" } else { "ContainerCreating" }, "");
             st.last_state = ContainerState { terminated: prev_terminated, ..Default::default() };
             st.started = Some(false);
         }
