@@ -1,0 +1,103 @@
+//! The command line: --help, flag errors, and the images subcommands; images
+//! appearing in the import directory while picolet runs.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn picolet(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_picolet")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_documents_the_kubelet_flags() {
+    let (code, out, _) = picolet(&["--help"]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--pod-manifest-path",
+        "--root-dir",
+        "--hostname-override",
+        "--config",
+        "-v",
+        "--runtime-path",
+        "--image-import-dir",
+        "/var/lib/picolet",
+        "staticPodPath",
+        "containerLogMaxSize",
+        "containerLogMaxFiles",
+        "readOnlyPort",
+        "fileCheckFrequency",
+        "images import",
+        "images list",
+    ] {
+        assert!(out.contains(flag), "--help mentions {flag}:\n{out}");
+    }
+}
+
+#[test]
+fn bad_flags_and_config_are_clear_errors() {
+    let (code, _, err) = picolet(&["--no-such-flag"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--no-such-flag"), "{err}");
+    let (code, _, err) = picolet(&["--read-only-port=x"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--read-only-port") && err.contains("\"x\""), "{err}");
+    let dir = std::env::temp_dir().join(format!("picolet-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("config.yaml");
+    std::fs::write(&cfg, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nreadOnlyPort: lots\n").unwrap();
+    let (code, _, err) = picolet(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("readOnlyPort") && err.contains("config.yaml"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn images_import_and_list() {
+    let images = images_dir();
+    let root = std::env::temp_dir().join(format!("picolet-images-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let root_arg = format!("--root-dir={}", root.display());
+    let (code, out, err) = picolet(&["images", "import", images.join("busybox.tar").to_str().unwrap(), &root_arg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("docker.io/library/busybox:latest"), "{out}");
+    let (code, out, err) = picolet(&["images", "import", images.join("busybox-docker.tar").to_str().unwrap(), &root_arg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("docker.io/library/busybox:docker"), "{out}");
+    let (code, out, _) = picolet(&["images", "list", &root_arg]);
+    assert_eq!(code, 0);
+    assert!(out.contains("docker.io/library/busybox:latest") && out.contains("docker.io/library/busybox:docker"), "{out}");
+    // A corrupt archive is a clear error naming it, and the store still works.
+    let bad = root.join("bad.tar");
+    std::fs::write(&bad, b"this is not a tar archive").unwrap();
+    let (code, _, err) = picolet(&["images", "import", bad.to_str().unwrap(), &root_arg]);
+    assert_ne!(code, 0);
+    assert!(err.contains("bad.tar"), "{err}");
+    let (_, out, _) = picolet(&["images", "list", &root_arg]);
+    assert!(out.contains("busybox:latest"), "{out}");
+    cleanup(&root);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn image_dropped_into_import_dir_unblocks_a_waiting_pod() {
+    let mut p = Picolet::new("late-image");
+    // The docker-save archive arrives only after the pod is waiting for it.
+    p.write_manifest(
+        "late.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: late}\nspec:\n  containers: [{name: c, image: 'busybox:docker', command: [sh, -c, 'echo from docker archive; exec sleep 1000']}]\n",
+    );
+    p.start();
+    p.wait_pod("late", "ErrImagePull", |q| container(q, "c")["state"]["waiting"]["reason"] == "ErrImagePull");
+    let tmp = p.base.join("busybox-docker.tar.part");
+    std::fs::copy(images_dir().join("busybox-docker.tar"), &tmp).unwrap();
+    std::fs::rename(&tmp, p.import.join("busybox-docker.tar")).unwrap();
+    let pod = p.wait_pod("late", "Running", |q| running(q, "c"));
+    assert_eq!(container(&pod, "c")["image"], "docker.io/library/busybox:docker");
+    p.wait_log(&pod, "c", 0, "from docker archive");
+}
