@@ -115,8 +115,6 @@ fn run(cfg: Config) -> Result<(), String> {
         logs_dir: cfg.pod_logs_dir.clone(),
         node_name: node_name.clone(),
         host_ip: node::host_ip(),
-        log_max_size: cfg.container_log_max_size,
-        log_max_files: cfg.container_log_max_files,
     };
     log::info!(
         "picolet {} starting: node {node_name}, root {}, runtime {}",

@@ -42,6 +42,7 @@ impl fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 /// Decodes every Pod in `text`, in order. Empty and null documents are skipped.
+#[cfg(test)]
 pub fn pods_from_str(text: &str) -> Vec<Result<Pod, DecodeError>> {
     pods_from_str_indexed(text).into_iter().map(|(_, r)| r).collect()
 }

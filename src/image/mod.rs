@@ -15,6 +15,6 @@ mod testutil;
 
 pub use config::ImageConfig;
 pub use error::ImageError;
-pub use reference::{has_latest_or_no_tag, normalize};
+pub use reference::normalize;
 pub use rootfs::{mount_rootfs, unmount_rootfs};
-pub use store::{Image, ImageInfo, Store};
+pub use store::Store;

@@ -42,17 +42,6 @@ pub fn normalize(reference: &str) -> Result<String, ImageError> {
     Ok(out)
 }
 
-/// True when the kubelet would default `imagePullPolicy` to `Always`: the tag
-/// is `latest`, or there is neither a tag nor a digest. Unparsable → false.
-pub fn has_latest_or_no_tag(reference: &str) -> bool {
-    match parse(reference) {
-        Ok(r) => match (&r.tag, &r.digest) {
-            (Some(t), _) => t == "latest",
-            (None, d) => d.is_none(),
-        },
-        Err(_) => false,
-    }
-}
 
 pub(crate) fn parse(reference: &str) -> Result<Reference, ImageError> {
     let err = |reason: &str| ImageError::InvalidReference {
@@ -227,13 +216,5 @@ mod tests {
 
     #[test]
     fn latest_or_no_tag() {
-        assert!(has_latest_or_no_tag("busybox"));
-        assert!(has_latest_or_no_tag("busybox:latest"));
-        assert!(has_latest_or_no_tag("localhost:5000/x"));
-        assert!(has_latest_or_no_tag(&format!("busybox:latest@{D}")));
-        assert!(!has_latest_or_no_tag("busybox:1.36"));
-        assert!(!has_latest_or_no_tag("localhost:5000/x:v1"));
-        assert!(!has_latest_or_no_tag(&format!("busybox@{D}")));
-        assert!(!has_latest_or_no_tag("Bad"));
     }
 }

@@ -19,7 +19,7 @@ pub enum Decision {
     /// Restart now.
     Restart,
     /// Still backing off: wait this much longer; `delay` is the whole period.
-    Wait { remaining: Duration, delay: Duration },
+    Wait { delay: Duration },
 }
 
 impl Backoff {
@@ -29,7 +29,7 @@ impl Backoff {
             self.delays.remove(key);
         }
         match self.delays.get(key).copied() {
-            Some(delay) if since_exit < delay => Decision::Wait { remaining: delay - since_exit, delay },
+            Some(delay) if since_exit < delay => Decision::Wait { delay },
             Some(delay) => {
                 self.delays.insert(key.to_string(), (delay * 2).min(MAX));
                 Decision::Restart
@@ -61,7 +61,7 @@ mod tests {
         let mut b = Backoff::default();
         assert!(matches!(b.check("p/c", s(0), s(1)), Decision::Restart));
         match b.check("p/c", s(3), s(1)) {
-            Decision::Wait { remaining, delay } => assert_eq!((remaining, delay), (s(7), s(10))),
+            Decision::Wait { delay } => assert_eq!(delay, s(10)),
             Decision::Restart => panic!("expected back-off"),
         }
         let mut expected = 10;

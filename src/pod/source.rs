@@ -156,7 +156,8 @@ impl FileSource {
         self.dedup()
     }
 
-    /// The latest problems, for the status endpoint: (file, message).
+    /// The latest problems: (file, message).
+    #[cfg(test)]
     pub fn errors(&self) -> Vec<(PathBuf, String)> {
         self.errors.clone()
     }

@@ -21,9 +21,6 @@ impl Observed {
     pub fn exited_ok(&self) -> bool {
         matches!(self, Observed::Exited { exit_code: 0, .. })
     }
-    pub fn is_exited(&self) -> bool {
-        matches!(self, Observed::Exited { .. })
-    }
 }
 
 /// One attempt of a container as the status needs it.

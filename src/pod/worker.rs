@@ -31,8 +31,6 @@ pub struct Settings {
     pub logs_dir: PathBuf,
     pub node_name: String,
     pub host_ip: String,
-    pub log_max_size: u64,
-    pub log_max_files: u32,
 }
 
 /// What `<root>/pods/<uid>/pod.json` keeps: the pod as last desired, so a

@@ -157,6 +157,7 @@ impl LogWriter {
     }
 
     /// The live log file.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -15,7 +15,6 @@ use std::path::PathBuf;
 pub enum RuntimeError {
     Spawn(String, std::io::Error),
     Failed { verb: String, id: String, stderr: String },
-    BadOutput(String),
     Reaper(String),
     Io(PathBuf, std::io::Error),
 }
@@ -25,7 +24,6 @@ impl std::fmt::Display for RuntimeError {
         match self {
             RuntimeError::Spawn(what, e) => write!(f, "cannot run {what}: {e}"),
             RuntimeError::Failed { verb, id, stderr } => write!(f, "runtime {verb} {id}: {stderr}"),
-            RuntimeError::BadOutput(s) => write!(f, "unexpected runtime output: {s}"),
             RuntimeError::Reaper(s) => write!(f, "reaper: {s}"),
             RuntimeError::Io(p, e) => write!(f, "{}: {e}", p.display()),
         }

@@ -17,8 +17,6 @@ pub trait Runtime {
     fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError>;
     /// Removes a stopped (or never started) container's runtime state.
     fn delete(&self, id: &str) -> Result<(), RuntimeError>;
-    /// `runc state` status: "created", "running", "stopped", "paused"; None if unknown to runc.
-    fn status(&self, id: &str) -> Result<Option<String>, RuntimeError>;
     /// Lets the reaper drop what it holds for a container (its log pipes).
     fn release(&self, id: &str);
     /// `runc://1.1.5` style version for node info and logs.
@@ -93,17 +91,6 @@ impl Runtime for Runc {
         }
     }
 
-    fn status(&self, id: &str) -> Result<Option<String>, RuntimeError> {
-        match self.run("state", &[id]) {
-            Ok(out) => {
-                let v: serde_json::Value = serde_json::from_slice(&out)
-                    .map_err(|e| RuntimeError::BadOutput(format!("runc state {id}: {e}")))?;
-                Ok(v.get("status").and_then(|s| s.as_str()).map(str::to_string))
-            }
-            Err(RuntimeError::Failed { stderr, .. }) if stderr.contains("does not exist") => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
 
     fn release(&self, id: &str) {
         self.reaper.release(id);
