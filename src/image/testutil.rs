@@ -7,7 +7,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 fn target() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target")
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
 /// The directory holding busybox.tar, busybox-docker.tar and layered.tar.

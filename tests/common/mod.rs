@@ -19,8 +19,10 @@ pub fn repo() -> PathBuf {
 
 /// Builds the test images once per checkout (tests/images/build.sh caches).
 pub fn images_dir() -> PathBuf {
-    let out = repo().join("target").join("test-images");
-    let lock = std::fs::File::create(repo().join("target").join("test-images.lock")).unwrap();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"));
+    let out = target.join("test-images");
+    std::fs::create_dir_all(&target).unwrap();
+    let lock = std::fs::File::create(target.join("test-images.lock")).unwrap();
     // One builder at a time across parallel test binaries.
     let fd = std::os::fd::AsRawFd::as_raw_fd(&lock);
     unsafe { libc_flock(fd) };
