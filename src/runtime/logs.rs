@@ -19,7 +19,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -343,6 +343,11 @@ pub fn make_fifos(dir: &Path) -> Result<(PathBuf, PathBuf), LogError> {
     Ok((out, err))
 }
 
+thread_local! {
+    /// The one read buffer of every pump on the thread (see `pump`).
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 64 * 1024]);
+}
+
 /// Pumps one FIFO into the shared writer until EOF (all writers closed = the container exited
 /// and its children too). Opens `fifo` O_RDONLY|O_NONBLOCK and reads it through smol's `Async`
 /// (a FIFO is pollable), so one thread serves every container. At EOF the stream's partial
@@ -365,21 +370,30 @@ pub async fn pump(
         .custom_flags(nix::libc::O_NONBLOCK)
         .open(&fifo)
         .map_err(|source| LogError::Open { path: fifo.clone(), source })?;
-    let mut file =
+    let file =
         smol::Async::new(file).map_err(|source| LogError::Open { path: fifo.clone(), source })?;
-    let mut buf = vec![0u8; 64 * 1024];
     let mut failing = false;
-    loop {
-        let n = smol::io::AsyncReadExt::read(&mut file, &mut buf)
-            .await
-            .map_err(|source| LogError::ReadFifo { path: fifo.clone(), source })?;
-        if n == 0 {
-            // No writer left: the container and everything that inherited
-            // its stdio are gone (picolet only pumps after `create`).
-            break;
+    'pipe: loop {
+        file.readable().await.map_err(|source| LogError::ReadFifo { path: fifo.clone(), source })?;
+        // Read synchronously into one buffer shared by every pump on this
+        // thread: no await happens while it is borrowed, and a pod costs no
+        // buffer of its own.
+        loop {
+            let res = READ_BUF.with_borrow_mut(|buf| match (&*file.get_ref()).read(buf) {
+                Ok(0) => Ok(None),
+                Ok(n) => Ok(Some(writer.borrow_mut().write(stream, &buf[..n]))),
+                Err(e) => Err(e),
+            });
+            match res {
+                // No writer left: the container and everything that inherited
+                // its stdio are gone (picolet only pumps after `create`).
+                Ok(None) => break 'pipe,
+                Ok(Some(written)) => report(&mut failing, written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(LogError::ReadFifo { path: fifo.clone(), source }),
+            }
         }
-        let res = writer.borrow_mut().write(stream, &buf[..n]);
-        report(&mut failing, res);
     }
     let res = writer.borrow_mut().finish(stream);
     report(&mut failing, res);
