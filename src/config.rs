@@ -234,7 +234,7 @@ const FLAGS: &[FlagSpec] = &[
         value: Some("DIR"),
         default: "<root-dir>/images",
         field: "",
-        help: "image archives imported at start-up",
+        help: "image archives imported at start-up and whenever they appear",
     },
     FlagSpec {
         name: "--v",

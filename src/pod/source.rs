@@ -107,7 +107,14 @@ impl FileSource {
     /// and skipped. A missing directory yields an empty set (logged once); any
     /// other error listing the directory keeps the previous set.
     pub fn scan(&mut self) -> Vec<Pod> {
-        let entries = match fs::read_dir(&self.dir) {
+        // The path may name one manifest file, as upstream allows.
+        let single = fs::metadata(&self.dir).map(|m| m.is_file()).unwrap_or(false);
+        let listed = if single {
+            Ok(vec![self.dir.clone()])
+        } else {
+            fs::read_dir(&self.dir).map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        };
+        let entries = match listed {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !self.missing_logged {
@@ -133,13 +140,12 @@ impl FileSource {
         self.dir_error_logged = None;
 
         let mut present = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || ![".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext)) {
+        for entry in entries {
+            let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if !single && (name.starts_with('.') || ![".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext))) {
                 continue;
             }
-            let path = entry.path();
+            let path = entry;
             // Follow symlinks; anything but a regular file (e.g. a directory) is ignored.
             match fs::metadata(&path) {
                 Ok(m) if m.is_file() => present.push((path, Some(m))),
@@ -430,6 +436,14 @@ mod tests {
         let other = FileSource::new(&d.0, "node2").scan();
         assert_eq!(names(&other), ["web-node2"]);
         assert_ne!(other[0].metadata.uid, p.metadata.uid);
+    }
+
+    #[test]
+    fn a_single_manifest_file_is_a_source_too() {
+        let d = TempDir::new();
+        d.write("pod.conf", &manifest("solo", "busybox"));
+        let mut src = FileSource::new(&d.0.join("pod.conf"), "n");
+        assert_eq!(names(&src.scan()), ["solo-n"]);
     }
 
     #[test]
