@@ -190,3 +190,40 @@ spec:
     let log = p.picolet_log();
     assert!(log.contains("default/stubborn-") && log.contains("grace period over, killing"), "{log}");
 }
+
+#[test]
+fn the_image_stop_signal_is_used() {
+    let mut p = Picolet::new("stopsignal");
+    // layered:v1 declares StopSignal SIGUSR1.
+    std::fs::copy(images_dir().join("layered.tar"), p.import.join("layered.tar")).unwrap();
+    p.write_manifest(
+        "usr1.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: usr1}
+spec:
+  containers:
+  - name: c
+    image: layered:v1
+    command: [sh, -c, "trap 'echo got USR1; exit 0' USR1; trap 'echo got TERM; exit 0' TERM; echo up; while true; do sleep 0.2; done"]
+"#,
+    );
+    p.start();
+    let pod = p.wait_pod("usr1", "Running", |q| running(q, "c"));
+    p.wait_log(&pod, "c", 0, "up");
+    let log = p.log_dir(&pod, "c").join("0.log");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut last = String::new();
+        while let Ok(t) = std::fs::read_to_string(&log) {
+            last = t;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        tx.send(last).unwrap();
+    });
+    p.remove_manifest("usr1.yaml");
+    p.wait_gone("usr1");
+    let text = rx.recv().unwrap();
+    assert!(text.contains("got USR1") && !text.contains("got TERM"), "{text}");
+}

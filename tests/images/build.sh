@@ -2,7 +2,7 @@
 # Builds the test images from the host's busybox-static, without a registry:
 #   OUTDIR/busybox.tar         OCI archive, docker.io/library/busybox:latest (gzip layer)
 #   OUTDIR/busybox-docker.tar  docker-archive, docker.io/library/busybox:docker (plain tar layer)
-#   OUTDIR/layered.tar         OCI archive, docker.io/library/layered:v1 whose top layer
+#   OUTDIR/layered.tar         OCI archive, docker.io/library/layered:v1 (StopSignal SIGUSR1) whose top layer
 #                              deletes /data/gone (whiteout) and makes /opq opaque
 # Needs: umoci, skopeo, /bin/busybox (static), root (ownership in layers).
 # Idempotent: does nothing when all outputs are newer than this script.
@@ -72,6 +72,8 @@ mkdir -p "$top/data" "$top/opq"
 echo upper >"$top/opq/upper"
 tar -C "$top" --owner=0 --group=0 --numeric-owner -cf "$work/top.tar" data opq
 umoci raw add-layer --image "$layout:layered" "$work/top.tar"
+# A stop signal other than SIGTERM, for the termination test.
+umoci config --image "$layout:layered" --config.stopsignal SIGUSR1
 
 skopeo=(skopeo --insecure-policy copy -q)
 rm -f "${outputs[@]}"
