@@ -14,7 +14,7 @@ spec:
   containers:
   - name: main
     image: busybox
-    command: ["sh", "-c", "echo serving version $(VERSION); exec sleep 1000"]
+    command: ["sh", "-c", "echo serving version $(VERSION); trap 'exit 0' TERM; while true; do sleep 0.2; done"]
     env:
     - name: VERSION
       value: "one"
