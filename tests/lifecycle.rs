@@ -227,3 +227,28 @@ spec:
     let text = rx.recv().unwrap();
     assert!(text.contains("got USR1") && !text.contains("got TERM"), "{text}");
 }
+
+#[test]
+fn sidecar_init_container_keeps_running_beside_the_app() {
+    let mut p = Picolet::new("sidecar");
+    p.write_manifest(
+        "sidecar.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: sidecar}
+spec:
+  volumes: [{name: shared, emptyDir: {}}]
+  initContainers:
+  - {name: helper, image: busybox, restartPolicy: Always, command: [sh, -c, "echo ready > /s/flag; exec sleep 1000"], volumeMounts: [{name: shared, mountPath: /s}]}
+  containers:
+  - {name: app, image: busybox, command: [sh, -c, "while [ ! -s /s/flag ]; do sleep 0.1; done; cat /s/flag; exec sleep 1000"], volumeMounts: [{name: shared, mountPath: /s}]}
+"#,
+    );
+    p.start();
+    let pod = p.wait_pod("sidecar", "both running", |q| running(q, "app") && !init_container(q, "helper")["state"]["running"].is_null());
+    assert_eq!(phase(&pod), "Running");
+    assert_eq!(condition(&pod, "Initialized"), "True");
+    assert_eq!(init_container(&pod, "helper")["ready"], true);
+    p.wait_log(&pod, "app", 0, "ready");
+}

@@ -68,3 +68,24 @@ spec:
         assert_eq!(*n, i as u64, "line {i} of the counter's log");
     }
 }
+
+#[test]
+fn a_dead_reaper_is_started_again() {
+    let mut p = Picolet::new("reaper-restart");
+    p.write_manifest(
+        "one.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: one}\nspec:\n  containers: [{name: c, image: busybox, command: [sleep, '1000']}]\n",
+    );
+    p.start();
+    p.wait_pod("one", "Running", |q| running(q, "c"));
+    let old = std::fs::read_to_string(p.root.join("reaper.pid")).unwrap();
+    std::process::Command::new("kill").args(["-9", old.trim()]).status().unwrap();
+    p.write_manifest(
+        "two.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: two}\nspec:\n  containers: [{name: c, image: busybox, command: [sh, -c, 'echo two; exec sleep 1000']}]\n",
+    );
+    let pod = p.wait_pod("two", "Running", |q| running(q, "c"));
+    p.wait_log(&pod, "c", 0, "two");
+    let new = std::fs::read_to_string(p.root.join("reaper.pid")).unwrap();
+    assert_ne!(old, new, "a new reaper runs");
+}

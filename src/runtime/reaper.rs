@@ -63,23 +63,31 @@ struct Reply {
 
 /// picolet's side: talks to the reaper, starting it if it is not running.
 pub struct ReaperClient {
+    root_dir: PathBuf,
     socket: PathBuf,
 }
 
 impl ReaperClient {
     pub fn connect_or_spawn(root_dir: &Path) -> Result<ReaperClient, RuntimeError> {
-        let client = ReaperClient { socket: root_dir.join(SOCKET) };
-        if UnixStream::connect(&client.socket).is_ok() {
-            return Ok(client);
+        let client = ReaperClient { root_dir: root_dir.to_path_buf(), socket: root_dir.join(SOCKET) };
+        client.connect().map(|_| client)
+    }
+
+    /// Connects, starting the reaper first if none answers (first start, or
+    /// the reaper died: then it is started again rather than failing pods).
+    fn connect(&self) -> Result<UnixStream, RuntimeError> {
+        if let Ok(s) = UnixStream::connect(&self.socket) {
+            return Ok(s);
         }
         let exe = std::env::current_exe().map_err(|e| RuntimeError::Spawn("picolet reaper".into(), e))?;
+        let log_path = self.root_dir.join("reaper.log");
         let log = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(root_dir.join("reaper.log"))
-            .map_err(|e| RuntimeError::Io(root_dir.join("reaper.log"), e))?;
+            .open(&log_path)
+            .map_err(|e| RuntimeError::Io(log_path, e))?;
         let mut cmd = Command::new(exe);
-        cmd.arg("reaper").arg("--root-dir").arg(root_dir);
+        cmd.arg("reaper").arg("--root-dir").arg(&self.root_dir);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         // Its own session: a signal to picolet's process group must not reach it.
         unsafe {
@@ -88,15 +96,16 @@ impl ReaperClient {
         let mut child = cmd.spawn().map_err(|e| RuntimeError::Spawn("picolet reaper".into(), e))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if UnixStream::connect(&client.socket).is_ok() {
+            if let Ok(s) = UnixStream::connect(&self.socket) {
                 // The reaper is reparented once picolet exits; until then reap it if it ends.
                 std::thread::spawn(move || child.wait());
-                return Ok(client);
+                log::info!("started the reaper (pid {})", std::fs::read_to_string(self.root_dir.join("reaper.pid")).unwrap_or_default());
+                return Ok(s);
             }
             if let Ok(Some(status)) = child.try_wait() {
                 // Lost a race with another reaper that now holds the lock: fine if it answers.
-                if UnixStream::connect(&client.socket).is_ok() {
-                    return Ok(client);
+                if let Ok(s) = UnixStream::connect(&self.socket) {
+                    return Ok(s);
                 }
                 return Err(RuntimeError::Reaper(format!("reaper exited at start ({status}); see reaper.log")));
             }
@@ -109,7 +118,7 @@ impl ReaperClient {
 
     fn call(&self, req: &Request) -> Result<Reply, RuntimeError> {
         let err = |e: std::io::Error| RuntimeError::Reaper(format!("{}: {e}", self.socket.display()));
-        let mut stream = UnixStream::connect(&self.socket).map_err(err)?;
+        let mut stream = self.connect()?;
         stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(err)?;
         let mut line = serde_json::to_vec(req).expect("request serialises");
         line.push(b'\n');

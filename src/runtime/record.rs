@@ -57,7 +57,11 @@ impl Record {
                     Err(err) => log::warn!("ignoring unreadable container record {}: {err}", path.display()),
                 },
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                    log::debug!("container dir without record: {}", e.path().display())
+                    // picolet died while preparing the bundle: the record is
+                    // written before runc sees the container, so nothing runs here.
+                    log::info!("removing unfinished container dir {}", e.path().display());
+                    let _ = crate::image::unmount_rootfs(&e.path());
+                    let _ = fs::remove_dir_all(e.path());
                 }
                 Err(err) => log::warn!("{}: {err}", path.display()),
             }
