@@ -1,7 +1,8 @@
-//! Pods: where they come from (source), how each is driven (worker, backoff)
-//! and how its status is computed (status).
+//! Pods: where they come from (source), what each needs next (plan, pure),
+//! how that is carried out (worker, backoff) and its status (status, pure).
 
 pub mod backoff;
+pub mod plan;
 pub mod source;
 pub mod status;
 pub mod worker;

@@ -8,6 +8,7 @@
 //! long: graceful termination is a deadline checked on later ticks.
 
 use super::backoff::{Backoff, Decision};
+use super::plan::{plan, Step};
 use super::status::{self, Attempt, ContainerView, Observed, PodView};
 use crate::api::time::{now as now_str, parse_rfc3339};
 use crate::api::{Container, Pod, PodStatus};
@@ -289,44 +290,34 @@ impl<R: Runtime> Manager<R> {
             return;
         }
         let pod = self.pods[uid].pod.clone();
-        for c in &pod.spec.init_containers {
-            let sidecar = c.restart_policy.as_deref() == Some("Always");
-            match self.latest(uid, &c.name) {
-                None => return self.start(uid, c, true, 0),
-                Some((r, Observed::Created)) => return self.start_created(uid, &r),
-                Some((_, Observed::Running { .. })) if sidecar => continue,
-                Some((_, Observed::Running { .. })) => return,
-                Some((_, o)) if o.exited_ok() && !sidecar => continue,
-                Some((r, o)) => {
-                    if pod.spec.restart_policy == "Never" && !sidecar {
-                        let msg = format!("init container {} failed", c.name);
-                        log::warn!("pod {name}: {msg}; restartPolicy is Never, the pod has failed");
-                        self.pods.get_mut(uid).unwrap().failed = Some(msg);
-                        self.changed = true;
-                        return;
-                    }
-                    self.restart_after_backoff(uid, c, true, &r, &o);
-                    if !sidecar {
-                        return;
-                    }
-                }
+        let mut latest = HashMap::new();
+        for c in pod.spec.init_containers.iter().chain(&pod.spec.containers) {
+            if let Some((_, o)) = self.latest(uid, &c.name) {
+                latest.insert(c.name.clone(), o);
             }
         }
-        for c in &pod.spec.containers {
-            match self.latest(uid, &c.name) {
-                None => self.start(uid, c, false, 0),
-                Some((r, Observed::Created)) => self.start_created(uid, &r),
-                Some((_, Observed::Running { .. })) => {}
-                Some((r, o)) => {
-                    let Observed::Exited { exit_code, .. } = o else { continue };
-                    let restart = match pod.spec.restart_policy.as_str() {
-                        "Never" => false,
-                        "OnFailure" => exit_code != 0,
-                        _ => true,
-                    };
-                    if restart {
-                        self.restart_after_backoff(uid, c, false, &r, &o);
+        let container = |n: &str| pod.spec.init_containers.iter().chain(&pod.spec.containers).find(|c| c.name == n);
+        for step in plan(&pod.spec, &latest) {
+            match step {
+                Step::Start { name, init } => {
+                    if let Some(c) = container(&name) {
+                        self.start(uid, c, init, 0);
                     }
+                }
+                Step::FinishStart { name } => {
+                    if let Some((r, _)) = self.latest(uid, &name) {
+                        self.start_created(uid, &r);
+                    }
+                }
+                Step::Restart { name, init } => {
+                    if let (Some(c), Some((r, o))) = (container(&name), self.latest(uid, &name)) {
+                        self.restart_after_backoff(uid, c, init, &r, &o);
+                    }
+                }
+                Step::Fail { message } => {
+                    log::warn!("pod {name}: {message}; restartPolicy is Never, the pod has failed");
+                    self.pods.get_mut(uid).unwrap().failed = Some(message);
+                    self.changed = true;
                 }
             }
         }
