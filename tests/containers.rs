@@ -18,7 +18,7 @@ spec:
   containers:
   - name: a
     image: busybox
-    command: [sh, -c, "echo net=$(readlink /proc/self/ns/net) ipc=$(readlink /proc/self/ns/ipc) uts=$(readlink /proc/self/ns/uts); echo host=$(hostname); cat /etc/hosts; echo resolv=$(cat /etc/resolv.conf | wc -l); exec sleep 1000"]
+    command: [sh, -c, "echo net=$(readlink /proc/self/ns/net) ipc=$(readlink /proc/self/ns/ipc) uts=$(readlink /proc/self/ns/uts); echo host=$(hostname) file=$(cat /etc/hostname); cat /etc/hosts; echo resolv=$(grep -c . /etc/resolv.conf); exec sleep 1000"]
   - name: b
     image: busybox
     command: [sh, -c, "echo net=$(readlink /proc/self/ns/net) ipc=$(readlink /proc/self/ns/ipc) uts=$(readlink /proc/self/ns/uts); exec sleep 1000"]
@@ -32,7 +32,10 @@ spec:
     assert_eq!(ns(&a), ns(&b), "same network, IPC and UTS namespaces");
     let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
     assert!(!ns(&a).contains(host_net.to_str().unwrap()), "not the host's network namespace");
-    assert!(a.contains(&format!("host=pair-{}", p.node)), "{a:?}");
+    assert!(a.contains(&format!("host=pair-{0} file=pair-{0}", p.node)), "{a:?}");
+    // dnsPolicy ClusterFirst with no cluster DNS falls back to the node's resolv.conf, as upstream.
+    let host_lines = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default().lines().filter(|l| !l.is_empty()).count();
+    assert!(a.contains(&format!("resolv={host_lines}")), "{a:?}");
     assert!(a.iter().any(|l| l.contains("10.1.2.3") && l.contains("db.local")), "hostAliases in /etc/hosts: {a:?}");
     assert!(a.iter().any(|l| l.contains("Kubernetes-managed hosts file")), "{a:?}");
 }
