@@ -156,8 +156,10 @@ impl ReaperClient {
 
 #[derive(Default)]
 struct Shared {
-    /// Exit statuses reaped but not yet claimed, by pid.
-    exits: HashMap<i32, std::process::ExitStatus>,
+    /// Exit statuses reaped but not yet claimed, by pid, with when they were
+    /// reaped: a `runc create` claims its own at once; the rest (processes
+    /// orphaned inside containers) are dropped after a minute.
+    exits: HashMap<i32, (std::process::ExitStatus, Instant)>,
     /// Container inits: pid -> bundle dir (where exit.json goes).
     containers: HashMap<i32, PathBuf>,
 }
@@ -266,7 +268,7 @@ fn create(
     drop(child); // never waited through std: the reaper thread collects it
     cvar.notify_all();
     let status = loop {
-        if let Some(s) = guard.exits.remove(&runc_pid) {
+        if let Some((s, _)) = guard.exits.remove(&runc_pid) {
             break s;
         }
         guard = cvar.wait(guard).unwrap_or_else(|p| p.into_inner());
@@ -278,7 +280,7 @@ fn create(
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| format!("{}: no pid written", pid_file.display()))?;
-    if let Some(status) = guard.exits.remove(&pid) {
+    if let Some((status, _)) = guard.exits.remove(&pid) {
         write_exit(bundle, status);
     } else {
         guard.containers.insert(pid, bundle.to_path_buf());
@@ -311,7 +313,8 @@ fn reap_forever(shared: &Arc<(Mutex<Shared>, Condvar)>) {
                 if let Some(dir) = g.containers.remove(&pid.as_raw()) {
                     write_exit(&dir, status);
                 } else {
-                    g.exits.insert(pid.as_raw(), status);
+                    g.exits.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(60));
+                    g.exits.insert(pid.as_raw(), (status, Instant::now()));
                     cvar.notify_all();
                 }
             }
