@@ -5,16 +5,35 @@
 //! not `Type=notify`); send failures are logged at debug level and otherwise
 //! ignored, as losing a notification must never stop the kubelet.
 //!
-//! The unit uses `NotifyAccess=main`: only picolet's main process may send, so
-//! the reaper (a child that inherits the environment) must not call these.
+//! Call [`init`] first thing at start-up, before any thread or child process
+//! exists: it takes `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` out of
+//! the environment so the reaper and runc do not inherit them. That matters for
+//! runc: with `NOTIFY_SOCKET` set, `runc create/start` proxies the socket into
+//! the container and `runc start` waits for the *container* to send READY=1.
+//! The unit's `NotifyAccess=main` also means only picolet itself may notify.
 
-// Until main.rs calls these (see docs/footprint.md § systemd wiring).
+// Until main.rs calls these (wiring in docs/footprint.md, "systemd wiring").
 #![allow(dead_code)]
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::net::UnixDatagram;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// What systemd passed in the environment, read once.
+struct Env {
+    socket: Option<OsString>,
+    watchdog: Option<Duration>,
+}
+
+static ENV: OnceLock<Env> = OnceLock::new();
+
+/// Reads the notification settings and removes them from the environment.
+/// Call it before spawning threads or children; later calls do nothing.
+pub fn init() {
+    ENV.get_or_init(|| take_env(true));
+}
 
 /// `READY=1`: start-up is complete (for picolet: the read-only port is bound
 /// and the first sync has run). systemd then considers the unit started.
@@ -37,14 +56,29 @@ pub fn watchdog() {
 /// recommends, or `None` when the watchdog is off or meant for another process
 /// (`$WATCHDOG_PID` names a different pid).
 pub fn watchdog_interval() -> Option<Duration> {
+    env().watchdog
+}
+
+/// The settings; without [`init`] they are read (not removed) on first use.
+fn env() -> &'static Env {
+    ENV.get_or_init(|| take_env(false))
+}
+
+fn take_env(remove: bool) -> Env {
+    let socket = std::env::var_os("NOTIFY_SOCKET").filter(|s| !s.is_empty());
     let usec = std::env::var("WATCHDOG_USEC").ok();
     let pid = std::env::var("WATCHDOG_PID").ok();
-    interval_from(usec.as_deref(), pid.as_deref(), std::process::id())
+    if remove {
+        for k in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            std::env::remove_var(k);
+        }
+    }
+    Env { socket, watchdog: interval_from(usec.as_deref(), pid.as_deref(), std::process::id()) }
 }
 
 fn send_env(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    if let Err(e) = send_to(&path, state) {
+    let Some(path) = env().socket.as_deref() else { return };
+    if let Err(e) = send_to(path, state) {
         log::debug!("sd_notify {state:?} to {path:?}: {e}");
     }
 }
@@ -99,24 +133,27 @@ mod tests {
     }
 
     #[test]
-    fn sends_to_a_path_socket_through_the_environment() {
+    fn takes_the_socket_from_the_environment_and_sends_to_it() {
         let dir = std::env::temp_dir().join(format!("picolet-notify-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("notify.sock");
         let sock = UnixDatagram::bind(&path).unwrap();
-        // The only test that touches NOTIFY_SOCKET, so no other test races it.
+        // The only test that touches these variables, so no other test races it.
         std::env::set_var("NOTIFY_SOCKET", &path);
-        ready();
+        std::env::set_var("WATCHDOG_USEC", "30000000");
+        std::env::set_var("WATCHDOG_PID", std::process::id().to_string());
+        let env = take_env(true);
+        assert!(std::env::var_os("NOTIFY_SOCKET").is_none(), "children must not inherit it");
+        assert!(std::env::var_os("WATCHDOG_USEC").is_none());
+        assert_eq!(env.watchdog, Some(Duration::from_secs(15)));
+        let to = env.socket.unwrap();
+        send_to(&to, "READY=1").unwrap();
         assert_eq!(recv(&sock), "READY=1");
-        status("syncing\n3 pods");
+        send_to(&to, &format!("STATUS={}", one_line("syncing\n3 pods"))).unwrap();
         assert_eq!(recv(&sock), "STATUS=syncing 3 pods");
-        watchdog();
-        assert_eq!(recv(&sock), "WATCHDOG=1");
-        std::env::remove_var("NOTIFY_SOCKET");
-        ready(); // unset: nothing sent, no error
-        sock.set_nonblocking(true).unwrap();
-        assert!(sock.recv(&mut [0u8; 16]).is_err());
+        // Unset: nothing to send to.
+        assert!(take_env(false).socket.is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
