@@ -24,10 +24,11 @@ for t in $TARGETS; do
     grep -qx "$t" <<<"$installed" || rustup target add "$t" || exit 1
 done
 
-# Tells tests that need root, runc, mounts or namespaces that they run under
-# qemu-user (which emulates an x86_64 kernel's syscalls for an ARM process, but
-# cannot exec the host's x86_64 runc in the guest's view, nor emulate every
-# mount/namespace call): they return early with a note on stderr.
+# Tells tests they run under qemu-user, for any test that cannot work there to
+# return early with a note on stderr. None needs it today (checked: all unit
+# tests, including the root + runc + namespace ones, pass under qemu-aarch64 and
+# qemu-arm, because qemu forwards mount/unshare/setns and execs the host's
+# x86_64 runc natively).
 export PICOLET_QEMU_USER=1
 
 fail=0
