@@ -20,6 +20,19 @@ pub fn host_ip() -> String {
     "127.0.0.1".into()
 }
 
+/// MemTotal from /proc/meminfo, in bytes (0 if unreadable).
+pub fn memory_capacity() -> i64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(0)
+}
+
 /// Start-up checks: each failure is one line that says how to fix it.
 pub fn preflight(runtime: &std::path::Path) -> Result<(), String> {
     if !nix::unistd::Uid::effective().is_root() {
