@@ -111,6 +111,11 @@ fn run(cfg: Config) -> Result<(), String> {
     // Before any thread or child exists: runc must not inherit NOTIFY_SOCKET.
     node::notify::init();
     node::preflight(&cfg.runtime_path)?;
+    if cfg.manages_cgroups() {
+        node::check_cgroups(std::path::Path::new("/sys/fs/cgroup"))?;
+    } else {
+        log::warn!("cgroupsPerQOS=false and enforceNodeAllocatable=[]: running without resource management");
+    }
     let root = cfg.root_dir.clone();
     std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
     let node_name = cfg.node_name();

@@ -44,3 +44,11 @@ cleanup_root() {
         umount -l "$m" 2>/dev/null || true
     done
 }
+
+# picolet's flags for this host: on a host without cgroup v2 controllers (a
+# cgroup v1 CI host) the start-up check is passed with upstream's switches.
+host_flags() {
+    if ! grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+        echo "--cgroups-per-qos=false --enforce-node-allocatable="
+    fi
+}

@@ -49,7 +49,7 @@ percentiles() { # file of ns values -> "p50 p99" in ms
 }
 
 "$bin" --root-dir="$work/root" --pod-manifest-path="$work/manifests" --pod-logs-dir="$work/logs" \
-    --image-import-dir="$work/images" --read-only-port="$port" --hostname-override=bench \
+    --image-import-dir="$work/images" --read-only-port="$port" --hostname-override=bench $(host_flags) \
     >"$work/picolet.log" 2>&1 &
 pid=$!
 for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
