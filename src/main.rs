@@ -9,6 +9,7 @@ mod logging;
 mod network;
 mod node;
 mod pod;
+mod probe;
 mod runtime;
 mod server;
 mod volume;

@@ -2,10 +2,10 @@
 //! from disk looks like one fetched from the API.
 //!
 //! Only fields that are empty are set; nothing written in the manifest is
-//! changed. Probe and lifecycle defaults are not applied (they stay opaque
-//! JSON), and nothing here validates.
+//! changed. Probes get their timing defaults and httpGet its scheme and path,
+//! as the API server writes them; nothing here validates.
 
-use crate::api::types::{Container, Pod, PodSecurityContext};
+use crate::api::types::{Container, HttpGetAction, Pod, PodSecurityContext, Probe};
 
 /// Fills in the API server's defaults for every unset field picolet knows.
 pub fn apply(pod: &mut Pod) {
@@ -49,11 +49,39 @@ fn container(c: &mut Container, host_network: bool) {
             p.host_port = Some(p.container_port);
         }
     }
+    for p in [&mut c.liveness_probe, &mut c.readiness_probe, &mut c.startup_probe].into_iter().flatten() {
+        probe(p);
+    }
+    if let Some(l) = &mut c.lifecycle {
+        for h in [&mut l.post_start, &mut l.pre_stop].into_iter().flatten() {
+            if let Some(g) = &mut h.http_get {
+                http_get(g);
+            }
+        }
+    }
     if let Some(r) = &mut c.resources {
         for (name, limit) in &r.limits {
             r.requests.entry(name.clone()).or_insert_with(|| limit.clone());
         }
     }
+}
+
+fn probe(p: &mut Probe) {
+    // Zero means unset here, as in the API server's defaulting.
+    for (field, value) in [(&mut p.timeout_seconds, 1), (&mut p.period_seconds, 10), (&mut p.success_threshold, 1), (&mut p.failure_threshold, 3)] {
+        if field.unwrap_or(0) == 0 {
+            *field = Some(value);
+        }
+    }
+    // initialDelaySeconds stays unset (0), as upstream leaves it.
+    if let Some(g) = &mut p.handler.http_get {
+        http_get(g);
+    }
+}
+
+fn http_get(g: &mut HttpGetAction) {
+    set_if_empty(&mut g.path, "/");
+    set_if_empty(&mut g.scheme, "HTTP");
 }
 
 /// `Always` for an image that floats (no tag and no digest, or tag `latest`),
@@ -197,6 +225,22 @@ mod tests {
         apply(&mut p);
         assert_eq!(p.spec.volumes[0].empty_dir.as_ref().unwrap().medium, "");
         assert_eq!(p.spec.volumes[1].host_path.as_ref().unwrap().type_.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn probe_defaults() {
+        let mut p = pod();
+        p.spec.containers[0].liveness_probe = Some(Probe {
+            handler: ProbeHandler { http_get: Some(HttpGetAction { port: IntOrString::Int(80), ..Default::default() }), ..Default::default() },
+            period_seconds: Some(5),
+            ..Default::default()
+        });
+        apply(&mut p);
+        let l = p.spec.containers[0].liveness_probe.as_ref().unwrap();
+        assert_eq!((l.timeout_seconds, l.period_seconds, l.success_threshold, l.failure_threshold), (Some(1), Some(5), Some(1), Some(3)));
+        assert_eq!(l.initial_delay_seconds, None);
+        let g = l.handler.http_get.as_ref().unwrap();
+        assert_eq!((g.path.as_str(), g.scheme.as_str()), ("/", "HTTP"));
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! "Unsupported value", "Duplicate value", "Not found", "Forbidden").
 //!
 //! Meant to run after `api::defaults::apply`; on an undefaulted pod the empty
-//! enums are reported as required. Fields picolet keeps opaque (probes,
-//! lifecycle, tolerations, envFrom) are not checked, nor are label syntax and
+//! enums are reported as required. Probes and lifecycle hooks are checked as
+//! upstream does, plus one check of picolet's: a named probe port must be one
+//! of the container's ports. Fields picolet keeps opaque (tolerations,
+//! envFrom) are not checked, nor are label syntax and
 //! resource names beyond being non-empty.
 
 use crate::api::quantity::parse_milli;
-use crate::api::types::{Container, EnvVar, Pod, Volume};
+use crate::api::types::{Container, EnvVar, HttpGetAction, IntOrString, LifecycleHandler, Pod, Probe, Volume};
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 
@@ -137,6 +139,14 @@ impl V {
             self.container(&f, c, &volumes, &mut names, s.host_network);
             if let Some(rp) = &c.restart_policy {
                 self.one_of(&format!("{f}.restartPolicy"), rp, &["Always"]);
+            }
+            if c.restart_policy.is_none() {
+                let fields = [("livenessProbe", c.liveness_probe.is_some()), ("readinessProbe", c.readiness_probe.is_some()), ("startupProbe", c.startup_probe.is_some()), ("lifecycle", c.lifecycle.is_some())];
+                for (name, set) in fields {
+                    if set {
+                        self.push(format!("{f}.{name}"), "Forbidden: may not be set for init containers without restartPolicy=Always");
+                    }
+                }
             }
         }
         for (i, c) in s.containers.iter().enumerate() {
@@ -348,6 +358,20 @@ impl V {
             }
         }
 
+        let probes = [("livenessProbe", &c.liveness_probe), ("readinessProbe", &c.readiness_probe), ("startupProbe", &c.startup_probe)];
+        for (name, p) in probes {
+            if let Some(p) = p {
+                self.probe(&format!("{f}.{name}"), name, p, c);
+            }
+        }
+        if let Some(l) = &c.lifecycle {
+            for (name, h) in [("postStart", &l.post_start), ("preStop", &l.pre_stop)] {
+                if let Some(h) = h {
+                    self.hook(&format!("{f}.lifecycle.{name}"), h, c);
+                }
+            }
+        }
+
         if let Some(sc) = &c.security_context {
             self.id(&format!("{f}.securityContext.runAsUser"), sc.run_as_user);
             self.id(&format!("{f}.securityContext.runAsGroup"), sc.run_as_group);
@@ -360,6 +384,101 @@ impl V {
                     }
                 }
             }
+        }
+    }
+
+    fn probe(&mut self, f: &str, kind: &str, p: &Probe, c: &Container) {
+        let h = &p.handler;
+        let n = [h.exec.is_some(), h.http_get.is_some(), h.tcp_socket.is_some(), h.grpc.is_some()].iter().filter(|x| **x).count();
+        self.handler_count(f, n);
+        if let Some(e) = &h.exec {
+            if e.command.is_empty() {
+                self.required(format!("{f}.exec.command"));
+            }
+        }
+        if let Some(g) = &h.http_get {
+            self.http_get(&format!("{f}.httpGet"), g, c);
+        }
+        if let Some(t) = &h.tcp_socket {
+            self.probe_port(&format!("{f}.tcpSocket.port"), &t.port, c);
+        }
+        if let Some(g) = &h.grpc {
+            self.port(&format!("{f}.grpc.port"), g.port);
+        }
+        let timing = [
+            ("initialDelaySeconds", p.initial_delay_seconds),
+            ("timeoutSeconds", p.timeout_seconds),
+            ("periodSeconds", p.period_seconds),
+            ("successThreshold", p.success_threshold),
+            ("failureThreshold", p.failure_threshold),
+        ];
+        for (name, v) in timing {
+            if let Some(v) = v.filter(|v| *v < 0) {
+                self.invalid(format!("{f}.{name}"), v, "must be greater than or equal to 0");
+            }
+        }
+        if kind != "readinessProbe" && p.success_threshold.is_some_and(|s| s != 1) {
+            self.invalid(format!("{f}.successThreshold"), p.success_threshold.unwrap(), "must be 1");
+        }
+        if let Some(t) = p.termination_grace_period_seconds {
+            if kind == "readinessProbe" {
+                self.push(format!("{f}.terminationGracePeriodSeconds"), "Invalid value: must not be set for readinessProbes");
+            } else if t <= 0 {
+                self.invalid(format!("{f}.terminationGracePeriodSeconds"), t, "must be greater than 0");
+            }
+        }
+    }
+
+    fn hook(&mut self, f: &str, h: &LifecycleHandler, c: &Container) {
+        // tcpSocket is kept by the API for compatibility and fails when run, as upstream.
+        let n = [h.exec.is_some(), h.http_get.is_some(), h.tcp_socket.is_some(), h.sleep.is_some()].iter().filter(|x| **x).count();
+        self.handler_count(f, n);
+        if let Some(e) = &h.exec {
+            if e.command.is_empty() {
+                self.required(format!("{f}.exec.command"));
+            }
+        }
+        if let Some(g) = &h.http_get {
+            self.http_get(&format!("{f}.httpGet"), g, c);
+        }
+        if let Some(s) = &h.sleep {
+            if s.seconds < 0 {
+                self.invalid(format!("{f}.sleep.seconds"), s.seconds, "must be greater than or equal to 0");
+            }
+        }
+    }
+
+    fn handler_count(&mut self, f: &str, n: usize) {
+        match n {
+            0 => self.push(f, "Required value: must specify a handler type"),
+            1 => {}
+            _ => self.push(f, "Forbidden: may not specify more than 1 handler type"),
+        }
+    }
+
+    fn http_get(&mut self, f: &str, g: &HttpGetAction, c: &Container) {
+        self.probe_port(&format!("{f}.port"), &g.port, c);
+        // HTTPS is accepted (upstream does not verify certificates either) and
+        // checked as a TCP connect, since picolet has no TLS client.
+        self.one_of(&format!("{f}.scheme"), &g.scheme, &["HTTP", "HTTPS"]);
+        for (i, h) in g.http_headers.iter().enumerate() {
+            if h.name.is_empty() || !h.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b)) {
+                self.invalid(format!("{f}.httpHeaders[{i}].name"), &h.name, "a valid HTTP header must consist of alphanumeric characters or '-'");
+            }
+        }
+    }
+
+    /// A probe or hook port: a number in range or the name of a container port.
+    fn probe_port(&mut self, f: &str, port: &IntOrString, c: &Container) {
+        match port {
+            IntOrString::Int(n) => self.port(f, *n),
+            IntOrString::Str(s) if !is_port_name(s) => {
+                self.invalid(f, s, "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+            }
+            IntOrString::Str(s) if !c.ports.iter().any(|p| &p.name == s) => {
+                self.push(f, format!("Not found: {s:?}: no port of the container has this name"))
+            }
+            IntOrString::Str(_) => {}
         }
     }
 
@@ -448,6 +567,68 @@ mod tests {
     fn has(p: &Pod, want: &str) {
         let e = errors(p);
         assert!(e.iter().any(|s| s == want), "wanted {want:?} in {e:#?}");
+    }
+
+    fn with_probe(p: Probe) -> Pod {
+        let mut pod = good();
+        pod.spec.containers[0].ports.push(ContainerPort { name: "http".into(), container_port: 80, protocol: "TCP".into(), ..Default::default() });
+        pod.spec.containers[0].liveness_probe = Some(p);
+        defaults::apply(&mut pod);
+        pod
+    }
+
+    fn http(port: IntOrString) -> ProbeHandler {
+        ProbeHandler { http_get: Some(HttpGetAction { port, ..Default::default() }), ..Default::default() }
+    }
+
+    #[test]
+    fn probes() {
+        assert_eq!(validate(&with_probe(Probe { handler: http(IntOrString::Str("http".into())), ..Default::default() })), Ok(()));
+        has(&with_probe(Probe::default()), "spec.containers[0].livenessProbe: Required value: must specify a handler type");
+        let two = ProbeHandler { tcp_socket: Some(TcpSocketAction { port: IntOrString::Int(80), ..Default::default() }), ..http(IntOrString::Int(80)) };
+        has(&with_probe(Probe { handler: two, ..Default::default() }), "spec.containers[0].livenessProbe: Forbidden: may not specify more than 1 handler type");
+        has(
+            &with_probe(Probe { handler: http(IntOrString::Str("metrics".into())), ..Default::default() }),
+            "spec.containers[0].livenessProbe.httpGet.port: Not found: \"metrics\": no port of the container has this name",
+        );
+        has(
+            &with_probe(Probe { handler: http(IntOrString::Int(0)), ..Default::default() }),
+            "spec.containers[0].livenessProbe.httpGet.port: Invalid value: 0: must be between 1 and 65535, inclusive",
+        );
+        has(
+            &with_probe(Probe { handler: http(IntOrString::Int(80)), success_threshold: Some(2), ..Default::default() }),
+            "spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1",
+        );
+        has(
+            &with_probe(Probe { handler: http(IntOrString::Int(80)), period_seconds: Some(-1), ..Default::default() }),
+            "spec.containers[0].livenessProbe.periodSeconds: Invalid value: -1: must be greater than or equal to 0",
+        );
+        let exec = ProbeHandler { exec: Some(ExecAction::default()), ..Default::default() };
+        has(&with_probe(Probe { handler: exec, ..Default::default() }), "spec.containers[0].livenessProbe.exec.command: Required value");
+        let mut gs = http(IntOrString::Int(80));
+        gs.http_get.as_mut().unwrap().scheme = "FTP".into();
+        has(&with_probe(Probe { handler: gs, ..Default::default() }), "spec.containers[0].livenessProbe.httpGet.scheme: Unsupported value: \"FTP\": supported values: \"HTTP\", \"HTTPS\"");
+        let grpc = ProbeHandler { grpc: Some(GrpcAction { port: 9000, service: None }), ..Default::default() };
+        assert_eq!(validate(&with_probe(Probe { handler: grpc, ..Default::default() })), Ok(()));
+    }
+
+    #[test]
+    fn hooks_and_init_containers() {
+        let mut pod = good();
+        pod.spec.containers[0].lifecycle = Some(Lifecycle {
+            post_start: Some(LifecycleHandler { sleep: Some(SleepAction { seconds: -1 }), ..Default::default() }),
+            pre_stop: Some(LifecycleHandler::default()),
+        });
+        pod.spec.init_containers.push(Container {
+            name: "init".into(),
+            image: "busybox".into(),
+            readiness_probe: Some(Probe { handler: http(IntOrString::Int(80)), ..Default::default() }),
+            ..Default::default()
+        });
+        defaults::apply(&mut pod);
+        has(&pod, "spec.containers[0].lifecycle.postStart.sleep.seconds: Invalid value: -1: must be greater than or equal to 0");
+        has(&pod, "spec.containers[0].lifecycle.preStop: Required value: must specify a handler type");
+        has(&pod, "spec.initContainers[0].readinessProbe: Forbidden: may not be set for init containers without restartPolicy=Always");
     }
 
     #[test]
