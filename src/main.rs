@@ -16,7 +16,7 @@ mod volume;
 
 use config::{Command, Config};
 use pod::source::{DirWatch, FileSource};
-use pod::worker::{Manager, PumpRequest, Settings};
+use pod::worker::{Job, JobReport, Manager, PumpRequest, Settings};
 use runtime::logs::{self, LogWriter, Stream};
 use std::cell::RefCell;
 use std::net::TcpListener;
@@ -174,6 +174,8 @@ fn run(cfg: Config) -> Result<(), String> {
     let ex = smol::LocalExecutor::new();
     let import_dir = cfg.image_import_dir.clone();
     let (max_size, max_files) = (cfg.container_log_max_size, cfg.container_log_max_files);
+    // Probes and hooks run as tasks; their results come back here.
+    let (report_tx, report_rx) = smol::channel::unbounded::<JobReport>();
     smol::block_on(ex.run(async {
         let mut manager = Manager::new(settings, runc, store);
         let mut desired = Vec::new();
@@ -210,9 +212,15 @@ fn run(cfg: Config) -> Result<(), String> {
                     next_scan = Instant::now() + cfg.file_check_frequency;
                 }
             }
+            while let Ok(r) = report_rx.try_recv() {
+                manager.report(r);
+            }
             manager.sync(&desired);
             for p in manager.take_pumps() {
                 ex.spawn(pump_logs(p, max_size, max_files)).detach();
+            }
+            for j in manager.take_jobs() {
+                ex.spawn(run_job(j, report_tx.clone())).detach();
             }
             if manager.take_changed() {
                 let pods = manager.pods();
@@ -229,12 +237,26 @@ fn run(cfg: Config) -> Result<(), String> {
                 smol::Timer::after(TICK).await;
                 false
             };
+            // A finished probe or hook wakes the loop at once (no rescan).
+            let report = async {
+                if let Ok(r) = report_rx.recv().await {
+                    manager.report(r);
+                }
+                false
+            };
+            let timer = smol::future::or(timer, report);
             woken = match &watch {
                 Some(w) => smol::future::or(timer, async { w.readable().await.is_ok() }).await,
                 None => timer.await,
             };
         }
     }))
+}
+
+/// Runs one probe or hook and hands its outcome back to the manager.
+async fn run_job(j: Job, tx: smol::channel::Sender<JobReport>) {
+    let outcome = probe::run::run(&j.action, &j.target, j.timeout).await;
+    let _ = tx.send(JobReport { id: j.id, kind: j.kind, outcome }).await;
 }
 
 /// Copies one container's stdout and stderr into its CRI log file until both

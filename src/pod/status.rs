@@ -39,6 +39,13 @@ pub struct ContainerView {
     pub latest: Option<Attempt>,
     pub previous: Option<Attempt>,
     pub waiting: Option<(String, String)>,
+    /// For a running attempt: its startup probe passed (or it has none).
+    pub started: bool,
+    /// For a running attempt: started and its readiness probe passing (or none).
+    pub ready: bool,
+    /// For a running attempt: its postStart hook has not returned yet, so
+    /// it is reported as still being created.
+    pub post_start_pending: bool,
 }
 
 pub struct PodView<'a> {
@@ -207,14 +214,19 @@ fn container_status(c: &Container, cv: &ContainerView, init: bool, has_init: boo
     }
     let prev_terminated = cv.previous.as_ref().and_then(terminated);
     match (latest.map(|a| &a.observed), &cv.waiting) {
+        (Some(Observed::Running { .. }), _) if cv.post_start_pending => {
+            st.state = waiting("ContainerCreating", "");
+            st.last_state = ContainerState { terminated: prev_terminated, ..Default::default() };
+            st.started = Some(false);
+        }
         (Some(Observed::Running { started_at }), _) => {
             st.state = ContainerState {
                 running: Some(ContainerStateRunning { started_at: Some(started_at.clone()) }),
                 ..Default::default()
             };
             st.last_state = ContainerState { terminated: prev_terminated, ..Default::default() };
-            st.ready = !init || c.restart_policy.as_deref() == Some("Always");
-            st.started = Some(true);
+            st.ready = (!init || c.restart_policy.as_deref() == Some("Always")) && cv.ready;
+            st.started = Some(cv.started);
         }
         (Some(Observed::Exited { .. }), Some((reason, message))) => {
             // Waiting to run again (back-off): the attempt that ended is lastState.
@@ -278,7 +290,7 @@ mod tests {
     #[test]
     fn running_pod_is_ready() {
         let p = pod("Always", &["a"]);
-        let cv = ContainerView { latest: Some(attempt(0, Observed::Running { started_at: "t0".into() })), ..Default::default() };
+        let cv = ContainerView { latest: Some(attempt(0, Observed::Running { started_at: "t0".into() })), started: true, ready: true, ..Default::default() };
         let s = compute(&view(&p, vec![cv]), None, "now");
         assert_eq!(s.phase, "Running");
         assert!(s.container_statuses[0].ready);
@@ -288,12 +300,40 @@ mod tests {
     }
 
     #[test]
+    fn probes_set_started_and_ready() {
+        let p = pod("Always", &["a"]);
+        let run = |started, ready, post_start_pending| ContainerView {
+            latest: Some(attempt(0, Observed::Running { started_at: "t0".into() })),
+            started,
+            ready,
+            post_start_pending,
+            ..Default::default()
+        };
+        let s = compute(&view(&p, vec![run(true, false, false)]), None, "now");
+        let c = &s.container_statuses[0];
+        assert!(c.state.running.is_some() && !c.ready && c.started == Some(true));
+        assert_eq!(s.phase, "Running");
+        for t in ["ContainersReady", "Ready"] {
+            let cond = s.conditions.iter().find(|c| c.type_ == t).unwrap();
+            assert_eq!((cond.status.as_str(), cond.reason.as_str()), ("False", "ContainersNotReady"));
+            assert_eq!(cond.message, "containers with unready status: [a]");
+        }
+        let s = compute(&view(&p, vec![run(false, false, false)]), None, "now");
+        assert_eq!(s.container_statuses[0].started, Some(false));
+        // postStart still running: not Running yet.
+        let s = compute(&view(&p, vec![run(false, false, true)]), None, "now");
+        assert_eq!(s.container_statuses[0].state.waiting.as_ref().unwrap().reason, "ContainerCreating");
+        assert_eq!(s.phase, "Pending");
+    }
+
+    #[test]
     fn crash_loop_shows_waiting_with_last_state() {
         let p = pod("Always", &["a"]);
         let cv = ContainerView {
             latest: Some(attempt(3, exited(1))),
             previous: Some(attempt(2, exited(1))),
             waiting: Some(("CrashLoopBackOff".into(), "back-off 40s restarting failed container=a".into())),
+            ..Default::default()
         };
         let s = compute(&view(&p, vec![cv]), None, "now");
         let c = &s.container_statuses[0];

@@ -5,7 +5,8 @@
 //! containers (records, exit files written by the reaper, /proc), decides per
 //! pod what to start, restart, signal or clean up, does it through the
 //! `Runtime` seam, and recomputes the pod's status. Nothing here blocks for
-//! long: graceful termination is a deadline checked on later ticks.
+//! long: graceful termination is a deadline checked on later ticks, and
+//! probes and hooks are jobs run elsewhere (see health.rs).
 
 use super::backoff::{Backoff, Decision};
 use super::plan::{plan, Step};
@@ -22,9 +23,13 @@ use crate::runtime::runc::Runtime;
 use crate::runtime::spec::{self, SpecInput};
 use crate::volume::{self, Volumes};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
+
+#[path = "health.rs"]
+mod health;
+pub use health::{Job, JobReport};
 
 /// Where things live and the limits that apply to every pod.
 #[derive(Clone)]
@@ -46,10 +51,8 @@ struct Checkpoint {
     start_time: String,
 }
 
-struct Stop {
-    deadline: Instant,
-    killed: bool,
-}
+/// The pod is being stopped (its containers are in `Manager::kills`).
+struct Stop;
 
 struct PodState {
     pod: Pod,
@@ -86,6 +89,16 @@ pub struct Manager<R: Runtime> {
     missing: HashMap<String, Instant>,
     pumps: Vec<PumpRequest>,
     changed: bool,
+    /// Probe state per running container id.
+    probes: HashMap<String, crate::probe::state::ContainerProbes>,
+    /// Probes and hooks for main to run.
+    jobs: Vec<Job>,
+    /// Containers whose postStart hook has not returned yet.
+    post_start: HashSet<String>,
+    /// Containers being stopped, by id.
+    kills: HashMap<String, health::Kill>,
+    /// Why picolet killed an attempt, for its terminated message.
+    kill_messages: HashMap<String, String>,
 }
 
 impl<R: Runtime> Manager<R> {
@@ -103,6 +116,11 @@ impl<R: Runtime> Manager<R> {
             missing: HashMap::new(),
             pumps: Vec::new(),
             changed: true,
+            probes: HashMap::new(),
+            jobs: Vec::new(),
+            post_start: HashSet::new(),
+            kills: HashMap::new(),
+            kill_messages: HashMap::new(),
         };
         m.recover();
         m
@@ -265,6 +283,7 @@ impl<R: Runtime> Manager<R> {
             let o = self.observe(&r);
             if !before {
                 if let Observed::Exited { exit_code, reason, .. } = &o {
+                    self.forget_health(&r.id);
                     log::info!("container {} of pod {} exited: {exit_code} ({reason})", r.container, self.pods[uid].pod.metadata.name);
                     self.changed = true;
                 }
@@ -324,6 +343,7 @@ impl<R: Runtime> Manager<R> {
                 }
             }
         }
+        self.probe_pod(uid, Instant::now());
     }
 
     fn ensure_sandbox(&mut self, uid: &str) -> bool {
@@ -478,6 +498,9 @@ impl<R: Runtime> Manager<R> {
                 rec.pid = pid;
                 self.pumps.push(self.pump_request(&rec));
                 self.start_and_record(&mut rec);
+                if rec.start_error.is_none() {
+                    self.after_start(&rec);
+                }
             }
             Err(e) => {
                 log::warn!("pod {} container {}: {e}", full_name(&pod), c.name);
@@ -507,6 +530,9 @@ impl<R: Runtime> Manager<R> {
     fn start_created(&mut self, uid: &str, r: &Record) {
         let mut rec = r.clone();
         self.start_and_record(&mut rec);
+        if rec.start_error.is_none() {
+            self.after_start(&rec);
+        }
         if let Some(list) = self.pods.get_mut(uid).and_then(|p| p.attempts.get_mut(&r.container)) {
             if let Some(last) = list.last_mut() {
                 *last = rec;
@@ -526,6 +552,10 @@ impl<R: Runtime> Manager<R> {
     /// Frees a finished attempt's runtime state; `remove` also deletes its
     /// directory (records beyond the previous attempt are not kept).
     fn release_attempt(&mut self, r: &Record, remove: bool) {
+        self.forget_health(&r.id);
+        if remove {
+            self.kill_messages.remove(&r.id);
+        }
         if let Err(e) = self.runtime.delete(&r.id) {
             log::warn!("container {}: {e}", r.id);
         }
@@ -562,29 +592,18 @@ impl<R: Runtime> Manager<R> {
         let name = full_name(&st.pod);
         if st.stop.is_none() {
             let grace = st.pod.spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64;
-            st.stop = Some(Stop { deadline: now + Duration::from_secs(grace), killed: false });
+            st.stop = Some(Stop);
             self.changed = true;
             for r in &running {
-                let sig = if r.stop_signal.is_empty() { "SIGTERM" } else { r.stop_signal.as_str() };
-                if r.started_at.is_none() {
-                    let _ = self.runtime.kill(&r.id, "KILL");
-                } else if let Err(e) = self.runtime.kill(&r.id, sig) {
-                    log::warn!("pod {name}: stopping {}: {e}", r.container);
-                }
+                // A container already being killed (liveness) keeps its deadline.
+                self.begin_kill(r, Duration::from_secs(grace), now);
             }
             if !running.is_empty() {
                 log::info!("pod {name}: stopping {} container(s), grace period {grace}s", running.len());
             }
         }
         if !running.is_empty() {
-            let stop = self.pods.get_mut(uid).unwrap().stop.as_mut().unwrap();
-            if now >= stop.deadline && !stop.killed {
-                stop.killed = true;
-                log::info!("pod {name}: grace period over, killing");
-                for r in &running {
-                    let _ = self.runtime.kill(&r.id, "KILL");
-                }
-            }
+            self.drive_kills(uid, now);
             return false;
         }
         let all: Vec<Record> = self.pods[uid].attempts.values().flatten().cloned().collect();
@@ -619,12 +638,14 @@ impl<R: Runtime> Manager<R> {
                     let list = self.pods[uid].attempts.get(&c.name).cloned().unwrap_or_default();
                     let mut atts: Vec<Attempt> = list
                         .iter()
-                        .map(|r| Attempt {
-                            attempt: r.attempt,
-                            id: r.id.clone(),
-                            image: r.image.clone(),
-                            image_id: r.image_id.clone(),
-                            observed: self.observe(r),
+                        .map(|r| {
+                            let mut observed = self.observe(r);
+                            if let (Observed::Exited { message, .. }, Some(m)) = (&mut observed, self.kill_messages.get(&r.id)) {
+                                if message.is_empty() {
+                                    *message = m.clone();
+                                }
+                            }
+                            Attempt { attempt: r.attempt, id: r.id.clone(), image: r.image.clone(), image_id: r.image_id.clone(), observed }
                         })
                         .collect();
                     let latest = atts.pop();
@@ -639,7 +660,9 @@ impl<R: Runtime> Manager<R> {
                     if matches!(latest.as_ref().map(|a| &a.observed), Some(Observed::Running { .. })) {
                         waiting = None;
                     }
-                    ContainerView { latest, previous, waiting }
+                    let (started, ready, post_start_pending) =
+                        latest.as_ref().map(|a| self.health_view(&a.id)).unwrap_or((false, false, false));
+                    ContainerView { latest, previous, waiting, started, ready, post_start_pending }
                 })
                 .collect()
         };

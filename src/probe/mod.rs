@@ -58,7 +58,6 @@ pub enum ProbeError {
     Connect(String, std::io::Error),
     Timeout(Duration),
     Http(String),
-    Exec(String),
 }
 
 impl fmt::Display for ProbeError {
@@ -68,7 +67,6 @@ impl fmt::Display for ProbeError {
             ProbeError::Connect(addr, e) => write!(f, "dial tcp {addr}: {e}"),
             ProbeError::Timeout(d) => write!(f, "timeout after {}s", d.as_secs_f32()),
             ProbeError::Http(s) => write!(f, "{s}"),
-            ProbeError::Exec(s) => write!(f, "{s}"),
         }
     }
 }

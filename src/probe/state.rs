@@ -194,7 +194,8 @@ impl ContainerProbes {
         }
     }
 
-    /// The earliest time a probe becomes due (for the caller's wake-up).
+    /// The earliest time a probe becomes due (for a caller that sleeps until then).
+    #[allow(dead_code)]
     pub fn next_due(&self) -> Option<Instant> {
         if self.done {
             return None;
@@ -203,7 +204,8 @@ impl ContainerProbes {
         list.into_iter().flatten().filter(|p| !p.in_flight).map(|p| p.next_due).min()
     }
 
-    /// Failures counted so far for probe `k` (for log lines).
+    /// Failures counted so far for probe `k`.
+    #[allow(dead_code)]
     pub fn failures(&self, k: Kind) -> u32 {
         let p = match k {
             Kind::Startup => &self.startup,

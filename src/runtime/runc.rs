@@ -21,6 +21,9 @@ pub trait Runtime {
     fn release(&self, id: &str);
     /// `runc://1.1.5` style version for node info and logs.
     fn version(&self) -> String;
+    /// The binary and `--root` for `exec`, which probes and hooks run as
+    /// tasks of their own (probe::run) rather than through this seam.
+    fn exec_paths(&self) -> (PathBuf, PathBuf);
 }
 
 /// The runc CLI with picolet's own state root.
@@ -94,6 +97,10 @@ impl Runtime for Runc {
 
     fn release(&self, id: &str) {
         self.reaper.release(id);
+    }
+
+    fn exec_paths(&self) -> (PathBuf, PathBuf) {
+        (self.binary.clone(), self.root.clone())
     }
 
     fn version(&self) -> String {

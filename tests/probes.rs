@@ -1,0 +1,243 @@
+//! Probes and lifecycle hooks with real containers: readiness flipping both
+//! ways, liveness restarts, startup holding back liveness, a hung target
+//! bounded by its timeout, postStart/preStop order and a failed postStart.
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+
+/// A host directory mounted at /h in the pod, for the test to flip files in.
+fn host_dir(p: &Picolet, name: &str) -> PathBuf {
+    let d = p.base.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn restarts(pod: &serde_json::Value, c: &str) -> i64 {
+    container(pod, c)["restartCount"].as_i64().unwrap_or(0)
+}
+
+#[test]
+fn readiness_flips_both_ways_over_http_in_the_pod_netns() {
+    let mut p = Picolet::new("probe-ready");
+    let h = host_dir(&p, "www");
+    std::fs::write(h.join("index.html"), "hi\n").unwrap();
+    p.write_manifest(
+        "web.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: web}}
+spec:
+  volumes: [{{name: h, hostPath: {{path: {}}}}}]
+  containers:
+  - name: web
+    image: busybox
+    command: [httpd, -f, -p, "8080", -h, /h]
+    ports: [{{name: http, containerPort: 8080}}]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    readinessProbe:
+      httpGet: {{path: /ready, port: http}}
+      periodSeconds: 1
+      failureThreshold: 1
+"#,
+            h.display()
+        ),
+    );
+    p.start();
+    let pod = p.wait_pod("web", "running", |q| running(q, "web"));
+    assert_eq!(condition(&pod, "Ready"), "False", "no /ready yet");
+    assert_eq!(container(&pod, "web")["ready"], false);
+    assert_eq!(container(&pod, "web")["started"], true);
+    std::fs::write(h.join("ready"), "ok\n").unwrap();
+    let pod = p.wait_pod("web", "Ready", |q| condition(q, "Ready") == "True");
+    assert_eq!(condition(&pod, "ContainersReady"), "True");
+    assert_eq!(container(&pod, "web")["ready"], true);
+    std::fs::remove_file(h.join("ready")).unwrap();
+    let pod = p.wait_pod("web", "not Ready", |q| condition(q, "Ready") == "False");
+    assert_eq!(phase(&pod), "Running", "readiness never restarts");
+    assert_eq!(restarts(&pod, "web"), 0);
+    std::fs::write(h.join("ready"), "ok\n").unwrap();
+    p.wait_pod("web", "Ready again", |q| condition(q, "Ready") == "True");
+    assert!(p.picolet_log().contains("Readiness probe failed: HTTP probe failed with statuscode: 404"), "{}", p.picolet_log());
+}
+
+#[test]
+fn liveness_failure_restarts_the_container() {
+    let mut p = Picolet::new("probe-live");
+    // sleep as PID 1 ignores SIGTERM: the probe's 1 s grace ends in SIGKILL (137).
+    p.write_manifest(
+        "live.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: live}
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, "1000"]
+    livenessProbe:
+      tcpSocket: {port: 8081}
+      periodSeconds: 1
+      failureThreshold: 2
+      terminationGracePeriodSeconds: 1
+"#,
+    );
+    p.start();
+    let pod = p.wait_pod("live", "a restart", |q| restarts(q, "app") >= 1);
+    let last = &container(&pod, "app")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{pod}");
+    assert_eq!(last["reason"], "Error");
+    let log = p.picolet_log();
+    assert!(log.contains("Unhealthy: container app of pod default/live-node-probe-live: Liveness probe failed: dial tcp"), "{log}");
+    assert!(log.contains("Killing: container app of pod default/live-node-probe-live failed liveness probe, will be restarted"), "{log}");
+}
+
+#[test]
+fn startup_probe_holds_back_liveness_and_sets_started() {
+    let mut p = Picolet::new("probe-startup");
+    let h = host_dir(&p, "flags");
+    p.write_manifest(
+        "slow.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: slow}}
+spec:
+  volumes: [{{name: h, hostPath: {{path: {}}}}}]
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, "1000"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    startupProbe:
+      exec: {{command: [test, -e, /h/started]}}
+      periodSeconds: 1
+      failureThreshold: 60
+    livenessProbe:
+      exec: {{command: [test, -e, /h/live]}}
+      periodSeconds: 1
+      failureThreshold: 1
+"#,
+            h.display()
+        ),
+    );
+    p.start();
+    p.wait_until("three startup probe failures", || p.picolet_log().matches("Startup probe failed").count() >= 3);
+    let pod = p.pod("slow").unwrap();
+    assert_eq!(container(&pod, "app")["started"], false, "{pod}");
+    assert_eq!(container(&pod, "app")["ready"], false);
+    assert_eq!(restarts(&pod, "app"), 0);
+    assert!(!p.picolet_log().contains("Liveness probe failed"), "liveness must wait for startup");
+    std::fs::write(h.join("live"), "").unwrap();
+    std::fs::write(h.join("started"), "").unwrap();
+    let pod = p.wait_pod("slow", "started", |q| container(q, "app")["started"] == true);
+    assert_eq!(container(&pod, "app")["ready"], true, "no readiness probe: ready once started");
+    assert_eq!(condition(&pod, "Ready"), "True");
+    // Now liveness runs: failing it restarts the container.
+    std::fs::remove_file(h.join("live")).unwrap();
+    let pod = p.wait_pod("slow", "restart by liveness", |q| restarts(q, "app") >= 1);
+    assert!(!container(&pod, "app")["lastState"]["terminated"].is_null());
+    assert!(p.picolet_log().contains("Liveness probe failed: command [\"test\", \"-e\", \"/h/live\"] exited with 1"));
+}
+
+#[test]
+fn hung_target_is_bounded_and_other_pods_keep_syncing() {
+    let mut p = Picolet::new("probe-hung");
+    // nc accepts and never answers: every probe hangs until its timeout.
+    p.write_manifest(
+        "hung.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hung}
+spec:
+  containers:
+  - name: nc
+    image: busybox
+    command: [sh, -c, "while true; do sleep 1000 | nc -l -p 8080 >/dev/null; done"]
+    readinessProbe:
+      httpGet: {port: 8080}
+      timeoutSeconds: 3
+      periodSeconds: 1
+"#,
+    );
+    p.start();
+    p.wait_pod("hung", "running", |q| running(q, "nc"));
+    p.wait_until("a probe timing out", || p.picolet_log().contains("Readiness probe failed: timeout after 3s"));
+    // While probes hang, another pod starts and becomes Ready promptly.
+    let t0 = std::time::Instant::now();
+    p.write_manifest("other.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: other}\nspec:\n  containers: [{name: c, image: busybox, command: [sleep, '1000']}]\n");
+    p.wait_pod("other", "Ready", |q| condition(q, "Ready") == "True");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(3), "other pod took {:?}", t0.elapsed());
+    let hung = p.pod("hung").unwrap();
+    assert_eq!(condition(&hung, "Ready"), "False");
+}
+
+#[test]
+fn post_start_and_pre_stop_run_in_order() {
+    let mut p = Picolet::new("probe-hooks");
+    let h = host_dir(&p, "order");
+    p.write_manifest(
+        "hooks.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hooks}}
+spec:
+  terminationGracePeriodSeconds: 10
+  volumes: [{{name: h, hostPath: {{path: {}}}}}]
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, "trap 'echo term >> /h/order; exit 0' TERM; echo main >> /h/order; while true; do sleep 0.2; done"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    lifecycle:
+      postStart:
+        exec: {{command: [sh, -c, "sleep 1; echo poststart >> /h/order"]}}
+      preStop:
+        exec: {{command: [sh, -c, "echo prestop >> /h/order; sleep 1; echo prestop-done >> /h/order"]}}
+"#,
+            h.display()
+        ),
+    );
+    p.start();
+    let order = || std::fs::read_to_string(h.join("order")).unwrap_or_default();
+    let pod = p.wait_pod("hooks", "running", |q| running(q, "app"));
+    assert!(order().contains("poststart"), "Running only after postStart returned: {:?}\n{pod}", order());
+    p.remove_manifest("hooks.yaml");
+    p.wait_gone("hooks");
+    assert_eq!(order(), "main\npoststart\nprestop\nprestop-done\nterm\n");
+}
+
+#[test]
+fn failed_post_start_kills_the_container() {
+    let mut p = Picolet::new("probe-poststart");
+    p.write_manifest(
+        "bad.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: bad}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, "1000"]
+    lifecycle:
+      postStart:
+        exec: {command: [sh, -c, "echo no; exit 3"]}
+"#,
+    );
+    p.start();
+    let pod = p.wait_pod("bad", "a restart", |q| restarts(q, "app") >= 1);
+    let last = &container(&pod, "app")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{pod}");
+    assert!(last["message"].as_str().unwrap_or("").contains("PostStartHook failed"), "{pod}");
+    assert!(p.picolet_log().contains("FailedPostStartHook: container app of pod default/bad-node-probe-poststart: command"));
+}
