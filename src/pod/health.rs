@@ -104,6 +104,9 @@ impl<R: Runtime> Manager<R> {
                     if p.handler.http_get.as_ref().is_some_and(|g| g.scheme.eq_ignore_ascii_case("HTTPS")) {
                         log::warn!("container {} of pod {}: HTTPS probe checked as a TCP connect (no TLS client)", c.name, r.pod_name);
                     }
+                    if p.handler.grpc.is_some() {
+                        log::warn!("container {} of pod {}: grpc probes are not supported yet; the probe will fail", c.name, r.pod_name);
+                    }
                 }
             }
             let tracker = self.probes.entry(r.id.clone()).or_insert_with(|| ContainerProbes::new(&c, now));
