@@ -87,7 +87,7 @@ for kind in none exec httpGet tcpSocket; do
     case $kind in
         none) pod "p-$kind" '{exec: {command: ["true"]}, periodSeconds: 3600}' ;;
         exec) pod "p-$kind" '{exec: {command: ["true"]}, periodSeconds: 1}' ;;
-        httpGet) pod "p-$kind" '{httpGet: {port: 8080, path: /}, periodSeconds: 1}' ;;
+        httpGet) pod "p-$kind" '{httpGet: {port: 8080, path: /etc/hostname}, periodSeconds: 1}' ;;
         tcpSocket) pod "p-$kind" '{tcpSocket: {port: 8080}, periodSeconds: 1}' ;;
     esac
     wait_ready
@@ -95,7 +95,7 @@ for kind in none exec httpGet tcpSocket; do
     c0=$(cpu_ticks "$pid")
     sleep 20
     c1=$(cpu_ticks "$pid")
-    awk -v k="$kind" -v c=$((c1 - c0)) -v hz="$hz" 'BEGIN { printf "  %-10s %6.1f ms CPU per probe, %5.2f %% of a core\n", k, c * 1000 / hz / 20, c * 100 / hz / 20 }'
+    awk -v k="$kind" -v c=$((c1 - c0)) -v hz="$hz" 'BEGIN { printf "  %-10s %6.1f ms CPU per second (one probe), %5.2f %% of a core\n", k, c * 1000 / hz / 20, c * 100 / hz / 20 }'
     rm "$work/manifests/p-$kind.yaml"
     for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/pods" | grep -q '"items":\[\]' && break; sleep 0.1; done
 done
