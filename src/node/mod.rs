@@ -1,5 +1,7 @@
 //! Facts about this node that pods and status need: its name and address.
 
+pub mod notify;
+
 use std::net::IpAddr;
 
 /// The node's primary IPv4 address: the first address of an interface that
