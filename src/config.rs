@@ -45,6 +45,10 @@ pub struct Config {
     pub verbosity: u8,
     /// `--config`: the KubeletConfiguration file read, if any.
     pub config_file: Option<PathBuf>,
+    /// `--cgroups-per-qos`, config `cgroupsPerQOS`.
+    pub cgroups_per_qos: bool,
+    /// `--enforce-node-allocatable`, config `enforceNodeAllocatable`.
+    pub enforce_node_allocatable: Vec<String>,
 }
 
 impl Default for Config {
@@ -63,6 +67,8 @@ impl Default for Config {
             runtime_path: PathBuf::from("runc"),
             verbosity: 0,
             config_file: None,
+            cgroups_per_qos: true,
+            enforce_node_allocatable: vec!["pods".into()],
         }
     }
 }
@@ -70,6 +76,12 @@ impl Default for Config {
 const DEFAULT_ROOT_DIR: &str = "/var/lib/picolet";
 
 impl Config {
+    /// Whether resource management (cgroup v2) is asked for: upstream's two
+    /// switches both turned off is the one way to run without it.
+    pub fn manages_cgroups(&self) -> bool {
+        self.cgroups_per_qos || !self.enforce_node_allocatable.is_empty()
+    }
+
     /// The node's name: the hostname override, else the machine's hostname, lowercased and
     /// trimmed as upstream does.
     pub fn node_name(&self) -> String {
@@ -237,6 +249,20 @@ const FLAGS: &[FlagSpec] = &[
         help: "image archives imported at start-up and whenever they appear",
     },
     FlagSpec {
+        name: "--cgroups-per-qos",
+        value: None,
+        default: "true",
+        field: "cgroupsPerQOS",
+        help: "manage pods' resources with cgroup v2 (=false, with --enforce-node-allocatable=, runs without)",
+    },
+    FlagSpec {
+        name: "--enforce-node-allocatable",
+        value: Some("LIST"),
+        default: "pods",
+        field: "enforceNodeAllocatable",
+        help: "comma-separated; empty to enforce nothing",
+    },
+    FlagSpec {
         name: "--v",
         value: Some("N"),
         default: "0",
@@ -331,10 +357,10 @@ pub fn parse(args: &[String]) -> Result<Command, ConfigError> {
                     Some("false") => false,
                     Some(v) => return Err(bad_flag(given, v, "not true or false")),
                 };
-                if name == "--help" {
-                    flags.help |= on;
-                } else {
-                    flags.version |= on;
+                match name {
+                    "--help" => flags.help |= on,
+                    "--version" => flags.version |= on,
+                    _ => flags.values.push((spec.name, on.to_string())),
                 }
             }
             Some(_) => {
@@ -408,6 +434,11 @@ fn build(flags: &Flags) -> Result<Config, ConfigError> {
                 image_dir_set = true;
             }
             "--v" => c.verbosity = v.parse().map_err(|_| bad("-v", v, "not a level 0-255"))?,
+            "--cgroups-per-qos" => c.cgroups_per_qos = v == "true",
+            "--enforce-node-allocatable" => {
+                c.enforce_node_allocatable =
+                    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+            }
             _ => {}
         }
     }
@@ -501,6 +532,14 @@ fn apply_file(c: &mut Config, path: &Path, text: &str) -> Result<(), ConfigError
             "fileCheckFrequency" => {
                 let s = v.as_str().ok_or_else(|| bad("not a duration string"))?;
                 c.file_check_frequency = parse_duration(s).map_err(|r| bad(&r))?;
+            }
+            "cgroupsPerQOS" => c.cgroups_per_qos = v.as_bool().ok_or_else(|| bad("not true or false"))?,
+            "enforceNodeAllocatable" => {
+                let Yaml::Array(items) = v else { return Err(bad("not a list")) };
+                c.enforce_node_allocatable = items
+                    .iter()
+                    .map(|i| i.as_str().map(String::from).ok_or_else(|| bad("not a list of strings")))
+                    .collect::<Result<_, _>>()?;
             }
             other => log::debug!("config file {}: ignoring field {other}", path.display()),
         }
@@ -721,6 +760,23 @@ mod tests {
         assert_eq!(c.read_only_port, 10255);
         assert_eq!(c.pod_manifest_path, Some(PathBuf::from("/m")));
         assert_eq!(c.container_log_max_files, 3);
+    }
+
+    #[test]
+    fn resource_management_switches() {
+        assert!(run("").manages_cgroups());
+        let c = run("--cgroups-per-qos=false --enforce-node-allocatable=");
+        assert!(!c.cgroups_per_qos && c.enforce_node_allocatable.is_empty() && !c.manages_cgroups());
+        assert!(run("--cgroups-per-qos=false").manages_cgroups(), "pods still enforced");
+        let dir = tempdir("cgroups");
+        let path = dir.join("kubelet.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+             cgroupsPerQOS: false\nenforceNodeAllocatable: []\n",
+        )
+        .unwrap();
+        assert!(!run(&format!("--config {}", path.display())).manages_cgroups());
     }
 
     #[test]

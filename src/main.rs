@@ -44,6 +44,7 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let mut logged = false;
     let result = match cmd {
         Command::Help(text) => {
             print!("{text}");
@@ -57,12 +58,16 @@ fn main() {
         Command::ImagesList(cfg) => images_list(&cfg),
         Command::Run(cfg) => {
             logging::init_logging(cfg.verbosity);
+            logged = true;
             run(cfg)
         }
     };
     if let Err(e) = result {
-        log::error!("{e}");
-        eprintln!("picolet: {e}");
+        if logged {
+            log::error!("{e}");
+        } else {
+            eprintln!("picolet: {e}");
+        }
         std::process::exit(1);
     }
 }
@@ -103,7 +108,14 @@ fn human_size(n: u64) -> String {
 }
 
 fn run(cfg: Config) -> Result<(), String> {
+    // Before any thread or child exists: runc must not inherit NOTIFY_SOCKET.
+    node::notify::init();
     node::preflight(&cfg.runtime_path)?;
+    if cfg.manages_cgroups() {
+        node::check_cgroups(std::path::Path::new("/sys/fs/cgroup"))?;
+    } else {
+        log::warn!("cgroupsPerQOS=false and enforceNodeAllocatable=[]: running without resource management");
+    }
     let root = cfg.root_dir.clone();
     std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
     let node_name = cfg.node_name();
@@ -115,6 +127,7 @@ fn run(cfg: Config) -> Result<(), String> {
         logs_dir: cfg.pod_logs_dir.clone(),
         node_name: node_name.clone(),
         host_ip: node::host_ip(),
+        memory_capacity: node::memory_capacity(),
     };
     log::info!(
         "picolet {} starting: node {node_name}, root {}, runtime {}",
@@ -165,6 +178,9 @@ fn run(cfg: Config) -> Result<(), String> {
         let mut desired = Vec::new();
         let mut next_scan = Instant::now();
         let mut woken = true;
+        let watchdog = node::notify::watchdog_interval();
+        let mut next_ping = Instant::now();
+        let mut ready = false;
         loop {
             // Readers first: a recovered container's pipe must have a reader
             // before this pass may release the reaper's hold on it.
@@ -172,6 +188,12 @@ fn run(cfg: Config) -> Result<(), String> {
                 ex.spawn(pump_logs(p, max_size, max_files)).detach();
             }
             smol::future::yield_now().await;
+            if let Some(every) = watchdog {
+                if Instant::now() >= next_ping {
+                    node::notify::watchdog();
+                    next_ping = Instant::now() + every;
+                }
+            }
             for (file, result) in manager.images().import_dir(&import_dir) {
                 match result {
                     Ok(refs) => log::info!("imported {} from {}", refs.join(", "), file.display()),
@@ -192,7 +214,15 @@ fn run(cfg: Config) -> Result<(), String> {
                 ex.spawn(pump_logs(p, max_size, max_files)).detach();
             }
             if manager.take_changed() {
-                *published.lock().unwrap_or_else(|p| p.into_inner()) = manager.pods();
+                let pods = manager.pods();
+                let running = pods.iter().filter(|p| p.status.as_ref().is_some_and(|s| s.phase == "Running")).count();
+                node::notify::status(&format!("{} pods, {running} running", pods.len()));
+                *published.lock().unwrap_or_else(|p| p.into_inner()) = pods;
+            }
+            if !ready {
+                // The read-only port is bound and the first sync has run.
+                node::notify::ready();
+                ready = true;
             }
             let timer = async {
                 smol::Timer::after(TICK).await;

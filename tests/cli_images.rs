@@ -101,3 +101,20 @@ fn image_dropped_into_import_dir_unblocks_a_waiting_pod() {
     assert_eq!(container(&pod, "c")["image"], "docker.io/library/busybox:docker");
     p.wait_log(&pod, "c", 0, "from docker archive");
 }
+
+#[test]
+fn start_up_checks_are_one_line_errors_with_the_fix() {
+    let root = std::env::temp_dir().join(format!("picolet-preflight-{}", std::process::id()));
+    let root_arg = format!("--root-dir={}", root.display());
+    let (code, _, err) = picolet(&["--runtime-path=/nonexistent/runc", &root_arg, "--read-only-port=0"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent/runc") && err.contains("apt-get install runc"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    if !host_has_cgroup_v2() {
+        let (code, _, err) = picolet(&[&root_arg, "--read-only-port=0"]);
+        assert_eq!(code, 1);
+        assert!(err.contains("cgroup") && err.contains("--cgroups-per-qos=false"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

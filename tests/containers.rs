@@ -70,7 +70,7 @@ spec:
     image: busybox
     workingDir: /tmp
     command: [sh, -c]
-    args: ["echo greeting=$(GREETING) literal=$LITERAL unknown=$UNKNOWN; echo pod=$POD_NAME ns=$POD_NS tier=$TIER; echo cwd=$(pwd) uid=$(id -u) gid=$(id -g); touch /rootfs-test 2>/dev/null && echo rootfs=rw || echo rootfs=ro; grep CapEff /proc/self/status; exec sleep 1000"]
+    args: ["echo greeting=$(GREETING) literal=$LITERAL unknown=$UNKNOWN; echo pod=$POD_NAME ns=$POD_NS tier=$TIER; echo cwd=$(pwd) uid=$(id -u) gid=$(id -g); touch /rootfs-test 2>/dev/null && echo rootfs=rw || echo rootfs=ro; echo oom=$(cat /proc/self/oom_score_adj); grep CapEff /proc/self/status; exec sleep 1000"]
     env:
     - {name: NAME, value: world}
     - {name: GREETING, value: "hello $(NAME)"}
@@ -94,6 +94,8 @@ spec:
     assert!(lines.contains(&format!("pod=env-{} ns=default tier=edge", p.node)), "{lines:?}");
     assert!(lines.contains(&"cwd=/tmp uid=1000 gid=1000".to_string()), "{lines:?}");
     assert!(lines.contains(&"rootfs=ro".to_string()), "{lines:?}");
+    // BestEffort: the OOM killer's first choice, not picolet's own -999.
+    assert!(lines.contains(&"oom=1000".to_string()), "{lines:?}");
     assert!(lines.iter().any(|l| l.starts_with("CapEff:") && l.ends_with("0000000000000000")), "{lines:?}");
 }
 

@@ -22,7 +22,7 @@ cp "${CARGO_TARGET_DIR:-target}/test-images/busybox.tar" "$demo/images/"
 cp examples/*.yaml "$demo/manifests/"
 
 "$bin" --root-dir="$demo/root" --pod-manifest-path="$demo/manifests" --pod-logs-dir="$demo/logs" \
-    --image-import-dir="$demo/images" --read-only-port="$port" >"$demo/picolet.log" 2>&1 &
+    --image-import-dir="$demo/images" --read-only-port="$port" $(host_flags) >"$demo/picolet.log" 2>&1 &
 pid=$!
 stop() {
     kill "$pid" 2>/dev/null || true

@@ -2,7 +2,7 @@
 # picolet and its tests need on Debian, and cleaning up after a picolet run.
 
 # Debian packages: the real runtime and the tools the tests build images with.
-PICOLET_APT_PACKAGES=(runc umoci skopeo busybox-static iproute2 curl jq ca-certificates gcc libc6-dev)
+PICOLET_APT_PACKAGES=(runc umoci skopeo busybox-static iproute2 curl jq ca-certificates gcc libc6-dev systemd)
 
 install_deps() {
     local missing=()
@@ -43,4 +43,12 @@ cleanup_root() {
     awk -v r="$root" 'index($5, r) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do
         umount -l "$m" 2>/dev/null || true
     done
+}
+
+# picolet's flags for this host: on a host without cgroup v2 controllers (a
+# cgroup v1 CI host) the start-up check is passed with upstream's switches.
+host_flags() {
+    if ! grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+        echo "--cgroups-per-qos=false --enforce-node-allocatable="
+    fi
 }

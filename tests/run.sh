@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need, then runs every test
-# (unit tests and the integration tests that drive the real runc) as root.
+# The test command: installs what the tests need, then runs every test as
+# root: unit tests and the integration tests that drive the real runc; the
+# ARM builds with their unit tests under qemu-user; the systemd unit check.
+#   sudo tests/run.sh                 everything
+#   sudo tests/run.sh --test logs     only what cargo test selects (no ARM, no unit check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib.sh
 need_root
 install_deps
-cargo test --no-fail-fast "$@"
+if (($#)); then
+    exec cargo test --no-fail-fast "$@"
+fi
+status=0
+cargo test --no-fail-fast || status=1
+echo "== ARM: cross builds, unit tests under qemu-user"
+bash tests/cross/run.sh || status=1
+echo "== systemd unit"
+bash systemd/verify.sh || status=1
+exit $status

@@ -20,6 +20,19 @@ pub fn host_ip() -> String {
     "127.0.0.1".into()
 }
 
+/// MemTotal from /proc/meminfo, in bytes (0 if unreadable).
+pub fn memory_capacity() -> i64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(0)
+}
+
 /// Start-up checks: each failure is one line that says how to fix it.
 pub fn preflight(runtime: &std::path::Path) -> Result<(), String> {
     if !nix::unistd::Uid::effective().is_root() {
@@ -38,6 +51,34 @@ pub fn preflight(runtime: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The controllers picolet needs in the cgroup v2 hierarchy at `root`.
+pub const CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
+
+/// Checks that `root` (normally /sys/fs/cgroup) is a cgroup v2 hierarchy with
+/// the cpu, memory and pids controllers; the error is one line with the fix.
+pub fn check_cgroups(root: &std::path::Path) -> Result<(), String> {
+    const WITHOUT: &str = "or run without resource management: --cgroups-per-qos=false --enforce-node-allocatable=";
+    let Ok(text) = std::fs::read_to_string(root.join("cgroup.controllers")) else {
+        return Err(format!(
+            "no cgroup v2 hierarchy at {}: boot with systemd.unified_cgroup_hierarchy=1 on the kernel command line, {WITHOUT}",
+            root.display()
+        ));
+    };
+    let have: Vec<&str> = text.split_whitespace().collect();
+    let missing: Vec<&str> = CONTROLLERS.iter().copied().filter(|c| !have.contains(c)).collect();
+    match missing.as_slice() {
+        [] => Ok(()),
+        m if m.contains(&"memory") => Err(format!(
+            "the cgroup v2 memory controller is off (Raspberry Pi OS ships it off): add cgroup_enable=memory to /boot/firmware/cmdline.txt and reboot, {WITHOUT}"
+        )),
+        m => Err(format!(
+            "cgroup v2 controller(s) {} missing from {}: enable them in the kernel, {WITHOUT}",
+            m.join(", "),
+            root.join("cgroup.controllers").display()
+        )),
+    }
+}
+
 /// Resolves a command name through PATH (a path with a slash is taken as is).
 pub fn which(cmd: &std::path::Path) -> Option<std::path::PathBuf> {
     if cmd.components().count() > 1 {
@@ -45,4 +86,26 @@ pub fn which(cmd: &std::path::Path) -> Option<std::path::PathBuf> {
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|d| d.join(cmd)).find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_checks_name_the_fix() {
+        let dir = std::env::temp_dir().join(format!("picolet-cgcheck-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = check_cgroups(&dir).unwrap_err();
+        assert!(e.contains("no cgroup v2") && e.contains("--cgroups-per-qos=false"), "{e}");
+        std::fs::write(dir.join("cgroup.controllers"), "cpuset cpu io pids\n").unwrap();
+        let e = check_cgroups(&dir).unwrap_err();
+        assert!(e.contains("cgroup_enable=memory"), "{e}");
+        std::fs::write(dir.join("cgroup.controllers"), "cpuset cpu io memory\n").unwrap();
+        let e = check_cgroups(&dir).unwrap_err();
+        assert!(e.contains("pids") && !e.contains("cpu,"), "{e}");
+        std::fs::write(dir.join("cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma misc\n").unwrap();
+        assert_eq!(check_cgroups(&dir), Ok(()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -12,9 +12,6 @@
 //! the container and `runc start` waits for the *container* to send READY=1.
 //! The unit's `NotifyAccess=main` also means only picolet itself may notify.
 
-// Until main.rs calls these (wiring in docs/footprint.md, "systemd wiring").
-#![allow(dead_code)]
-
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::net::UnixDatagram;

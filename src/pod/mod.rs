@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod plan;
+pub mod qos;
 pub mod source;
 pub mod status;
 pub mod worker;

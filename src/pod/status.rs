@@ -2,7 +2,6 @@
 //! container statuses with their waiting/running/terminated reasons, QoS.
 //! Pure: it takes what the worker observed and returns a `PodStatus`.
 
-use crate::api::quantity::parse_milli;
 use crate::api::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
     Pod, PodCondition, PodIp, PodStatus,
@@ -125,7 +124,7 @@ pub fn compute(v: &PodView, previous: Option<&PodStatus>, now: &str) -> PodStatu
         start_time: Some(v.start_time.to_string()),
         init_container_statuses: init_statuses,
         container_statuses: app_statuses,
-        qos_class: qos_class(v.pod).to_string(),
+        qos_class: super::qos::qos_class(v.pod).to_string(),
         observed_generation: v.pod.metadata.generation,
     }
 }
@@ -242,38 +241,10 @@ fn container_status(c: &Container, cv: &ContainerView, init: bool, has_init: boo
     st
 }
 
-/// Guaranteed when every container has cpu and memory limits equal to its
-/// requests; BestEffort when no container asks for anything; else Burstable.
-pub fn qos_class(pod: &Pod) -> &'static str {
-    let all: Vec<&Container> = pod.spec.init_containers.iter().chain(&pod.spec.containers).collect();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in &all {
-        let r = c.resources.clone().unwrap_or_default();
-        if !r.requests.is_empty() || !r.limits.is_empty() {
-            any = true;
-        }
-        for res in ["cpu", "memory"] {
-            let limit = r.limits.get(res).and_then(|q| parse_milli(q));
-            let request = r.requests.get(res).and_then(|q| parse_milli(q)).or(limit);
-            if limit.is_none() || request != limit {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{PodSpec, ResourceRequirements};
+    use crate::api::PodSpec;
 
     fn pod(policy: &str, names: &[&str]) -> Pod {
         Pod {
@@ -356,17 +327,4 @@ mod tests {
         assert_eq!(ready.last_transition_time.as_deref(), Some("t1"));
     }
 
-    #[test]
-    fn qos_classes() {
-        let mut p = pod("Always", &["a"]);
-        assert_eq!(qos_class(&p), "BestEffort");
-        let mut r = ResourceRequirements::default();
-        r.limits.insert("cpu".into(), "1".into());
-        r.limits.insert("memory".into(), "64Mi".into());
-        p.spec.containers[0].resources = Some(r.clone());
-        assert_eq!(qos_class(&p), "Guaranteed");
-        r.requests.insert("memory".into(), "32Mi".into());
-        p.spec.containers[0].resources = Some(r);
-        assert_eq!(qos_class(&p), "Burstable");
-    }
 }

@@ -9,6 +9,7 @@
 
 use super::backoff::{Backoff, Decision};
 use super::plan::{plan, Step};
+use super::qos::oom_score_adj;
 use super::status::{self, Attempt, ContainerView, Observed, PodView};
 use crate::api::time::{now as now_str, parse_rfc3339};
 use crate::api::{Container, Pod, PodStatus};
@@ -32,6 +33,8 @@ pub struct Settings {
     pub logs_dir: PathBuf,
     pub node_name: String,
     pub host_ip: String,
+    /// The node's memory, for Burstable containers' oom_score_adj.
+    pub memory_capacity: i64,
 }
 
 /// What `<root>/pods/<uid>/pod.json` keeps: the pod as last desired, so a
@@ -445,7 +448,8 @@ impl<R: Runtime> Manager<R> {
                 volumes: &volumes,
                 sandbox: &sandbox,
             };
-            let config = spec::generate(&input, &rootfs).map_err(|e| e.to_string())?;
+            let mut config = spec::generate(&input, &rootfs).map_err(|e| e.to_string())?;
+            config["process"]["oomScoreAdj"] = oom_score_adj(&pod, c, self.cfg.memory_capacity).into();
             let body = serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?;
             write_atomic(&dir.join("config.json"), &body).map_err(|e| e.to_string())?;
             crate::runtime::logs::make_fifos(&dir).map_err(|e| e.to_string())?;

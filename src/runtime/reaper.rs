@@ -173,7 +173,11 @@ pub fn serve(root_dir: &Path) -> Result<(), RuntimeError> {
         Ok(l) => l,
         Err(_) => return Err(RuntimeError::Reaper("another reaper holds the lock".into())),
     };
-    nix::sys::prctl::set_child_subreaper(true).map_err(|e| RuntimeError::Reaper(format!("PR_SET_CHILD_SUBREAPER: {e}")))?;
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        // qemu-user refuses it; containers then run, but their exit codes go
+        // to init instead of exit.json.
+        eprintln!("picolet reaper: PR_SET_CHILD_SUBREAPER: {e}: exit codes of containers will be unknown");
+    }
     let sock = root_dir.join(SOCKET);
     let _ = std::fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock).map_err(|e| RuntimeError::Io(sock.clone(), e))?;

@@ -15,6 +15,8 @@
 #                 (best effort: see the note printed)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+source tests/lib.sh
+CGROUP_FLAGS=$(host_flags)
 REPO=$PWD
 IDLE=${1:-${IDLE:-60}}
 PODS=${PODS-"0 10 30"}
@@ -127,7 +129,7 @@ measure() { # N BIN [RUNNER...]
     fi
     "$@" "$bin" --root-dir "$root" --pod-manifest-path "$BASE/manifests" --pod-logs-dir "$BASE/logs" \
         --image-import-dir "$BASE/import" --read-only-port "$port" --hostname-override footprint \
-        > "$BASE/picolet.log" 2>&1 &
+        $CGROUP_FLAGS > "$BASE/picolet.log" 2>&1 &
     PICOLET_PID=$!
     local deadline=$((SECONDS + 120 + 3 * n)) running=-1
     while [ $SECONDS -lt $deadline ]; do

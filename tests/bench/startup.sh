@@ -49,7 +49,7 @@ percentiles() { # file of ns values -> "p50 p99" in ms
 }
 
 "$bin" --root-dir="$work/root" --pod-manifest-path="$work/manifests" --pod-logs-dir="$work/logs" \
-    --image-import-dir="$work/images" --read-only-port="$port" --hostname-override=bench \
+    --image-import-dir="$work/images" --read-only-port="$port" --hostname-override=bench $(host_flags) \
     >"$work/picolet.log" 2>&1 &
 pid=$!
 for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
@@ -85,9 +85,10 @@ sleep 2
 read -r busy_rss busy_pss < <(mem "$pid")
 read -r reaper_busy_rss reaper_busy_pss < <(mem "$reaper")
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-c0=$(cpu_ticks "$pid"); s0=$(date +%s%N)
+c0=$(cpu_ticks "$pid"); s0=$(date +%s%N); l0=$(stat -c %s "$work/picolet.log")
 sleep 30
-c1=$(cpu_ticks "$pid"); s1=$(date +%s%N)
+c1=$(cpu_ticks "$pid"); s1=$(date +%s%N); l1=$(stat -c %s "$work/picolet.log")
+log_per_hour=$(( (l1 - l0) * 120 ))
 idle_cpu=$(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v ns=$((s1 - s0)) 'BEGIN { printf "%.2f", 100 * t / hz / (ns / 1e9) }')
 
 # Bare runc on the same image: unpack the OCI archive and time `runc run -d`.
@@ -115,6 +116,7 @@ cat <<TABLE
 | picolet RSS / PSS, $n pods | ${busy_rss} / ${busy_pss} KiB |
 | reaper RSS / PSS, idle / $n pods | ${reaper_rss} / ${reaper_pss} KiB, ${reaper_busy_rss} / ${reaper_busy_pss} KiB |
 | picolet CPU, $n pods, 30 s idle | ${idle_cpu} % of a core |
+| picolet log written at steady state (default level), per hour | ${log_per_hour} bytes |
 | manifest → container running, p50 / p99 over $n pods | $p50 / $p99 ms |
 | bare \`runc run -d\`, p50 / p99 over $n | $r50 / $r99 ms |
 TABLE

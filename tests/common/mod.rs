@@ -95,6 +95,11 @@ impl Picolet {
             format!("--hostname-override={}", self.node),
             "-v=2".into(),
         ];
+        if !host_has_cgroup_v2() {
+            // The one way past the start-up check on a cgroup v1 host (upstream's switches).
+            a.push("--cgroups-per-qos=false".into());
+            a.push("--enforce-node-allocatable=".into());
+        }
         a.extend(self.extra_args.iter().cloned());
         a
     }
@@ -236,6 +241,12 @@ pub fn cleanup(root: &Path) {
     for m in points {
         let _ = Command::new("umount").arg("-l").arg(m).status();
     }
+}
+
+/// True when /sys/fs/cgroup is cgroup v2 with the controllers picolet needs.
+pub fn host_has_cgroup_v2() -> bool {
+    let c = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
+    ["cpu", "memory", "pids"].iter().all(|w| c.split_whitespace().any(|x| x == *w))
 }
 
 /// A minimal HTTP GET against the read-only port.
