@@ -6,6 +6,7 @@
 #   env:   VM_CACHE   image cache dir (default /var/cache/picolet-vm/x86_64)
 #          VMTEST_UNIT_TYPE=simple   adds a Type=simple, NotifyAccess=none, WatchdogSec=0 drop-in, for a binary
 #                     that does not send READY=1 yet (notify-only checks then print "skip")
+#          VMTEST_XFAIL="name ..."  known-failing checks: printed as "xfail", not counted
 #          VMTEST_LOG console log (default <target>/vm/systemd-test.log), TIMEOUT (s, default 900)
 # Exit status: the guest's (number of failed checks; 50+ when it gave up early), 99 when the
 # guest printed no VMTEST-RESULT line (boot failure, timeout).
@@ -54,6 +55,7 @@ if [ "${VMTEST_UNIT_TYPE:-notify}" = simple ]; then
   printf '[Service]\nType=simple\nNotifyAccess=none\nWatchdogSec=0\n' > "$SHARE/dropin/50-vmtest-type-simple.conf"
   echo simple > "$SHARE/mode"
 fi
+[ -n "${VMTEST_XFAIL:-}" ] && echo "$VMTEST_XFAIL" > "$SHARE/xfail"
 install -m 0755 "$HERE/guest/picolet-systemd.sh" "$SHARE/run-in-vm.sh"
 
 ACC=(-accel tcg,thread=multi,tb-size=256)
