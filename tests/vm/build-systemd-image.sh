@@ -50,8 +50,11 @@ if [ -f "$DIR/.complete" ]; then
   exit 0
 fi
 
-t0=$SECONDS
+# One builder at a time per cache (parallel CI jobs): wait, then re-check the cache.
 mkdir -p "$OUT/debs"
+exec 9>"$OUT/.lock"; flock 9
+if [ -f "$DIR/.complete" ]; then ln -sfn "$KEY" "$OUT/current"; echo "$DIR"; exit 0; fi
+t0=$SECONDS
 rm -rf "$DIR.tmp"; mkdir -p "$DIR.tmp"
 W=$DIR.tmp; R=$W/rootfs
 log=$W/build.log
@@ -168,5 +171,9 @@ rm -rf "$R" "$I"
 touch "$W/.complete"
 rm -rf "$DIR"; mv "$W" "$DIR"
 ln -sfn "$KEY" "$OUT/current"
+# Older keys are dead weight (2 GiB sparse each); the .deb cache stays.
+for d in "$OUT"/*/; do d=${d%/}
+  [ "$d" != "$DIR" ] && [ "$d" != "$OUT/debs" ] && { [ -f "$d/.complete" ] || [[ $d == *.tmp ]]; } && rm -rf "$d"
+done
 echo "  image ready in $((SECONDS - t0)) s: kernel $KVER, disk $(du -h "$DIR/disk.img" | cut -f1) used" >&2
 echo "$DIR"

@@ -169,7 +169,7 @@ same_pod restart-keeps-container "systemctl restart"
 
 # --- SIGKILL to the main process only: Restart=always brings it back, containers untouched
 mp=$(prop MainPID); nr=$(prop NRestarts)
-systemctl kill --kill-who=main -s KILL picolet
+systemctl kill --kill-whom=main -s KILL picolet
 if wait_until 60 sh -c "[ \"\$(systemctl show -p NRestarts --value picolet)\" -gt $nr ] && [ \"\$(systemctl is-active picolet)\" = active ]"; then
   ok kill-restarts "SIGKILL to MainPID $mp: NRestarts $nr -> $(prop NRestarts), active, MainPID $(prop MainPID)"
 else fail kill-restarts "NRestarts $(prop NRestarts) (was $nr), is-active $(systemctl is-active picolet)"; diag; fi
