@@ -172,8 +172,10 @@ touch "$W/.complete"
 rm -rf "$DIR"; mv "$W" "$DIR"
 ln -sfn "$KEY" "$OUT/current"
 # Older keys are dead weight (2 GiB sparse each); the .deb cache stays.
-for d in "$OUT"/*/; do d=${d%/}
-  [ "$d" != "$DIR" ] && [ "$d" != "$OUT/debs" ] && { [ -f "$d/.complete" ] || [[ $d == *.tmp ]]; } && rm -rf "$d"
+for d in "$OUT"/*/; do d=${d%/}; [ -L "$d" ] && continue
+  if [ "$d" != "$DIR" ] && [ "$d" != "$OUT/debs" ] && { [ -f "$d/.complete" ] || [[ $d == *.tmp ]]; }; then
+    rm -rf "$d"
+  fi
 done
 echo "  image ready in $((SECONDS - t0)) s: kernel $KVER, disk $(du -h "$DIR/disk.img" | cut -f1) used" >&2
 echo "$DIR"
