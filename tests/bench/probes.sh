@@ -43,6 +43,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: $1}
 spec:
+  terminationGracePeriodSeconds: 1
   containers:
   - name: c
     image: busybox
@@ -55,7 +56,7 @@ wait_ready() {
         curl -sf "http://127.0.0.1:$port/pods" | grep -q '"ready":true' && return 0
         sleep 0.1
     done
-    echo "pod never ready" >&2; exit 1
+    echo "pod never ready" >&2; tail -5 "$work/picolet.log" >&2; exit 1
 }
 cpu_ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat"; }
 
@@ -83,12 +84,12 @@ for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/pods" | grep -q '"items
 
 # --- 2. picolet's CPU while probing every second ---
 echo "picolet CPU (own + reaped children) over 20 s, one pod probed every 1 s:"
-for kind in none exec httpGet tcpSocket; do
+for kind in ${KINDS:-none exec httpGet tcpSocket}; do
     case $kind in
-        none) pod "p-$kind" '{exec: {command: ["true"]}, periodSeconds: 3600}' ;;
-        exec) pod "p-$kind" '{exec: {command: ["true"]}, periodSeconds: 1}' ;;
-        httpGet) pod "p-$kind" '{httpGet: {port: 8080, path: /etc/hostname}, periodSeconds: 1}' ;;
-        tcpSocket) pod "p-$kind" '{tcpSocket: {port: 8080}, periodSeconds: 1}' ;;
+        none) pod "p-${kind,,}" '{exec: {command: ["true"]}, periodSeconds: 3600}' ;;
+        exec) pod "p-${kind,,}" '{exec: {command: ["true"]}, periodSeconds: 1}' ;;
+        httpGet) pod "p-${kind,,}" '{httpGet: {port: 8080, path: /etc/hostname}, periodSeconds: 1}' ;;
+        tcpSocket) pod "p-${kind,,}" '{tcpSocket: {port: 8080}, periodSeconds: 1}' ;;
     esac
     wait_ready
     sleep 2
@@ -96,6 +97,6 @@ for kind in none exec httpGet tcpSocket; do
     sleep 20
     c1=$(cpu_ticks "$pid")
     awk -v k="$kind" -v c=$((c1 - c0)) -v hz="$hz" 'BEGIN { printf "  %-10s %6.1f ms CPU per second (one probe), %5.2f %% of a core\n", k, c * 1000 / hz / 20, c * 100 / hz / 20 }'
-    rm "$work/manifests/p-$kind.yaml"
+    rm "$work/manifests/p-${kind,,}.yaml"
     for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/pods" | grep -q '"items":\[\]' && break; sleep 0.1; done
 done
