@@ -13,6 +13,7 @@ use super::qos::oom_score_adj;
 use super::status::{self, Attempt, ContainerView, Observed, PodView};
 use crate::api::time::{now as now_str, parse_rfc3339};
 use crate::api::{Container, Pod, PodStatus};
+use crate::cgroup;
 use crate::image::{self, Store};
 use crate::network::{self, Sandbox};
 use crate::runtime::env::{command_line, container_env, FieldContext};
@@ -35,6 +36,9 @@ pub struct Settings {
     pub host_ip: String,
     /// The node's memory, for Burstable containers' oom_score_adj.
     pub memory_capacity: i64,
+    /// The cgroup v2 parent of pod cgroups (`<own>/kubepods`); None when
+    /// picolet runs without resource management (cgroupsPerQOS=false).
+    pub cgroup_parent: Option<String>,
 }
 
 /// What `<root>/pods/<uid>/pod.json` keeps: the pod as last desired, so a
@@ -450,6 +454,9 @@ impl<R: Runtime> Manager<R> {
             };
             let mut config = spec::generate(&input, &rootfs).map_err(|e| e.to_string())?;
             config["process"]["oomScoreAdj"] = oom_score_adj(&pod, c, self.cfg.memory_capacity).into();
+            if let Some(parent) = &self.cfg.cgroup_parent {
+                config["linux"]["cgroupsPath"] = cgroup::container_path(parent, uid, &id).into();
+            }
             let body = serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?;
             write_atomic(&dir.join("config.json"), &body).map_err(|e| e.to_string())?;
             crate::runtime::logs::make_fifos(&dir).map_err(|e| e.to_string())?;
@@ -592,6 +599,11 @@ impl<R: Runtime> Manager<R> {
             self.remove_attempt(r);
         }
         let pod_dir = self.pod_dir(uid);
+        if let Some(parent) = &self.cfg.cgroup_parent {
+            if let Err(e) = cgroup::remove_pod(Path::new("/sys/fs/cgroup"), parent, uid) {
+                log::warn!("pod {name}: {e}");
+            }
+        }
         if let Err(e) = network::teardown(&pod_dir) {
             log::warn!("pod {name}: {e}");
             return false;
