@@ -25,6 +25,7 @@ use crate::volume::{self, Volumes};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Where things live and the limits that apply to every pod.
@@ -56,7 +57,7 @@ struct Stop {
 }
 
 struct PodState {
-    pod: Pod,
+    pod: Rc<Pod>,
     desired: bool,
     start_time: String,
     /// Attempts per container name, oldest first (at most the last two kept).
@@ -163,7 +164,7 @@ impl<R: Runtime> Manager<R> {
         self.pods
             .values()
             .map(|p| {
-                let mut pod = p.pod.clone();
+                let mut pod = Pod::clone(&p.pod);
                 pod.status = p.status.clone();
                 pod
             })
@@ -201,6 +202,9 @@ impl<R: Runtime> Manager<R> {
         for uid in uids {
             self.observe_pod(&uid);
             let desired = self.pods[&uid].desired;
+            if desired && self.steady(&uid) {
+                continue; // nothing to do and nothing new to report
+            }
             if desired {
                 self.sync_pod(&uid);
             } else if self.stop_pod(&uid, now) {
@@ -274,6 +278,28 @@ impl<R: Runtime> Manager<R> {
                 }
             }
         }
+    }
+
+    /// A pod whose every container is where it should stay (app containers
+    /// running, init containers done, sidecars running) and that has nothing
+    /// pending needs neither a plan nor a new status. Only exits change that,
+    /// and `observe_pod` has just looked for them (they land in `exited`).
+    fn steady(&self, uid: &str) -> bool {
+        let st = &self.pods[uid];
+        if st.status.is_none() || st.sandbox.is_none() || st.stop.is_some() || st.failed.is_some() || !st.waiting.is_empty() {
+            return false;
+        }
+        let running = |r: &Record| r.started_at.is_some() && !self.exited.contains_key(&r.id) && !self.missing.contains_key(&r.id);
+        let spec = &st.pod.spec;
+        let init_ok = spec.init_containers.iter().all(|c| {
+            let Some(r) = st.attempts.get(&c.name).and_then(|v| v.last()) else { return false };
+            if c.restart_policy.as_deref() == Some("Always") {
+                running(r)
+            } else {
+                self.exited.get(&r.id).is_some_and(Observed::exited_ok)
+            }
+        });
+        init_ok && spec.containers.iter().all(|c| st.attempts.get(&c.name).and_then(|v| v.last()).is_some_and(running))
     }
 
     fn latest(&mut self, uid: &str, name: &str) -> Option<(Record, Observed)> {
@@ -692,7 +718,7 @@ impl<R: Runtime> Manager<R> {
     }
 
     fn checkpoint(&self, st: &PodState) {
-        let cp = Checkpoint { pod: st.pod.clone(), start_time: st.start_time.clone() };
+        let cp = Checkpoint { pod: Pod::clone(&st.pod), start_time: st.start_time.clone() };
         let path = self.pod_dir(&st.pod.metadata.uid).join("pod.json");
         let body = serde_json::to_vec(&cp).expect("pod serialises");
         if let Err(e) = write_atomic(&path, &body) {
@@ -704,7 +730,7 @@ impl<R: Runtime> Manager<R> {
 impl PodState {
     fn new(pod: Pod, start_time: String, desired: bool) -> PodState {
         PodState {
-            pod,
+            pod: Rc::new(pod),
             desired,
             start_time,
             attempts: BTreeMap::new(),
