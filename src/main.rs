@@ -3,6 +3,7 @@
 //! through the reaper) → status (pod/status, served by server/).
 
 mod api;
+mod cgroup;
 mod config;
 mod image;
 mod logging;
@@ -112,11 +113,14 @@ fn run(cfg: Config) -> Result<(), String> {
     // Before any thread or child exists: runc must not inherit NOTIFY_SOCKET.
     node::notify::init();
     node::preflight(&cfg.runtime_path)?;
-    if cfg.manages_cgroups() {
+    let cgroup_parent = if cfg.manages_cgroups() {
         node::check_cgroups(std::path::Path::new("/sys/fs/cgroup"))?;
+        let own = std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|t| cgroup::own_path(&t));
+        own.map(|o| cgroup::pods_parent(&o))
     } else {
         log::warn!("cgroupsPerQOS=false and enforceNodeAllocatable=[]: running without resource management");
-    }
+        None
+    };
     let root = cfg.root_dir.clone();
     std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
     let node_name = cfg.node_name();
@@ -129,6 +133,7 @@ fn run(cfg: Config) -> Result<(), String> {
         node_name: node_name.clone(),
         host_ip: node::host_ip(),
         memory_capacity: node::memory_capacity(),
+        cgroup_parent,
     };
     log::info!(
         "picolet {} starting: node {node_name}, root {}, runtime {}",

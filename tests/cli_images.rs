@@ -116,5 +116,15 @@ fn start_up_checks_are_one_line_errors_with_the_fix() {
         assert!(err.contains("cgroup") && err.contains("--cgroups-per-qos=false"), "{err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
+    // Not root: a one-line error saying how to run it.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_picolet"), "--read-only-port=0"])
+        .arg(&root_arg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("must run as root") && err.contains("sudo"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
     let _ = std::fs::remove_dir_all(&root);
 }

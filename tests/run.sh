@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, then runs every test as
 # root: unit tests and the integration tests that drive the real runc; the
-# ARM builds with their unit tests under qemu-user; the systemd unit check.
+# ARM builds with their unit tests under qemu-user; the systemd unit, checked
+# with systemd-analyze and run under a real systemd in a qemu VM.
 #   sudo tests/run.sh                 everything
 #   sudo tests/run.sh --test logs     only what cargo test selects (no ARM, no unit check)
 set -euo pipefail
@@ -18,4 +19,7 @@ echo "== ARM: cross builds, unit tests under qemu-user"
 bash tests/cross/run.sh || status=1
 echo "== systemd unit"
 bash systemd/verify.sh || status=1
+echo "== systemd unit under a real systemd (qemu VM)"
+cargo build --release -q
+bash tests/vm/systemd-test.sh "${CARGO_TARGET_DIR:-target}/release/picolet" || status=1
 exit $status

@@ -44,8 +44,7 @@ pub fn preflight(runtime: &std::path::Path) -> Result<(), String> {
             runtime.display().to_string()
         ));
     }
-    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if !fs.lines().any(|l| l.split_whitespace().last() == Some("overlay")) {
+    if !overlay_listed(&std::fs::read_to_string("/proc/filesystems").unwrap_or_default()) {
         return Err("overlayfs is not available: load it with `modprobe overlay` (and add `overlay` to /etc/modules)".into());
     }
     Ok(())
@@ -79,6 +78,11 @@ pub fn check_cgroups(root: &std::path::Path) -> Result<(), String> {
     }
 }
 
+/// Whether /proc/filesystems text lists overlayfs.
+fn overlay_listed(filesystems: &str) -> bool {
+    filesystems.lines().any(|l| l.split_whitespace().last() == Some("overlay"))
+}
+
 /// Resolves a command name through PATH (a path with a slash is taken as is).
 pub fn which(cmd: &std::path::Path) -> Option<std::path::PathBuf> {
     if cmd.components().count() > 1 {
@@ -91,6 +95,12 @@ pub fn which(cmd: &std::path::Path) -> Option<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_is_found_in_proc_filesystems() {
+        assert!(overlay_listed("nodev\tsysfs\nnodev\toverlay\n\text4\n"));
+        assert!(!overlay_listed("nodev\tsysfs\n\text4\nnodev\toverlayfs_like\n"));
+    }
 
     #[test]
     fn cgroup_checks_name_the_fix() {

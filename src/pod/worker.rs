@@ -14,6 +14,7 @@ use super::qos::oom_score_adj;
 use super::status::{self, Attempt, ContainerView, Observed, PodView};
 use crate::api::time::{now as now_str, parse_rfc3339};
 use crate::api::{Container, Pod, PodStatus};
+use crate::cgroup;
 use crate::image::{self, Store};
 use crate::network::{self, Sandbox};
 use crate::runtime::env::{command_line, container_env, FieldContext};
@@ -25,6 +26,7 @@ use crate::volume::{self, Volumes};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 #[path = "health.rs"]
@@ -40,6 +42,9 @@ pub struct Settings {
     pub host_ip: String,
     /// The node's memory, for Burstable containers' oom_score_adj.
     pub memory_capacity: i64,
+    /// The cgroup v2 parent of pod cgroups (`<own>/kubepods`); None when
+    /// picolet runs without resource management (cgroupsPerQOS=false).
+    pub cgroup_parent: Option<String>,
 }
 
 /// What `<root>/pods/<uid>/pod.json` keeps: the pod as last desired, so a
@@ -55,7 +60,7 @@ struct Checkpoint {
 struct Stop;
 
 struct PodState {
-    pod: Pod,
+    pod: Rc<Pod>,
     desired: bool,
     start_time: String,
     /// Attempts per container name, oldest first (at most the last two kept).
@@ -177,7 +182,7 @@ impl<R: Runtime> Manager<R> {
         self.pods
             .values()
             .map(|p| {
-                let mut pod = p.pod.clone();
+                let mut pod = Pod::clone(&p.pod);
                 pod.status = p.status.clone();
                 pod
             })
@@ -215,6 +220,9 @@ impl<R: Runtime> Manager<R> {
         for uid in uids {
             self.observe_pod(&uid);
             let desired = self.pods[&uid].desired;
+            if desired && self.steady(&uid) {
+                continue; // nothing to do and nothing new to report
+            }
             if desired {
                 self.sync_pod(&uid);
             } else if self.stop_pod(&uid, now) {
@@ -289,6 +297,28 @@ impl<R: Runtime> Manager<R> {
                 }
             }
         }
+    }
+
+    /// A pod whose every container is where it should stay (app containers
+    /// running, init containers done, sidecars running) and that has nothing
+    /// pending needs neither a plan nor a new status. Only exits change that,
+    /// and `observe_pod` has just looked for them (they land in `exited`).
+    fn steady(&self, uid: &str) -> bool {
+        let st = &self.pods[uid];
+        if st.status.is_none() || st.sandbox.is_none() || st.stop.is_some() || st.failed.is_some() || !st.waiting.is_empty() {
+            return false;
+        }
+        let running = |r: &Record| r.started_at.is_some() && !self.exited.contains_key(&r.id) && !self.missing.contains_key(&r.id);
+        let spec = &st.pod.spec;
+        let init_ok = spec.init_containers.iter().all(|c| {
+            let Some(r) = st.attempts.get(&c.name).and_then(|v| v.last()) else { return false };
+            if c.restart_policy.as_deref() == Some("Always") {
+                running(r)
+            } else {
+                self.exited.get(&r.id).is_some_and(Observed::exited_ok)
+            }
+        });
+        init_ok && spec.containers.iter().all(|c| st.attempts.get(&c.name).and_then(|v| v.last()).is_some_and(running))
     }
 
     fn latest(&mut self, uid: &str, name: &str) -> Option<(Record, Observed)> {
@@ -470,6 +500,9 @@ impl<R: Runtime> Manager<R> {
             };
             let mut config = spec::generate(&input, &rootfs).map_err(|e| e.to_string())?;
             config["process"]["oomScoreAdj"] = oom_score_adj(&pod, c, self.cfg.memory_capacity).into();
+            if let Some(parent) = &self.cfg.cgroup_parent {
+                config["linux"]["cgroupsPath"] = cgroup::container_path(parent, uid, &id).into();
+            }
             let body = serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?;
             write_atomic(&dir.join("config.json"), &body).map_err(|e| e.to_string())?;
             crate::runtime::logs::make_fifos(&dir).map_err(|e| e.to_string())?;
@@ -611,6 +644,11 @@ impl<R: Runtime> Manager<R> {
             self.remove_attempt(r);
         }
         let pod_dir = self.pod_dir(uid);
+        if let Some(parent) = &self.cfg.cgroup_parent {
+            if let Err(e) = cgroup::remove_pod(Path::new("/sys/fs/cgroup"), parent, uid) {
+                log::warn!("pod {name}: {e}");
+            }
+        }
         if let Err(e) = network::teardown(&pod_dir) {
             log::warn!("pod {name}: {e}");
             return false;
@@ -703,7 +741,7 @@ impl<R: Runtime> Manager<R> {
     }
 
     fn checkpoint(&self, st: &PodState) {
-        let cp = Checkpoint { pod: st.pod.clone(), start_time: st.start_time.clone() };
+        let cp = Checkpoint { pod: Pod::clone(&st.pod), start_time: st.start_time.clone() };
         let path = self.pod_dir(&st.pod.metadata.uid).join("pod.json");
         let body = serde_json::to_vec(&cp).expect("pod serialises");
         if let Err(e) = write_atomic(&path, &body) {
@@ -715,7 +753,7 @@ impl<R: Runtime> Manager<R> {
 impl PodState {
     fn new(pod: Pod, start_time: String, desired: bool) -> PodState {
         PodState {
-            pod,
+            pod: Rc::new(pod),
             desired,
             start_time,
             attempts: BTreeMap::new(),
