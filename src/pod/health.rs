@@ -124,6 +124,19 @@ impl<R: Runtime> Manager<R> {
         self.drive_kills(uid, now);
     }
 
+    /// True when a steady pod still needs `probe_pod`: it has probes, or a
+    /// postStart hook or a kill in progress.
+    pub(super) fn needs_health_pass(&self, uid: &str) -> bool {
+        let st = &self.pods[uid];
+        let spec = &st.pod.spec;
+        let probed = spec
+            .init_containers
+            .iter()
+            .chain(&spec.containers)
+            .any(|c| c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some());
+        probed || st.attempts.values().filter_map(|v| v.last()).any(|r| self.kills.contains_key(&r.id) || self.post_start.contains(&r.id))
+    }
+
     /// Latest attempts of a pod's containers that are running.
     pub(super) fn running_attempts(&mut self, uid: &str) -> Vec<Record> {
         let latest: Vec<Record> = self.pods[uid].attempts.values().filter_map(|v| v.last().cloned()).collect();
@@ -138,7 +151,7 @@ impl<R: Runtime> Manager<R> {
         let now = Instant::now();
         let Some(r) = self.record_by_id(&rep.id) else { return };
         let name = format!("container {} of pod {}/{}", r.container, r.pod_namespace, r.pod_name);
-        self.changed = true;
+        self.health_changed.insert(r.pod_uid.clone());
         match rep.kind {
             JobKind::Probe(kind) => {
                 let Some(tracker) = self.probes.get_mut(&rep.id) else { return };

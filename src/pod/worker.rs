@@ -104,6 +104,8 @@ pub struct Manager<R: Runtime> {
     kills: HashMap<String, health::Kill>,
     /// Why picolet killed an attempt, for its terminated message.
     kill_messages: HashMap<String, String>,
+    /// Pods with a probe or hook result since their status was computed.
+    health_changed: HashSet<String>,
 }
 
 impl<R: Runtime> Manager<R> {
@@ -126,6 +128,7 @@ impl<R: Runtime> Manager<R> {
             post_start: HashSet::new(),
             kills: HashMap::new(),
             kill_messages: HashMap::new(),
+            health_changed: HashSet::new(),
         };
         m.recover();
         m
@@ -221,12 +224,21 @@ impl<R: Runtime> Manager<R> {
             self.observe_pod(&uid);
             let desired = self.pods[&uid].desired;
             if desired && self.steady(&uid) {
-                continue; // nothing to do and nothing new to report
+                // Nothing to plan; probes still come due, and their results
+                // (or a hook's) may change the status.
+                if self.needs_health_pass(&uid) {
+                    self.probe_pod(&uid, now);
+                }
+                if self.health_changed.remove(&uid) {
+                    self.update_status(&uid);
+                }
+                continue;
             }
             if desired {
                 self.sync_pod(&uid);
             } else if self.stop_pod(&uid, now) {
                 self.pods.remove(&uid);
+                self.health_changed.remove(&uid);
                 self.changed = true;
                 continue;
             }
@@ -668,6 +680,7 @@ impl<R: Runtime> Manager<R> {
     // ---- status ----
 
     fn update_status(&mut self, uid: &str) {
+        self.health_changed.remove(uid);
         let pod = self.pods[uid].pod.clone();
         let mut views = |containers: &[Container]| -> Vec<ContainerView> {
             containers
