@@ -29,7 +29,6 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-#[path = "health.rs"]
 mod health;
 pub use health::{Job, JobReport};
 
