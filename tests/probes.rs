@@ -1,6 +1,8 @@
 //! Probes and lifecycle hooks with real containers: readiness flipping both
 //! ways, liveness restarts, startup holding back liveness, a hung target
-//! bounded by its timeout, postStart/preStop order and a failed postStart.
+//! bounded by its timeout, postStart/preStop order and a failed postStart,
+//! and exec probes running as the container's process (user, env, cwd,
+//! namespaces, capabilities).
 
 mod common;
 use common::*;
@@ -241,4 +243,114 @@ spec:
     assert_eq!(last["exitCode"], 137, "{pod}");
     assert!(last["message"].as_str().unwrap_or("").contains("PostStartHook failed"), "{pod}");
     assert!(p.picolet_log().contains("FailedPostStartHook: container app of pod default/bad-node-probe-poststart: command"));
+}
+
+#[test]
+fn exec_probe_runs_as_the_containers_process() {
+    let mut p = Picolet::new("probe-exec-as");
+    // Each check fails the probe unless the command sees what the container
+    // sees: its user, env and cwd, its pid namespace (its init is PID 1),
+    // the file its init wrote (its root) and its hostname.
+    p.write_manifest(
+        "as.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: as}
+spec:
+  securityContext: {runAsUser: 1000, runAsGroup: 1001, supplementalGroups: [2002]}
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, "hostname > /tmp/hn; exec sleep 1000"]
+    workingDir: /tmp
+    env: [{name: FOO, value: bar}]
+    readinessProbe:
+      exec:
+        command:
+        - sh
+        - -c
+        - >-
+          [ "$(id -u)" = 1000 ] && [ "$(id -g)" = 1001 ] && id -G | grep -qw 2002 &&
+          [ "$FOO" = bar ] && [ "$(pwd)" = /tmp ] && [ -z "$PICOLET_TEST_LEAK" ] &&
+          grep -q sleep /proc/1/cmdline && [ -d /proc/$$ ] &&
+          [ "$(hostname)" = "$(cat /tmp/hn)" ]
+      periodSeconds: 1
+"#,
+    );
+    std::env::set_var("PICOLET_TEST_LEAK", "1");
+    p.start();
+    let pod = p.wait_pod("as", "Ready", |q| condition(q, "Ready") == "True");
+    assert_eq!(container(&pod, "app")["ready"], true, "{pod}\n{}", p.picolet_log());
+    assert!(!p.picolet_log().contains("without runc failed"), "the setns path, not the runc fallback: {}", p.picolet_log());
+}
+
+#[test]
+fn exec_probe_has_the_containers_capabilities() {
+    let mut p = Picolet::new("probe-exec-caps");
+    // chown needs CAP_CHOWN: the container without capabilities must fail
+    // it, the default one must not (so the first check means something).
+    p.write_manifest(
+        "caps.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: caps}
+spec:
+  containers:
+  - name: none
+    image: busybox
+    command: [sh, -c, "touch /tmp/x; exec sleep 1000"]
+    securityContext: {capabilities: {drop: [ALL]}}
+    readinessProbe:
+      exec: {command: [sh, -c, "! chown 1 /tmp/x && grep -q 'CapBnd:.0000000000000000' /proc/self/status"]}
+      periodSeconds: 1
+  - name: default
+    image: busybox
+    command: [sh, -c, "touch /tmp/y; exec sleep 1000"]
+    readinessProbe:
+      exec: {command: [sh, -c, "chown 1 /tmp/y"]}
+      periodSeconds: 1
+"#,
+    );
+    p.start();
+    let pod = p.wait_pod("caps", "Ready", |q| condition(q, "Ready") == "True");
+    assert_eq!(container(&pod, "none")["ready"], true, "{pod}");
+    assert_eq!(container(&pod, "default")["ready"], true, "{pod}");
+    assert!(!p.picolet_log().contains("without runc failed"), "the setns path, not the runc fallback: {}", p.picolet_log());
+}
+
+#[test]
+fn exec_probe_timeout_kills_the_command() {
+    let mut p = Picolet::new("probe-exec-timeout");
+    p.write_manifest(
+        "slowexec.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: slowexec}
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, "1000"]
+    readinessProbe:
+      exec: {command: [sleep, "4242"]}
+      timeoutSeconds: 1
+      periodSeconds: 2
+"#,
+    );
+    p.start();
+    p.wait_until("an exec probe timing out", || p.picolet_log().contains("Readiness probe failed: command [\"sleep\", \"4242\"] timed out after 1s"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // At most the probe now running (started < 1 s ago) may be left.
+    let left = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .filter(|c| c.as_slice() == b"sleep\x004242\x00")
+            .count()
+    };
+    assert!(left() <= 1, "timed-out probe commands were not killed: {}", left());
+    assert!(!p.picolet_log().contains("without runc failed"), "{}", p.picolet_log());
 }

@@ -14,6 +14,7 @@
 //! with "grpc probes are not supported yet".
 
 pub mod http;
+pub mod nsexec;
 pub mod run;
 pub mod state;
 

@@ -5,21 +5,24 @@
 //! the socket is created by a short-lived thread that joins that namespace
 //! (`setns`) and starts a non-blocking `connect`; the socket keeps the
 //! namespace it was made in, and the async side finishes the connect and the
-//! exchange. Exec: `runc exec --pid-file` in the container (its env, cwd and
-//! user come from the bundle's config.json); on timeout the command's own
-//! process is SIGKILLed, then runc. Nothing here blocks the executor.
+//! exchange. Exec: the command is forked straight into the container's
+//! namespaces as its configured process (`nsexec`: one fork, no runc), or
+//! with `runc exec --pid-file` when that path cannot be used; on timeout the
+//! command's own process is SIGKILLed (then runc). Nothing here blocks the
+//! executor.
 
 use super::http::{self, Redirect};
-use super::{Action, Outcome, ProbeError};
+use super::{nsexec, Action, Outcome, ProbeError};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Async;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::OwnedFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Where an action runs: the container and the pod's network namespace.
@@ -161,9 +164,75 @@ fn start_connect(netns: Option<PathBuf>, host: &str, port: u16) -> std::io::Resu
 
 static EXEC_SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// `runc exec` of `cmd` in the container: exit 0 is success. On timeout the
-/// command (found through runc's pid file) and runc are killed.
+/// Which way exec runs: the setns path (`nsexec`) unless PICOLET_EXEC=runc
+/// (kept for comparison and as an escape hatch).
+fn use_setns() -> bool {
+    static SETNS: OnceLock<bool> = OnceLock::new();
+    *SETNS.get_or_init(|| std::env::var("PICOLET_EXEC").map_or(true, |v| v != "runc"))
+}
+
+/// Starts `cmd` through `nsexec` on the blocking pool; None when that path
+/// cannot be used here, logged once at debug.
+async fn spawn_setns(t: &Target, cmd: &[String], out: &std::fs::File) -> Option<Direct> {
+    static LOGGED: AtomicBool = AtomicBool::new(false);
+    let (root, id, dir, cmd, out) = (t.runtime_root.clone(), t.id.clone(), t.dir.clone(), cmd.to_vec(), out.try_clone().ok()?);
+    match smol::unblock(move || nsexec::spawn(&root, &id, &dir, &cmd, out)).await {
+        Ok(c) => Some(Direct(Some(c))),
+        Err(e) => {
+            if !LOGGED.swap(true, Ordering::Relaxed) {
+                log::debug!("exec in {} without runc failed ({e}); using runc exec (logged once)", t.id);
+            }
+            None
+        }
+    }
+}
+
+/// A command started by `nsexec`: our own child, killed and reaped if the
+/// probe is dropped before it ends (std's Child would leave a zombie).
+struct Direct(Option<std::process::Child>);
+
+impl Direct {
+    /// Waits for the exit, woken by a pidfd (or a 10 ms poll on kernels
+    /// before 5.3); None when waiting failed.
+    async fn status(&mut self) -> Option<ExitStatus> {
+        let child = self.0.as_mut()?;
+        let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, child.id() as nix::libc::pid_t, 0) };
+        let pidfd = (fd >= 0).then(|| Async::new(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }).ok()).flatten();
+        loop {
+            match child.try_wait() {
+                Ok(Some(s)) => return Some(s),
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+            match &pidfd {
+                Some(p) => drop(p.readable().await),
+                None => drop(smol::Timer::after(Duration::from_millis(10)).await),
+            }
+        }
+    }
+}
+
+impl Drop for Direct {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+                // Reaped off the executor: a process in D state dies late.
+                smol::unblock(move || drop(c.wait())).detach();
+            }
+        }
+    }
+}
+
+/// Runs `cmd` in the container: exit 0 is success. Through `nsexec`
+/// (setns+fork+exec, one process) or, when that cannot be used, `runc exec`.
+/// On timeout the command is killed (with runc: found through its pid file,
+/// then runc).
 async fn exec(t: &Target, cmd: &[String], timeout: Option<Duration>) -> Outcome {
+    exec_with(t, cmd, timeout, use_setns()).await
+}
+
+async fn exec_with(t: &Target, cmd: &[String], timeout: Option<Duration>, setns: bool) -> Outcome {
     let n = EXEC_SEQ.fetch_add(1, Ordering::Relaxed);
     let pid_file = t.dir.join(format!("exec-{n}.pid"));
     let out_file = t.dir.join(format!("exec-{n}.out"));
@@ -171,47 +240,30 @@ async fn exec(t: &Target, cmd: &[String], timeout: Option<Duration>) -> Outcome 
         Ok(f) => f,
         Err(e) => return Outcome::Failure(format!("{}: {e}", out_file.display())),
     };
-    let err = match out.try_clone() {
-        Ok(f) => f,
-        Err(e) => return Outcome::Failure(e.to_string()),
-    };
-    let spawned = smol::process::Command::new(&t.runtime)
-        .arg("--root")
-        .arg(&t.runtime_root)
-        .arg("exec")
-        .arg("--pid-file")
-        .arg(&pid_file)
-        .arg(&t.id)
-        .args(cmd)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .kill_on_drop(true)
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => return Outcome::Failure(format!("cannot run {}: {e}", t.runtime.display())),
-    };
-    let status = match timeout {
-        None => child.status().await.ok(),
-        Some(d) => {
-            let waited = smol::future::or(async { Some(child.status().await) }, async {
+    let status = match if setns { spawn_setns(t, cmd, &out).await } else { None } {
+        Some(mut direct) => match timeout {
+            None => direct.status().await,
+            Some(d) => match smol::future::or(async { Some(direct.status().await) }, async {
                 smol::Timer::after(d).await;
                 None
             })
-            .await;
-            match waited {
-                Some(s) => s.ok(),
+            .await
+            {
+                Some(s) => s,
                 None => {
-                    kill_exec(&pid_file);
-                    let _ = child.kill();
-                    let _ = child.status().await;
-                    let _ = std::fs::remove_file(&pid_file);
+                    drop(direct); // kills and reaps
                     let _ = std::fs::remove_file(&out_file);
                     return Outcome::Failure(format!("command {cmd:?} timed out after {}s", d.as_secs_f32()));
                 }
+            },
+        },
+        None => match exec_runc(t, cmd, timeout, out, &pid_file).await {
+            Ok(s) => s,
+            Err(o) => {
+                let _ = std::fs::remove_file(&out_file);
+                return o;
             }
-        }
+        },
     };
     let output = std::fs::read(&out_file).unwrap_or_default();
     let _ = std::fs::remove_file(&pid_file);
@@ -222,6 +274,47 @@ async fn exec(t: &Target, cmd: &[String], timeout: Option<Duration>) -> Outcome 
         Some(code) if text.is_empty() => Outcome::Failure(format!("command {cmd:?} exited with {code}")),
         Some(code) => Outcome::Failure(format!("command {cmd:?} exited with {code}: {text}")),
         None => Outcome::Failure(format!("command {cmd:?} was killed")),
+    }
+}
+
+/// `runc exec` of `cmd`, output to `out`; Err is the outcome to return at
+/// once (could not start, or timed out: the command, found through runc's
+/// pid file, and runc are killed).
+async fn exec_runc(t: &Target, cmd: &[String], timeout: Option<Duration>, out: std::fs::File, pid_file: &std::path::Path) -> Result<Option<ExitStatus>, Outcome> {
+    let err = out.try_clone().map_err(|e| Outcome::Failure(e.to_string()))?;
+    let spawned = smol::process::Command::new(&t.runtime)
+        .arg("--root")
+        .arg(&t.runtime_root)
+        .arg("exec")
+        .arg("--pid-file")
+        .arg(pid_file)
+        .arg(&t.id)
+        .args(cmd)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = spawned.map_err(|e| Outcome::Failure(format!("cannot run {}: {e}", t.runtime.display())))?;
+    match timeout {
+        None => Ok(child.status().await.ok()),
+        Some(d) => {
+            let waited = smol::future::or(async { Some(child.status().await) }, async {
+                smol::Timer::after(d).await;
+                None
+            })
+            .await;
+            match waited {
+                Some(s) => Ok(s.ok()),
+                None => {
+                    kill_exec(pid_file);
+                    let _ = child.kill();
+                    let _ = child.status().await;
+                    let _ = std::fs::remove_file(pid_file);
+                    Err(Outcome::Failure(format!("command {cmd:?} timed out after {}s", d.as_secs_f32())))
+                }
+            }
+        }
     }
 }
 
@@ -273,6 +366,41 @@ mod tests {
         assert_eq!(http(p, 2), Outcome::Success);
         let p = serve(vec!["HTTP/1.1 301 Moved\r\nLocation: http://example.com/\r\n\r\n"]);
         assert!(matches!(http(p, 2), Outcome::Warning(_)));
+    }
+
+    /// What one exec costs picolet on each path, wall and CPU (self and
+    /// reaped children): `PICOLET_BENCH_ROOT=<root-dir> PICOLET_BENCH_ID=<id>
+    /// cargo test --release exec_cost -- --ignored --nocapture` on a running
+    /// container (tests/bench/probes.sh does this).
+    #[test]
+    #[ignore]
+    fn exec_cost() {
+        let root = PathBuf::from(std::env::var("PICOLET_BENCH_ROOT").expect("PICOLET_BENCH_ROOT"));
+        let id = std::env::var("PICOLET_BENCH_ID").expect("PICOLET_BENCH_ID");
+        let n: u32 = std::env::var("PICOLET_BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
+        let t = Target { id: id.clone(), netns: None, runtime: "runc".into(), runtime_root: root.join("runc"), dir: crate::runtime::record::dir(&root, &id) };
+        let out = std::fs::File::create("/dev/null").unwrap();
+        nsexec::spawn(&t.runtime_root, &id, &t.dir, &["true".into()], out).expect("setns path usable").wait().unwrap();
+        let cpu = || {
+            let mut total = 0.0;
+            for who in [nix::libc::RUSAGE_SELF, nix::libc::RUSAGE_CHILDREN] {
+                let mut ru: nix::libc::rusage = unsafe { std::mem::zeroed() };
+                unsafe { nix::libc::getrusage(who, &mut ru) };
+                for tv in [ru.ru_utime, ru.ru_stime] {
+                    total += tv.tv_sec as f64 * 1e3 + tv.tv_usec as f64 / 1e3;
+                }
+            }
+            total
+        };
+        for (label, setns) in [("setns+fork+exec", true), ("runc exec", false)] {
+            let (c0, t0) = (cpu(), std::time::Instant::now());
+            for _ in 0..n {
+                let o = smol::block_on(exec_with(&t, &["true".into()], Some(Duration::from_secs(5)), setns));
+                assert_eq!(o, Outcome::Success);
+            }
+            let wall = t0.elapsed().as_secs_f64() * 1e3 / n as f64;
+            println!("picolet {label:<36} wall {wall:6.2} ms   cpu {:6.2} ms", (cpu() - c0) / n as f64);
+        }
     }
 
     #[test]
