@@ -7,7 +7,10 @@
 //! - `http`: the pure parts of an HTTP/1.1 probe (request, status line,
 //!   redirect rules).
 //! - `run`: the async side: TCP and HTTP connections made *inside* the pod's
-//!   network namespace, exec through `runc exec`, each bounded by its timeout.
+//!   network namespace, and exec, each bounded by its timeout.
+//! - `nsexec`: exec by entering the container's namespaces directly (setns,
+//!   fork, exec with the container's user, capabilities and environment);
+//!   `runc exec` is the fallback for what it does not reproduce.
 //!
 //! Not here: deciding what a failure means for the pod (pod/worker), and TLS
 //! or gRPC: `scheme: HTTPS` is checked as a TCP connect, and gRPC probes fail
