@@ -373,7 +373,7 @@ mod tests {
     /// cargo test --release exec_cost -- --ignored --nocapture` on a running
     /// container (tests/bench/probes.sh does this).
     #[test]
-    #[ignore]
+    #[ignore = "a benchmark, not a test: needs a running container; tests/bench/probes.sh runs it"]
     fn exec_cost() {
         let root = PathBuf::from(std::env::var("PICOLET_BENCH_ROOT").expect("PICOLET_BENCH_ROOT"));
         let id = std::env::var("PICOLET_BENCH_ID").expect("PICOLET_BENCH_ID");
