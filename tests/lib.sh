@@ -2,7 +2,7 @@
 # picolet and its tests need on Debian, and cleaning up after a picolet run.
 
 # Debian packages: the real runtime and the tools the tests build images with.
-PICOLET_APT_PACKAGES=(runc umoci skopeo busybox-static iproute2 curl jq ca-certificates gcc libc6-dev systemd)
+PICOLET_APT_PACKAGES=(runc umoci skopeo busybox-static iproute2 curl jq ca-certificates gcc libc6-dev systemd python3 python3-pip)
 
 install_deps() {
     local missing=()
@@ -16,6 +16,12 @@ install_deps() {
     fi
     if ! command -v cargo >/dev/null; then
         [[ -x $HOME/.cargo/bin/cargo ]] && export PATH=$HOME/.cargo/bin:$PATH
+    fi
+    # The gRPC probe test talks to grpcio's own health server.
+    if ! python3 -c 'import grpc, grpc_health.v1.health' 2>/dev/null; then
+        echo "installing: grpcio grpcio-health-checking (pip)"
+        python3 -m pip install -q --break-system-packages grpcio grpcio-health-checking 2>/dev/null ||
+            python3 -m pip install -q grpcio grpcio-health-checking
     fi
     command -v cargo >/dev/null || {
         echo "cargo not found: install Rust with rustup (https://rustup.rs), then run this again" >&2

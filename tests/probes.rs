@@ -354,3 +354,53 @@ spec:
     assert!(left() <= 1, "timed-out probe commands were not killed: {}", left());
     assert!(!p.picolet_log().contains("without runc failed"), "{}", p.picolet_log());
 }
+
+#[test]
+fn grpc_probe_against_a_real_health_server() {
+    let mut p = Picolet::new("probe-grpc");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let state = p.base.join("grpc-state");
+    std::fs::write(&state, "NOT_SERVING").unwrap();
+    let server = std::process::Command::new("python3")
+        .arg(repo().join("tests/grpc/health_server.py"))
+        .arg(port.to_string())
+        .arg(&state)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 with grpcio (tests/run.sh installs it)");
+    // Stopped however the test ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Kill(server);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.0.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "listening");
+    // hostNetwork: the probe reaches the server on the node's loopback.
+    p.write_manifest(
+        "grpc.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: grpc}}\nspec:\n  hostNetwork: true\n  containers:\n  - name: c\n    image: busybox\n    command: [sleep, '1000']\n    readinessProbe:\n      grpc: {{port: {port}, service: svc}}\n      periodSeconds: 1\n"
+        ),
+    );
+    p.start();
+    p.wait_pod("grpc", "running, not ready", |q| running(q, "c") && container(q, "c")["ready"] == false);
+    p.wait_until("the NOT_SERVING verdict in the log", || p.picolet_log().contains("responded with \"NOT_SERVING\""));
+    std::fs::write(&state, "SERVING").unwrap();
+    p.wait_pod("grpc", "Ready", |q| condition(q, "Ready") == "True");
+    std::fs::write(&state, "NOT_SERVING").unwrap();
+    p.wait_pod("grpc", "not Ready again", |q| condition(q, "Ready") == "False");
+    // A probe failing the same way every second is logged once per change.
+    let log = p.picolet_log();
+    let failures = log.lines().filter(|l| l.contains(" INFO ") && l.contains("NOT_SERVING")).count();
+    assert_eq!(failures, 2, "{log}");
+    assert!(log.contains("Readiness probe succeeded again"), "{log}");
+}

@@ -105,6 +105,9 @@ pub struct Manager<R: Runtime> {
     kill_messages: HashMap<String, String>,
     /// Pods with a probe or hook result since their status was computed.
     health_changed: HashSet<String>,
+    /// The last failure message per `<container id>/<probe kind>`: a probe
+    /// that keeps failing the same way is logged once, not every period.
+    probe_failures: HashMap<String, String>,
 }
 
 impl<R: Runtime> Manager<R> {
@@ -128,6 +131,7 @@ impl<R: Runtime> Manager<R> {
             kills: HashMap::new(),
             kill_messages: HashMap::new(),
             health_changed: HashSet::new(),
+            probe_failures: HashMap::new(),
         };
         m.recover();
         m

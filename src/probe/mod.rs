@@ -12,10 +12,12 @@
 //!   fork, exec with the container's user, capabilities and environment);
 //!   `runc exec` is the fallback for what it does not reproduce.
 //!
-//! Not here: deciding what a failure means for the pod (pod/worker), and TLS
-//! or gRPC: `scheme: HTTPS` is checked as a TCP connect, and gRPC probes fail
-//! with "grpc probes are not supported yet".
+//! - `grpc`: the pure parts of a gRPC health check (HTTP/2 frames, verdict).
+//!
+//! Not here: deciding what a failure means for the pod (pod/worker), and TLS:
+//! `scheme: HTTPS` is checked as a TCP connect.
 
+pub mod grpc;
 pub mod http;
 pub mod nsexec;
 pub mod run;
@@ -34,6 +36,8 @@ pub enum Action {
     Http { host: String, port: u16, path: String, headers: Vec<(String, String)>, https: bool },
     /// A TCP connect to host:port.
     Tcp { host: String, port: u16 },
+    /// `grpc.health.v1.Health/Check` on host:port; SERVING is success.
+    Grpc { host: String, port: u16, service: String },
     /// Hooks only: wait.
     Sleep(Duration),
     /// A handler picolet cannot run: always fails with this message.
@@ -125,8 +129,11 @@ pub fn probe_action(h: &ProbeHandler, c: &Container, pod_ip: &str) -> Action {
             Ok(port) => Action::Tcp { host: host_or(&t.host, pod_ip), port },
             Err(e) => Action::Unsupported(e.to_string()),
         }
-    } else if h.grpc.is_some() {
-        Action::Unsupported("grpc probes are not supported yet".into())
+    } else if let Some(g) = &h.grpc {
+        match u16::try_from(g.port) {
+            Ok(port) if port > 0 => Action::Grpc { host: host_or("", pod_ip), port, service: g.service.clone().unwrap_or_default() },
+            _ => Action::Unsupported(format!("invalid grpc port {}", g.port)),
+        }
     } else {
         Action::Unsupported("probe has no handler".into())
     }
@@ -184,7 +191,7 @@ mod tests {
         let t = ProbeHandler { tcp_socket: Some(TcpSocketAction { port: IntOrString::Int(9), host: String::new() }), ..Default::default() };
         assert_eq!(probe_action(&t, &c(), "10.0.0.5"), Action::Tcp { host: "10.0.0.5".into(), port: 9 });
         let g = ProbeHandler { grpc: Some(GrpcAction { port: 9, service: None }), ..Default::default() };
-        assert_eq!(probe_action(&g, &c(), ""), Action::Unsupported("grpc probes are not supported yet".into()));
+        assert_eq!(probe_action(&g, &c(), ""), Action::Grpc { host: "127.0.0.1".into(), port: 9, service: String::new() });
         let s = LifecycleHandler { sleep: Some(crate::api::SleepAction { seconds: 2 }), ..Default::default() };
         assert_eq!(hook_action(&s, &c(), ""), Action::Sleep(Duration::from_secs(2)));
     }

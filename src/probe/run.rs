@@ -12,7 +12,7 @@
 //! executor.
 
 use super::http::{self, Redirect};
-use super::{nsexec, Action, Outcome, ProbeError};
+use super::{grpc, nsexec, Action, Outcome, ProbeError};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -54,6 +54,10 @@ pub async fn run(action: &Action, t: &Target, timeout: Option<Duration>) -> Outc
                 Err(e) => Outcome::Failure(e.to_string()),
             },
             Action::Http { host, port, path, headers, .. } => http_get(t, host, *port, path, headers).await,
+            Action::Grpc { host, port, service } => match grpc_check(t, host, *port, service).await {
+                Ok(()) => Outcome::Success,
+                Err(e) => Outcome::Failure(e),
+            },
             Action::Sleep(d) => {
                 smol::Timer::after(*d).await;
                 Outcome::Success
@@ -95,6 +99,37 @@ async fn http_get(t: &Target, host: &str, mut port: u16, path: &str, headers: &[
         }
     }
     Outcome::Failure("stopped after 10 redirects".into())
+}
+
+/// One `Health/Check` call: send the request, answer the server's SETTINGS,
+/// collect stream 1's DATA until it ends, then judge the message.
+async fn grpc_check(t: &Target, host: &str, port: u16, service: &str) -> Result<(), String> {
+    let mut s = connect_in(t.netns.clone(), host, port).await.map_err(|e| e.to_string())?;
+    let io = |e: std::io::Error| format!("rpc error: {host}:{port}: {e}");
+    s.write_all(&grpc::request(&format!("{host}:{port}"), service)).await.map_err(io)?;
+    let (mut buf, mut data) = (Vec::new(), Vec::new());
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).await.map_err(io)?;
+        if n == 0 {
+            return Err(format!("rpc error: {host}:{port} closed the connection"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        for f in grpc::take_frames(&mut buf) {
+            match f.kind {
+                grpc::SETTINGS if f.flags & grpc::ACK == 0 => s.write_all(&grpc::settings_ack()).await.map_err(io)?,
+                grpc::DATA if f.stream == 1 => data.extend_from_slice(&f.payload),
+                grpc::RST_STREAM | grpc::GOAWAY => return Err(format!("rpc error: {host}:{port} reset the call")),
+                _ => {}
+            }
+            if f.stream == 1 && (f.kind == grpc::DATA || f.kind == grpc::HEADERS) && f.flags & grpc::END_STREAM != 0 {
+                return grpc::verdict(&data);
+            }
+            if data.len() > 64 * 1024 {
+                return Err("rpc error: health response too large".into());
+            }
+        }
+    }
 }
 
 async fn get_once(t: &Target, host: &str, port: u16, path: &str, headers: &[(String, String)]) -> Result<(u16, Option<String>), ProbeError> {

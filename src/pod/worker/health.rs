@@ -104,9 +104,6 @@ impl<R: Runtime> Manager<R> {
                     if p.handler.http_get.as_ref().is_some_and(|g| g.scheme.eq_ignore_ascii_case("HTTPS")) {
                         log::warn!("container {} of pod {}: HTTPS probe checked as a TCP connect (no TLS client)", c.name, r.pod_name);
                     }
-                    if p.handler.grpc.is_some() {
-                        log::warn!("container {} of pod {}: grpc probes are not supported yet; the probe will fail", c.name, r.pod_name);
-                    }
                 }
             }
             let tracker = self.probes.entry(r.id.clone()).or_insert_with(|| ContainerProbes::new(&c, now));
@@ -155,10 +152,22 @@ impl<R: Runtime> Manager<R> {
         match rep.kind {
             JobKind::Probe(kind) => {
                 let Some(tracker) = self.probes.get_mut(&rep.id) else { return };
+                // Log changes, not every period (SD cards wear).
+                let key = format!("{}/{}", rep.id, kind.name());
                 match &rep.outcome {
-                    Outcome::Failure(msg) => log::info!("Unhealthy: {name}: {} probe failed: {msg}", kind.name()),
+                    Outcome::Failure(msg) if self.probe_failures.get(&key) == Some(msg) => {
+                        log::debug!("Unhealthy: {name}: {} probe failed: {msg}", kind.name())
+                    }
+                    Outcome::Failure(msg) => {
+                        log::info!("Unhealthy: {name}: {} probe failed: {msg}", kind.name());
+                        self.probe_failures.insert(key, msg.clone());
+                    }
                     Outcome::Warning(msg) => log::warn!("{name}: {} probe warning: {msg}", kind.name()),
-                    Outcome::Success => {}
+                    Outcome::Success => {
+                        if self.probe_failures.remove(&key).is_some() {
+                            log::info!("{name}: {} probe succeeded again", kind.name());
+                        }
+                    }
                 }
                 if let Verdict::Kill(k) = tracker.record(kind, rep.outcome.ok(), now) {
                     let why = format!("failed {} probe, will be restarted", k.name().to_lowercase());
@@ -268,6 +277,8 @@ impl<R: Runtime> Manager<R> {
     pub(super) fn forget_health(&mut self, id: &str) {
         self.probes.remove(id);
         self.post_start.remove(id);
+        let prefix = format!("{id}/");
+        self.probe_failures.retain(|k, _| !k.starts_with(&prefix));
         self.kills.remove(id);
     }
 
