@@ -185,6 +185,7 @@ fn run(cfg: Config) -> Result<(), String> {
         let mut manager = Manager::new(settings, runc, store);
         let mut desired = Vec::new();
         let mut next_scan = Instant::now();
+        let mut next_import = Instant::now();
         let mut woken = true;
         let watchdog = node::notify::watchdog_interval();
         let mut next_ping = Instant::now();
@@ -202,11 +203,15 @@ fn run(cfg: Config) -> Result<(), String> {
                     next_ping = Instant::now() + every;
                 }
             }
-            for (file, result) in manager.images().import_dir(&import_dir) {
-                match result {
-                    Ok(refs) => log::info!("imported {} from {}", refs.join(", "), file.display()),
-                    Err(e) => log::warn!("cannot import {}: {e}", file.display()),
+            // Once a tick, not on every probe result that wakes the loop.
+            if Instant::now() >= next_import {
+                for (file, result) in manager.images().import_dir(&import_dir) {
+                    match result {
+                        Ok(refs) => log::info!("imported {} from {}", refs.join(", "), file.display()),
+                        Err(e) => log::warn!("cannot import {}: {e}", file.display()),
+                    }
                 }
+                next_import = Instant::now() + TICK;
             }
             if let Some(src) = source.as_mut() {
                 if woken || Instant::now() >= next_scan {

@@ -56,44 +56,8 @@ pub fn unmount_rootfs(container_dir: &Path) -> Result<(), ImageError> {
     }
 }
 
-/// Whether `path` is a mount point per /proc/self/mountinfo.
+/// Whether `path` is a mount point.
 fn is_mounted(path: &Path) -> Result<bool, ImageError> {
-    let path = path.canonicalize().map_err(|e| ImageError::io("resolve", path, e))?;
-    let info = "/proc/self/mountinfo";
-    let text = fs::read_to_string(info).map_err(|e| ImageError::io("read", info, e))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| Path::new(&unescape(mp)) == path))
+    crate::node::fs::is_mount_point(path).map_err(|e| ImageError::io("read mounts for", path, e))
 }
 
-/// mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        let val = oct.map(|d| d.iter().fold(0u32, |a, c| a * 8 + u32::from(c - b'0')));
-        if let Some(v) = val.and_then(|v| u8::try_from(v).ok()) {
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_unescape() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-        assert_eq!(unescape("/x\\134y"), "/x\\y");
-    }
-}

@@ -1,5 +1,6 @@
 //! Facts about this node that pods and status need: its name and address.
 
+pub mod fs;
 pub mod notify;
 
 use std::net::IpAddr;

@@ -19,7 +19,8 @@ use crate::image::{self, Store};
 use crate::network::{self, Sandbox};
 use crate::runtime::env::{command_line, container_env, FieldContext};
 use crate::runtime::reaper::ExitInfo;
-use crate::runtime::record::{self, write_atomic, Record};
+use crate::node::fs::write_atomic;
+use crate::runtime::record::{self, Record};
 use crate::runtime::runc::Runtime;
 use crate::runtime::spec::{self, SpecInput};
 use crate::volume::{self, Volumes};
@@ -160,7 +161,7 @@ impl<R: Runtime> Manager<R> {
                 Some(p) => p.attempts.entry(r.container.clone()).or_default().push(r),
                 None => {
                     log::warn!("container {} belongs to no known pod; removing it", r.id);
-                    self.remove_attempt(&r);
+                    self.release_attempt(&r, true);
                 }
             }
         }
@@ -623,9 +624,6 @@ impl<R: Runtime> Manager<R> {
         }
     }
 
-    fn remove_attempt(&mut self, r: &Record) {
-        self.release_attempt(r, true);
-    }
 
     // ---- stopping ----
 
@@ -656,7 +654,7 @@ impl<R: Runtime> Manager<R> {
         }
         let all: Vec<Record> = self.pods[uid].attempts.values().flatten().cloned().collect();
         for r in &all {
-            self.remove_attempt(r);
+            self.release_attempt(r, true);
         }
         let pod_dir = self.pod_dir(uid);
         if let Some(parent) = &self.cfg.cgroup_parent {

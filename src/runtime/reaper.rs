@@ -339,7 +339,7 @@ fn write_exit(dir: &Path, status: std::process::ExitStatus) {
         finished_at: crate::api::time::rfc3339(SystemTime::now()),
     };
     let body = serde_json::to_vec(&info).expect("exit info serialises");
-    if let Err(e) = super::record::write_atomic(&dir.join("exit.json"), &body) {
+    if let Err(e) = crate::node::fs::write_atomic(&dir.join("exit.json"), &body) {
         eprintln!("reaper: {}: {e}", dir.display());
     }
 }

@@ -4,8 +4,9 @@
 //! OCI bundle (`config.json`, `rootfs/`, `upper/`) and the log FIFOs.
 
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File};
-use std::io::{self, Write};
+use crate::node::fs::write_atomic;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// One container attempt. `attempt` is the restart count it was started with.
@@ -69,27 +70,6 @@ impl Record {
         out.sort_by(|a, b| (&a.pod_uid, &a.container, a.attempt).cmp(&(&b.pod_uid, &b.container, b.attempt)));
         out
     }
-}
-
-/// Writes `path` so that a reader sees either the old or the new content:
-/// temp file, fsync, rename, fsync the directory.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent)?;
-    let tmp = parent.join(format!(
-        ".{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
-    ));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    if let Ok(d) = File::open(parent) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

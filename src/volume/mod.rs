@@ -7,6 +7,7 @@
 //! cluster), fsGroup ownership changes, or emptyDir size accounting on disk.
 
 use crate::api::types::{Container, Pod, Volume};
+use crate::node::fs::{is_mount_point, mount_points};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -338,47 +339,6 @@ fn unmount(p: &Path) -> nix::Result<()> {
     }
 }
 
-/// Mount points of this process's mount namespace, unescaped.
-pub(crate) fn mount_points() -> io::Result<Vec<PathBuf>> {
-    Ok(parse_mountinfo(&fs::read_to_string("/proc/self/mountinfo")?).into_iter().map(|(p, _)| p).collect())
-}
-
-/// (mount point, fs type) of each line of a mountinfo text.
-pub(crate) fn parse_mountinfo(text: &str) -> Vec<(PathBuf, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split(' ');
-            let point = f.nth(4)?;
-            let mut rest = f.skip_while(|x| *x != "-");
-            rest.next()?;
-            let fstype = rest.next().unwrap_or("");
-            Some((PathBuf::from(unescape(point)), fstype.to_string()))
-        })
-        .collect()
-}
-
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Whether `p` (canonicalized) is a mount point in this mount namespace.
-pub(crate) fn is_mount_point(p: &Path) -> io::Result<bool> {
-    let real = fs::canonicalize(p)?;
-    Ok(mount_points()?.iter().any(|m| *m == real))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,14 +403,6 @@ mod tests {
         assert!(matches!(v.sub_path("nope", "a"), Err(VolumeError::NotFound { .. })));
     }
 
-    #[test]
-    fn mountinfo_parsing() {
-        let text = "36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 - ext3 /dev/root rw\n\
-                    22 27 0:21 / /proc rw,relatime - proc proc rw\n";
-        let m = parse_mountinfo(text);
-        assert_eq!(m[0], (PathBuf::from("/mnt/with space"), "ext3".to_string()));
-        assert_eq!(m[1], (PathBuf::from("/proc"), "proc".to_string()));
-    }
 
     #[test]
     fn unsupported_volume_fails_setup_before_side_effects() {
