@@ -49,6 +49,22 @@ pub struct Config {
     pub cgroups_per_qos: bool,
     /// `--enforce-node-allocatable`, config `enforceNodeAllocatable`.
     pub enforce_node_allocatable: Vec<String>,
+    /// `--kubeconfig`: the API server to join; none runs standalone.
+    pub kubeconfig: Option<PathBuf>,
+    /// `--node-ip`: the node's InternalIP (default: the address of the default route).
+    pub node_ip: Option<String>,
+    /// `--node-labels`: extra labels set when the node registers.
+    pub node_labels: Vec<(String, String)>,
+    /// `--max-pods`, config `maxPods`.
+    pub max_pods: u32,
+    /// `--port`, config `port`: the kubelet endpoint the node advertises.
+    pub port: u16,
+    /// Config `nodeStatusUpdateFrequency`: how often node status is computed.
+    pub node_status_update_frequency: Duration,
+    /// Config `nodeStatusReportFrequency`: status is written at least this often.
+    pub node_status_report_frequency: Duration,
+    /// Config `nodeLeaseDurationSeconds`.
+    pub node_lease_duration_seconds: u32,
 }
 
 impl Default for Config {
@@ -69,6 +85,14 @@ impl Default for Config {
             config_file: None,
             cgroups_per_qos: true,
             enforce_node_allocatable: vec!["pods".into()],
+            kubeconfig: None,
+            node_ip: None,
+            node_labels: Vec::new(),
+            max_pods: 110,
+            port: 10250,
+            node_status_update_frequency: Duration::from_secs(10),
+            node_status_report_frequency: Duration::from_secs(300),
+            node_lease_duration_seconds: 40,
         }
     }
 }
@@ -263,6 +287,48 @@ const FLAGS: &[FlagSpec] = &[
         help: "comma-separated; empty to enforce nothing",
     },
     FlagSpec {
+        name: "--kubeconfig",
+        value: Some("FILE"),
+        default: "",
+        field: "",
+        help: "kubeconfig of the API server to join as a node; without it picolet runs standalone",
+    },
+    FlagSpec {
+        name: "--node-ip",
+        value: Some("IP"),
+        default: "the default route's address",
+        field: "",
+        help: "the node's InternalIP",
+    },
+    FlagSpec {
+        name: "--node-labels",
+        value: Some("K=V,..."),
+        default: "",
+        field: "",
+        help: "labels added when the node registers",
+    },
+    FlagSpec {
+        name: "--max-pods",
+        value: Some("N"),
+        default: "110",
+        field: "maxPods",
+        help: "pods this node accepts (its pods capacity)",
+    },
+    FlagSpec {
+        name: "--port",
+        value: Some("PORT"),
+        default: "10250",
+        field: "port",
+        help: "the kubelet port advertised in the node's daemonEndpoints",
+    },
+    FlagSpec {
+        name: "--node-status-update-frequency",
+        value: Some("DURATION"),
+        default: "10s",
+        field: "nodeStatusUpdateFrequency",
+        help: "how often node status is computed (and the lease renewed)",
+    },
+    FlagSpec {
         name: "--v",
         value: Some("N"),
         default: "0",
@@ -433,6 +499,14 @@ fn build(flags: &Flags) -> Result<Config, ConfigError> {
                 c.image_import_dir = PathBuf::from(v);
                 image_dir_set = true;
             }
+            "--kubeconfig" => c.kubeconfig = non_empty_path(v),
+            "--node-ip" => c.node_ip = Some(v.clone()).filter(|s| !s.is_empty()),
+            "--node-labels" => c.node_labels = labels(v).map_err(|r| bad(name, v, &r))?,
+            "--max-pods" => c.max_pods = v.parse().map_err(|_| bad(name, v, "not a whole number"))?,
+            "--port" => c.port = v.parse().map_err(|_| bad(name, v, "not a port"))?,
+            "--node-status-update-frequency" => {
+                c.node_status_update_frequency = positive_duration(v).map_err(|r| bad(name, v, &r))?
+            }
             "--v" => c.verbosity = v.parse().map_err(|_| bad("-v", v, "not a level 0-255"))?,
             "--cgroups-per-qos" => c.cgroups_per_qos = v == "true",
             "--enforce-node-allocatable" => {
@@ -467,6 +541,25 @@ fn bad_flag(flag: &str, value: &str, reason: &str) -> ConfigError {
 
 fn non_empty_path(v: &str) -> Option<PathBuf> {
     Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty())
+}
+
+fn positive_duration(v: &str) -> Result<Duration, String> {
+    match parse_duration(v)? {
+        Duration::ZERO => Err("must be positive".into()),
+        d => Ok(d),
+    }
+}
+
+/// `a=b,c=d` as upstream's `--node-labels`.
+fn labels(v: &str) -> Result<Vec<(String, String)>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(format!("{kv:?} is not key=value")),
+        })
+        .collect()
 }
 
 fn log_size(v: &str) -> Result<u64, &'static str> {
@@ -532,6 +625,27 @@ fn apply_file(c: &mut Config, path: &Path, text: &str) -> Result<(), ConfigError
             "fileCheckFrequency" => {
                 let s = v.as_str().ok_or_else(|| bad("not a duration string"))?;
                 c.file_check_frequency = parse_duration(s).map_err(|r| bad(&r))?;
+            }
+            "maxPods" => {
+                let i = v.as_i64().ok_or_else(|| bad("not an integer"))?;
+                c.max_pods = u32::try_from(i).map_err(|_| bad("not a pod count"))?;
+            }
+            "port" => {
+                let i = v.as_i64().ok_or_else(|| bad("not an integer"))?;
+                c.port = u16::try_from(i).map_err(|_| bad("not a port"))?;
+            }
+            "nodeStatusUpdateFrequency" | "nodeStatusReportFrequency" => {
+                let s = v.as_str().ok_or_else(|| bad("not a duration string"))?;
+                let d = positive_duration(s).map_err(|r| bad(&r))?;
+                if key == "nodeStatusUpdateFrequency" {
+                    c.node_status_update_frequency = d;
+                } else {
+                    c.node_status_report_frequency = d;
+                }
+            }
+            "nodeLeaseDurationSeconds" => {
+                let i = v.as_i64().ok_or_else(|| bad("not an integer"))?;
+                c.node_lease_duration_seconds = u32::try_from(i).ok().filter(|n| *n > 0).ok_or_else(|| bad("must be positive"))?;
             }
             "cgroupsPerQOS" => c.cgroups_per_qos = v.as_bool().ok_or_else(|| bad("not true or false"))?,
             "enforceNodeAllocatable" => {

@@ -135,12 +135,16 @@ fn run(cfg: Config) -> Result<(), String> {
         memory_capacity: node::memory_capacity(),
         cgroup_parent,
     };
+    let runtime_version = runtime::runc::Runtime::version(&runc);
     log::info!(
-        "picolet {} starting: node {node_name}, root {}, runtime {}",
+        "picolet {} starting: node {node_name}, root {}, runtime {runtime_version}",
         env!("CARGO_PKG_VERSION"),
         root.display(),
-        runtime::runc::Runtime::version(&runc)
     );
+    let api = match &cfg.kubeconfig {
+        Some(path) => Some(join_cluster(&cfg, path, &node_name, &settings.host_ip, runtime_version)?),
+        None => None,
+    };
 
     let published: Arc<Mutex<Vec<api::Pod>>> = Arc::default();
     if cfg.read_only_port != 0 {
@@ -183,6 +187,10 @@ fn run(cfg: Config) -> Result<(), String> {
     let (report_tx, report_rx) = smol::channel::unbounded::<JobReport>();
     smol::block_on(ex.run(async {
         let mut manager = Manager::new(settings, runc, store);
+        let (api_rx, mut cluster) = match api {
+            Some((rx, outbox)) => (Some(rx), Some(pod::cluster::Cluster::new(outbox, &node_name, manager.pods()))),
+            None => (None, None),
+        };
         let mut desired = Vec::new();
         let mut next_scan = Instant::now();
         let mut next_import = Instant::now();
@@ -225,14 +233,32 @@ fn run(cfg: Config) -> Result<(), String> {
             while let Ok(r) = report_rx.try_recv() {
                 manager.report(r);
             }
-            manager.sync(&desired);
+            let mut api_news = false;
+            if let (Some(rx), Some(c)) = (&api_rx, cluster.as_mut()) {
+                while let Ok(u) = rx.try_recv() {
+                    c.apply(u);
+                    api_news = true;
+                }
+            }
+            match &cluster {
+                Some(c) => manager.sync(desired.iter().chain(c.desired())),
+                None => manager.sync(&desired),
+            }
+            let removed = manager.take_removed();
+            if let Some(c) = cluster.as_mut() {
+                c.removed(removed);
+            }
             for p in manager.take_pumps() {
                 ex.spawn(pump_logs(p, max_size, max_files)).detach();
             }
             for j in manager.take_jobs() {
                 ex.spawn(run_job(j, report_tx.clone())).detach();
             }
-            if manager.take_changed() {
+            let changed = manager.take_changed();
+            if let Some(c) = cluster.as_mut().filter(|_| changed || api_news) {
+                c.publish(&manager.pods(), &desired);
+            }
+            if changed {
                 let pods = manager.pods();
                 let running = pods.iter().filter(|p| p.status.as_ref().is_some_and(|s| s.phase == "Running")).count();
                 node::notify::status(&format!("{} pods, {running} running", pods.len()));
@@ -255,12 +281,62 @@ fn run(cfg: Config) -> Result<(), String> {
                 false
             };
             let timer = smol::future::or(timer, report);
+            // So does news from the API server (a pod bound, deleted...).
+            let api_wake = async {
+                match &api_rx {
+                    Some(rx) => {
+                        if let Ok(u) = rx.recv().await {
+                            if let Some(c) = cluster.as_mut() {
+                                c.apply(u);
+                            }
+                        }
+                    }
+                    None => smol::future::pending::<()>().await,
+                }
+                false
+            };
+            let timer = smol::future::or(timer, api_wake);
             woken = match &watch {
                 Some(w) => smol::future::or(timer, async { w.readable().await.is_ok() }).await,
                 None => timer.await,
             };
         }
     }))
+}
+
+/// Starts the threads that make picolet a node of the cluster in `kubeconfig`:
+/// node registration/status/lease, the pod watch and the API writer.
+#[allow(clippy::type_complexity)]
+fn join_cluster(
+    cfg: &Config,
+    kubeconfig: &std::path::Path,
+    node_name: &str,
+    host_ip: &str,
+    runtime_version: String,
+) -> Result<(smol::channel::Receiver<pod::apisource::Update>, pod::apiwriter::Outbox), String> {
+    let kc = api::kubeconfig::Kubeconfig::load(kubeconfig).map_err(|e| e.to_string())?;
+    let client = Arc::new(api::client::Client::new(&kc).map_err(|e| format!("kubeconfig {}: {e}", kubeconfig.display()))?);
+    log::info!("joining the cluster at {} as node {node_name}", kc.server);
+    let ip = cfg.node_ip.clone().unwrap_or_else(|| host_ip.to_string());
+    let facts = node::status::facts(node_name, cfg, &ip, runtime_version);
+    let timing = node::agent::Timing {
+        update: cfg.node_status_update_frequency,
+        report: cfg.node_status_report_frequency,
+        lease_seconds: cfg.node_lease_duration_seconds,
+    };
+    let pressure = Arc::default();
+    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new().name(name.into()).stack_size(256 << 10).spawn(f).map_err(|e| format!("starting the {name} thread: {e}"))
+    };
+    let c = client.clone();
+    spawn("node", Box::new(move || node::agent::run(c, facts, timing, pressure)))?;
+    let (tx, rx) = smol::channel::unbounded();
+    let (c, node) = (client.clone(), node_name.to_string());
+    spawn("pod-watch", Box::new(move || pod::apisource::run(c, node, tx)))?;
+    let outbox = pod::apiwriter::Outbox::default();
+    let o = outbox.clone();
+    spawn("api-writer", Box::new(move || pod::apiwriter::run(client, o)))?;
+    Ok((rx, outbox))
 }
 
 /// Runs one probe or hook and hands its outcome back to the manager.

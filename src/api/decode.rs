@@ -138,6 +138,24 @@ fn yaml_documents(text: &str) -> Vec<(usize, &str)> {
 }
 
 /// Bridges a parsed YAML node into JSON. yaml-rust2 has already resolved aliases.
+/// The first document of a YAML (or JSON) text as a JSON value, nulls dropped:
+/// for files that are not pods, such as a kubeconfig.
+pub fn yaml_value(text: &str) -> Result<Value, String> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
+    let mut v = match docs.into_iter().next() {
+        Some(y) => yaml_to_json(y)?,
+        None => Value::Null,
+    };
+    drop_nulls(&mut v);
+    Ok(v)
+}
+
+/// One Pod from an API object (a list item or a watch event's object).
+pub fn pod_from_json(mut v: Value) -> Result<Pod, DecodeError> {
+    drop_nulls(&mut v);
+    pod_from_value(v, 0, "")
+}
+
 fn yaml_to_json(y: Yaml) -> Result<Value, String> {
     Ok(match y {
         Yaml::Null => Value::Null,

@@ -1,8 +1,10 @@
 //! The Kubernetes API objects picolet understands: types, decoding from YAML or
 //! JSON manifests, the defaults the API server would apply, and validation.
 
+pub mod client;
 pub mod decode;
 pub mod defaults;
+pub mod kubeconfig;
 pub mod quantity;
 pub mod time;
 pub mod types;

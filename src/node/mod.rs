@@ -1,7 +1,9 @@
 //! Facts about this node that pods and status need: its name and address.
 
+pub mod agent;
 pub mod fs;
 pub mod notify;
+pub mod status;
 
 use std::net::IpAddr;
 

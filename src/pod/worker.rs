@@ -109,6 +109,8 @@ pub struct Manager<R: Runtime> {
     /// The last failure message per `<container id>/<probe kind>`: a probe
     /// that keeps failing the same way is logged once, not every period.
     probe_failures: HashMap<String, String>,
+    /// Pods stopped and cleaned up since the last `take_removed`.
+    removed: Vec<Rc<Pod>>,
 }
 
 impl<R: Runtime> Manager<R> {
@@ -133,6 +135,7 @@ impl<R: Runtime> Manager<R> {
             kill_messages: HashMap::new(),
             health_changed: HashSet::new(),
             probe_failures: HashMap::new(),
+            removed: Vec::new(),
         };
         m.recover();
         m
@@ -179,6 +182,12 @@ impl<R: Runtime> Manager<R> {
         std::mem::take(&mut self.pumps)
     }
 
+    /// Pods whose containers, sandbox and volumes are gone since the last
+    /// call (for the final delete of a pod being deleted).
+    pub fn take_removed(&mut self) -> Vec<Rc<Pod>> {
+        std::mem::take(&mut self.removed)
+    }
+
     /// True once after any status changed.
     pub fn take_changed(&mut self) -> bool {
         std::mem::replace(&mut self.changed, false)
@@ -197,18 +206,43 @@ impl<R: Runtime> Manager<R> {
     }
 
     /// One reconciliation pass against the full desired set.
-    pub fn sync(&mut self, desired: &[Pod]) {
+    pub fn sync<'a>(&mut self, desired: impl IntoIterator<Item = &'a Pod>) {
         let now = Instant::now();
         let mut seen = std::collections::HashSet::new();
         for pod in desired {
             let uid = pod.metadata.uid.clone();
-            seen.insert(uid.clone());
+            // A pod being deleted (deletionTimestamp set) is stopped within
+            // its deletion grace period, then reported in `take_removed`.
+            let terminating = pod.metadata.deletion_timestamp.is_some();
+            if !terminating {
+                seen.insert(uid.clone());
+            }
             match self.pods.get_mut(&uid) {
                 Some(st) => {
-                    if !st.desired && st.stop.is_none() {
+                    // Metadata may change under a running pod (labels for the
+                    // downward API, the deletion timestamp and grace period).
+                    let m = &st.pod.metadata;
+                    let pm = &pod.metadata;
+                    if m.deletion_timestamp != pm.deletion_timestamp
+                        || m.deletion_grace_period_seconds != pm.deletion_grace_period_seconds
+                        || m.labels != pm.labels
+                        || m.annotations != pm.annotations
+                    {
+                        let mut updated = Pod::clone(&st.pod);
+                        updated.metadata = pod.metadata.clone();
+                        st.pod = Rc::new(updated);
+                        self.changed = true;
+                        self.checkpoint(&self.pods[&uid]);
+                    }
+                    let st = self.pods.get_mut(&uid).unwrap();
+                    if terminating && st.desired {
+                        log::info!("pod {} is being deleted; stopping it", full_name(pod));
+                        st.desired = false;
+                    } else if !terminating && !st.desired && st.stop.is_none() {
                         st.desired = true;
                     }
                 }
+                None if terminating => self.removed.push(Rc::new(pod.clone())),
                 None => {
                     log::info!("pod {} added", full_name(pod));
                     let st = PodState::new(pod.clone(), now_str(), true);
@@ -241,7 +275,9 @@ impl<R: Runtime> Manager<R> {
             if desired {
                 self.sync_pod(&uid);
             } else if self.stop_pod(&uid, now) {
-                self.pods.remove(&uid);
+                if let Some(st) = self.pods.remove(&uid) {
+                    self.removed.push(st.pod);
+                }
                 self.health_changed.remove(&uid);
                 self.changed = true;
                 continue;
@@ -637,7 +673,8 @@ impl<R: Runtime> Manager<R> {
         let st = self.pods.get_mut(uid).unwrap();
         let name = full_name(&st.pod);
         if st.stop.is_none() {
-            let grace = st.pod.spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64;
+            // A deletion's grace period (kubectl delete --grace-period) wins.
+            let grace = st.pod.metadata.deletion_grace_period_seconds.or(st.pod.spec.termination_grace_period_seconds).unwrap_or(30).max(0) as u64;
             st.stop = Some(Stop);
             self.changed = true;
             for r in &running {
