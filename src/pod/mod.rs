@@ -2,6 +2,7 @@
 //! how that is carried out (worker, backoff) and its status (status, pure).
 
 pub mod backoff;
+pub mod events;
 pub mod plan;
 pub mod qos;
 pub mod source;
