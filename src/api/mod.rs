@@ -5,6 +5,7 @@ pub mod client;
 pub mod decode;
 pub mod defaults;
 pub mod kubeconfig;
+pub mod events;
 pub mod quantity;
 pub mod time;
 pub mod types;

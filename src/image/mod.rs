@@ -11,7 +11,7 @@ pub mod store;
 mod unpack;
 
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 pub use config::ImageConfig;
 pub use error::ImageError;

@@ -8,6 +8,7 @@ pub mod apisource;
 pub mod apiwriter;
 pub mod backoff;
 pub mod cluster;
+pub mod events;
 pub mod plan;
 pub mod qos;
 pub mod source;

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
+mod events;
 mod health;
 pub use health::{Job, JobReport};
 
@@ -111,6 +112,8 @@ pub struct Manager<R: Runtime> {
     probe_failures: HashMap<String, String>,
     /// Pods stopped and cleaned up since the last `take_removed`.
     removed: Vec<Rc<Pod>>,
+    /// Events for a cluster client to take (events.rs).
+    events: super::events::Queue,
 }
 
 impl<R: Runtime> Manager<R> {
@@ -136,6 +139,7 @@ impl<R: Runtime> Manager<R> {
             health_changed: HashSet::new(),
             probe_failures: HashMap::new(),
             removed: Vec::new(),
+            events: Default::default(),
         };
         m.recover();
         m
@@ -434,9 +438,10 @@ impl<R: Runtime> Manager<R> {
         }
         let pod_dir = self.pod_dir(uid);
         let pod = self.pods[uid].pod.clone();
-        let result = volume::setup(&pod, &pod_dir)
-            .map_err(|e| e.to_string())
-            .and_then(|v| network::setup(&pod, &pod_dir, &self.cfg.node_name).map(|s| (s, v)).map_err(|e| e.to_string()));
+        let result = volume::setup(&pod, &pod_dir).map_err(|e| (super::events::FAILED_MOUNT, e.to_string())).and_then(|v| {
+            let sandbox = network::setup(&pod, &pod_dir, &self.cfg.node_name);
+            sandbox.map(|s| (s, v)).map_err(|e| (super::events::FAILED_CREATE_POD_SANDBOX, e.to_string()))
+        });
         let st = self.pods.get_mut(uid).unwrap();
         match result {
             Ok(sv) => {
@@ -444,11 +449,12 @@ impl<R: Runtime> Manager<R> {
                 st.sandbox_error = None;
                 true
             }
-            Err(e) => {
+            Err((reason, e)) => {
                 if st.sandbox_error.as_deref() != Some(&e) {
                     log::warn!("pod {}: {e}", full_name(&st.pod));
-                    st.sandbox_error = Some(e);
+                    st.sandbox_error = Some(e.clone());
                     self.changed = true;
+                    self.sandbox_event(uid, reason, &e);
                 }
                 false
             }
@@ -487,6 +493,7 @@ impl<R: Runtime> Manager<R> {
             }
             st.waiting.insert(name.to_string(), new);
             self.changed = true;
+            self.waiting_events(uid, name);
         }
     }
 
@@ -509,6 +516,7 @@ impl<R: Runtime> Manager<R> {
             }
             Err(e) => return self.set_waiting(uid, &c.name, "InvalidImageName", e.to_string()),
         };
+        self.pulled_event(uid, c);
         let (sandbox, volumes) = self.pods[uid].sandbox.clone().expect("sandbox ensured");
         let ctx = FieldContext { pod: &pod, host_ip: &self.cfg.host_ip, pod_ip: &sandbox.pod_ip };
         let prepared = container_env(&ctx, c, &img.config.env)
@@ -580,6 +588,7 @@ impl<R: Runtime> Manager<R> {
         list.retain(|o| o.attempt + 1 >= attempt);
         match self.runtime.create(&id, &dir, &dir.join("stdout"), &dir.join("stderr")) {
             Ok(pid) => {
+                self.event(uid, Some(&c.name), false, super::events::CREATED, super::events::created(&c.name));
                 rec.pid = pid;
                 self.pumps.push(self.pump_request(&rec));
                 self.start_and_record(&mut rec);
@@ -589,6 +598,7 @@ impl<R: Runtime> Manager<R> {
             }
             Err(e) => {
                 log::warn!("pod {} container {}: {e}", full_name(&pod), c.name);
+                self.event(uid, Some(&c.name), true, super::events::FAILED, format!("Error: {e}"));
                 rec.start_error = Some(e.to_string());
                 let _ = rec.save(&self.cfg.root);
             }
@@ -599,9 +609,14 @@ impl<R: Runtime> Manager<R> {
 
     fn start_and_record(&mut self, rec: &mut Record) {
         match self.runtime.start(&rec.id) {
-            Ok(()) => rec.started_at = Some(now_str()),
+            Ok(()) => {
+                rec.started_at = Some(now_str());
+                let message = super::events::started(&rec.container);
+                self.event(&rec.pod_uid, Some(&rec.container), false, super::events::STARTED, message);
+            }
             Err(e) => {
                 log::warn!("container {}: {e}", rec.id);
+                self.event(&rec.pod_uid, Some(&rec.container), true, super::events::FAILED, format!("Error: {e}"));
                 rec.start_error = Some(e.to_string());
                 let _ = self.runtime.kill(&rec.id, "KILL");
             }

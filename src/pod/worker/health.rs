@@ -11,6 +11,7 @@
 
 use super::{full_name, Manager};
 use crate::api::Container;
+use crate::pod::events as ev;
 use crate::probe::run::Target;
 use crate::probe::state::{ContainerProbes, Kind, Verdict};
 use crate::probe::{self, Action, Outcome};
@@ -151,6 +152,9 @@ impl<R: Runtime> Manager<R> {
         self.health_changed.insert(r.pod_uid.clone());
         match rep.kind {
             JobKind::Probe(kind) => {
+                if self.probes.contains_key(&rep.id) {
+                    self.probe_event(&r, kind, &rep.outcome);
+                }
                 let Some(tracker) = self.probes.get_mut(&rep.id) else { return };
                 // Log changes, not every period (SD cards wear).
                 let key = format!("{}/{}", rep.id, kind.name());
@@ -173,7 +177,8 @@ impl<R: Runtime> Manager<R> {
                     let why = format!("failed {} probe, will be restarted", k.name().to_lowercase());
                     log::info!("Killing: {name} {why}");
                     let grace = self.probe_grace(&r, k);
-                    self.begin_kill(&r, grace, now);
+                    let message = self.probe_kill_message(&r, k);
+                    self.begin_kill_with(&r, grace, now, message);
                 }
             }
             JobKind::PostStart => {
@@ -182,14 +187,18 @@ impl<R: Runtime> Manager<R> {
                 }
                 if let Outcome::Failure(msg) = &rep.outcome {
                     log::warn!("FailedPostStartHook: {name}: {msg}");
+                    // As upstream, the hook's output stays out of events (secrets).
+                    let message = "PostStartHook failed".to_string();
+                    self.event(&r.pod_uid, Some(&r.container), true, ev::FAILED_POST_START_HOOK, message);
                     self.kill_messages.insert(rep.id.clone(), format!("PostStartHook failed: {msg}"));
                     let grace = self.pod_grace(&r);
-                    self.begin_kill(&r, grace, now);
+                    self.begin_kill_with(&r, grace, now, "FailedPostStartHook".into());
                 }
             }
             JobKind::PreStop => {
                 if let Outcome::Failure(msg) = &rep.outcome {
                     log::warn!("FailedPreStopHook: {name}: {msg}");
+                    self.event(&r.pod_uid, Some(&r.container), true, ev::FAILED_PRE_STOP_HOOK, "PreStopHook failed".into());
                 }
                 if let Some(k) = self.kills.get_mut(&rep.id) {
                     k.pre_stop_running = false;
@@ -217,12 +226,26 @@ impl<R: Runtime> Manager<R> {
         }
     }
 
+    /// The Killing message for a container a probe failed, as upstream.
+    fn probe_kill_message(&self, r: &Record, k: Kind) -> String {
+        let c = self.container_of(r);
+        let sidecar = r.init && c.as_ref().is_some_and(|c| c.restart_policy.as_deref() == Some("Always"));
+        let restart = self.pods.get(&r.pod_uid).is_some_and(|p| p.pod.spec.restart_policy != "Never");
+        ev::probe_kill(&r.container, &k.name().to_lowercase(), sidecar, restart)
+    }
+
     /// Starts stopping one container: its preStop hook first (if any and it
     /// ran), then the stop signal, SIGKILL at the deadline.
     pub(super) fn begin_kill(&mut self, r: &Record, grace: Duration, now: Instant) {
+        self.begin_kill_with(r, grace, now, ev::stopping(&r.container));
+    }
+
+    /// `begin_kill`, saying why in the Killing event.
+    pub(super) fn begin_kill_with(&mut self, r: &Record, grace: Duration, now: Instant, message: String) {
         if self.kills.contains_key(&r.id) {
             return;
         }
+        self.event(&r.pod_uid, Some(&r.container), false, ev::KILLING, message);
         self.probes.remove(&r.id);
         self.post_start.remove(&r.id);
         let mut kill = Kill { deadline: now + grace, pre_stop_running: false, signalled: false, killed: false };
