@@ -245,8 +245,10 @@ fn run(cfg: Config) -> Result<(), String> {
                 None => manager.sync(&desired),
             }
             let removed = manager.take_removed();
+            let events = manager.take_events();
             if let Some(c) = cluster.as_mut() {
                 c.removed(removed);
+                c.events(events); // standalone: nobody to tell
             }
             for p in manager.take_pumps() {
                 ex.spawn(pump_logs(p, max_size, max_files)).detach();

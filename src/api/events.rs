@@ -23,7 +23,6 @@
 //! Memory is bounded: three LRU caches of at most `CACHE_SIZE` entries,
 //! keyed by 128-bit digests, so long messages are not kept.
 // Nothing outside the tests drives this until the cluster client is wired in.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use crate::api::time::rfc3339;
 use crate::pod::events::PodEvent;
@@ -283,6 +282,7 @@ impl<V> Lru<V> {
         });
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.map.len()
     }

@@ -7,6 +7,7 @@
 //! A status equal to the last one written is not sent again.
 
 use crate::api::client::{ApiError, Client, Quiet, Retry};
+use crate::api::events::EventAction;
 use crate::api::{Pod, PodStatus};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -22,8 +23,8 @@ pub enum Work {
     /// Create the mirror pod of a static pod.
     CreateMirror(Box<Pod>),
     DeleteMirror { namespace: String, name: String, uid: String },
-    /// Create (or patch) an Event.
-    Event { namespace: String, create: Option<Value>, patch: Option<(String, Value)> },
+    /// Create or update an Event (best-effort).
+    Event(crate::api::events::EventAction),
 }
 
 impl Work {
@@ -34,7 +35,7 @@ impl Work {
             Work::Delete { uid, .. } => format!("delete/{uid}"),
             Work::CreateMirror(p) => format!("mirror/{}/{}", p.metadata.namespace, p.metadata.name),
             Work::DeleteMirror { uid, .. } => format!("unmirror/{uid}"),
-            Work::Event { .. } => format!("event/{seq}"),
+            Work::Event(_) => format!("event/{seq}"),
         }
     }
 }
@@ -61,7 +62,7 @@ impl Outbox {
         let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
         q.seq += 1;
         let key = w.key(q.seq);
-        if matches!(w, Work::Event { .. }) {
+        if matches!(w, Work::Event(_)) {
             q.events += 1;
             if q.events > MAX_PENDING_EVENTS {
                 if let Some(pos) = q.order.iter().position(|k| k.starts_with("event/")) {
@@ -83,7 +84,7 @@ impl Outbox {
         loop {
             if let Some(key) = q.order.pop_front() {
                 let w = q.work.remove(&key).expect("queued keys have work");
-                if matches!(w, Work::Event { .. }) {
+                if matches!(w, Work::Event(_)) {
                     q.events -= 1;
                 }
                 return (key, w);
@@ -104,7 +105,7 @@ impl Outbox {
         let (lock, _) = &*self.inner;
         let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
         if !q.work.contains_key(&key) {
-            if matches!(w, Work::Event { .. }) {
+            if matches!(w, Work::Event(_)) {
                 q.events += 1;
             }
             q.work.insert(key.clone(), w);
@@ -133,6 +134,11 @@ fn classify(r: Result<Value, ApiError>) -> Done {
         Err(e) if e.permanent() => Done::Drop(e),
         Err(e) => Done::Retry(e),
     }
+}
+
+fn post_event(client: &Client, ev: &Value) -> Result<Value, ApiError> {
+    let ns = ev["metadata"]["namespace"].as_str().unwrap_or("default");
+    client.send("POST", &format!("/api/v1/namespaces/{ns}/events"), "application/json", ev)
 }
 
 fn delete_body(uid: &str) -> Value {
@@ -181,14 +187,19 @@ pub fn run(client: Arc<Client>, outbox: Outbox) {
                     r => classify(r),
                 }
             }
-            Work::Event { namespace, create, patch } => {
-                let r = match (create, patch) {
-                    (_, Some((name, body))) => client.send("PATCH", &format!("/api/v1/namespaces/{namespace}/events/{name}"), MERGE, body),
-                    (Some(ev), None) => client.send("POST", &format!("/api/v1/namespaces/{namespace}/events"), "application/json", ev),
-                    (None, None) => Ok(Value::Null),
+            Work::Event(action) => {
+                let r = match action {
+                    EventAction::Create(ev) => post_event(&client, ev),
+                    EventAction::Patch { namespace, name, body, event } => {
+                        match client.send("PATCH", &format!("/api/v1/namespaces/{namespace}/events/{name}"), MERGE, body) {
+                            // Expired from the API server: create it anew, count and all.
+                            Err(e) if e.not_found() => post_event(&client, event),
+                            r => r,
+                        }
+                    }
                 };
                 match r {
-                    // Events are best-effort; a lost one is not retried forever.
+                    // Events are best-effort; a refused one is not retried.
                     Err(e) if e.status != 0 => Done::Drop(e),
                     r => classify(r),
                 }
@@ -239,7 +250,7 @@ mod tests {
         let (_, w) = o.take();
         assert!(matches!(w, Work::Status { ref status, .. } if status.phase == "Running"));
         for _ in 0..(MAX_PENDING_EVENTS + 10) {
-            o.push(Work::Event { namespace: "ns".into(), create: Some(Value::Null), patch: None });
+            o.push(Work::Event(EventAction::Create(Value::Null)));
         }
         let q = o.inner.0.lock().unwrap();
         assert_eq!(q.events, MAX_PENDING_EVENTS);

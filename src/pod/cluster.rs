@@ -47,6 +47,7 @@ pub struct Cluster {
     mirror_requested: BTreeMap<String, String>,
     /// Rejected pods already reported.
     reported: HashSet<String>,
+    correlator: crate::api::events::EventCorrelator,
 }
 
 /// Conditions the kubelet computes; every other type is the API's.
@@ -65,6 +66,7 @@ impl Cluster {
             mirrors: BTreeMap::new(),
             mirror_requested: BTreeMap::new(),
             reported: HashSet::new(),
+            correlator: crate::api::events::EventCorrelator::new(node),
         };
         for p in checkpointed.into_iter().filter(|p| !is_static(p)) {
             c.insert(ApiPod::Ok(Box::new(p)));
@@ -155,6 +157,18 @@ impl Cluster {
                     self.outbox.push(Work::Delete { namespace: meta.namespace.clone(), name: meta.name.clone(), uid: uid.clone() });
                 } else if self.reported.insert(uid.clone()) {
                     log::warn!("pod {}/{}: cannot run it: {reason}", meta.namespace, meta.name);
+                    let event = crate::pod::events::PodEvent {
+                        pod_uid: uid.clone(),
+                        namespace: meta.namespace.clone(),
+                        pod_name: meta.name.clone(),
+                        field_path: None,
+                        warning: true,
+                        reason: "UnsupportedPodSpec",
+                        message: reason.clone(),
+                    };
+                    if let Some(a) = self.correlator.correlate(&event, std::time::SystemTime::now()) {
+                        self.outbox.push(Work::Event(a));
+                    }
                     let status = PodStatus { phase: "Failed".into(), reason: "UnsupportedPodSpec".into(), message: format!("picolet cannot run this pod: {reason}"), ..Default::default() };
                     self.outbox.push(Work::Status { namespace: meta.namespace.clone(), name: meta.name.clone(), uid: uid.clone(), status });
                 }
@@ -190,10 +204,22 @@ impl Cluster {
         }
     }
 
+    /// Events from the manager, correlated (deduplicated, aggregated, rate
+    /// limited) before they are sent.
+    pub fn events(&mut self, events: Vec<crate::pod::events::PodEvent>) {
+        let now = std::time::SystemTime::now();
+        for e in &events {
+            if let Some(action) = self.correlator.correlate(e, now) {
+                self.outbox.push(Work::Event(action));
+            }
+        }
+    }
+
     /// Pods the manager finished removing: a pod being deleted gets its final
     /// delete now that nothing of it runs.
     pub fn removed(&mut self, pods: Vec<Rc<Pod>>) {
         for p in pods {
+            self.correlator.forget(&p.metadata.uid);
             if p.metadata.deletion_timestamp.is_some() && !is_static(&p) {
                 self.outbox.push(Work::Delete { namespace: p.metadata.namespace.clone(), name: p.metadata.name.clone(), uid: p.metadata.uid.clone() });
             }
@@ -322,8 +348,10 @@ mod tests {
         c.publish(&[], &[]);
         c.publish(&[], &[]);
         let w = drain(&o);
-        assert_eq!(w.len(), 1);
-        let Work::Status { status, .. } = &w[0] else { panic!() };
+        assert_eq!(w.len(), 2, "one event, one status");
+        let Work::Event(crate::api::events::EventAction::Create(ev)) = &w[0] else { panic!() };
+        assert_eq!(ev["reason"], "UnsupportedPodSpec");
+        let Work::Status { status, .. } = &w[1] else { panic!() };
         assert_eq!((status.phase.as_str(), status.reason.as_str()), ("Failed", "UnsupportedPodSpec"));
         let mut gone = api_pod("a", "web");
         gone.metadata.deletion_timestamp = Some("t".into());

@@ -18,7 +18,6 @@ use crate::runtime::runc::Runtime;
 impl<R: Runtime> Manager<R> {
     /// Takes the events recorded since the last call, oldest first. At most
     /// `pod::events::QUEUE_CAP` wait; past that the oldest are dropped.
-    #[allow(dead_code)] // for the cluster client; standalone picolet leaves them
     pub fn take_events(&mut self) -> Vec<PodEvent> {
         self.events.take()
     }

@@ -1,0 +1,200 @@
+//! picolet as a node of a real cluster (tests/cluster/: etcd, kube-apiserver
+//! with Node,RBAC authorization and NodeRestriction, controller-manager,
+//! scheduler), driven and checked with the real kubectl.
+
+mod common;
+use common::cluster::{cluster, node, Cluster};
+use common::Picolet;
+use serde_json::Value;
+
+fn condition<'a>(obj: &'a Value, t: &str) -> &'a str {
+    obj["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == t)).and_then(|c| c["status"].as_str()).unwrap_or("")
+}
+
+fn node_ready(c: &Cluster, p: &Picolet) -> Value {
+    let mut n = Value::Null;
+    c.wait(&format!("node {} Ready", p.node), Some(p), || {
+        n = c.get(&["node", &p.node]).unwrap_or(Value::Null);
+        condition(&n, "Ready") == "True"
+    });
+    n
+}
+
+fn container_running(pod: &Value, name: &str) -> bool {
+    pod["status"]["containerStatuses"].as_array().into_iter().flatten().any(|s| s["name"] == name && s["state"]["running"].is_object())
+}
+
+#[test]
+fn node_registers_reports_status_and_renews_its_lease() {
+    let c = cluster();
+    let mut p = node(c, "reg");
+    p.extra_args.push("--node-labels=picolet.dev/board=pi4,node.kubernetes.io/role-hint=edge".into());
+    p.start();
+    let n = node_ready(c, &p);
+    let labels = &n["metadata"]["labels"];
+    assert_eq!(labels["kubernetes.io/hostname"].as_str().is_some(), true);
+    assert_eq!(labels["kubernetes.io/os"], "linux");
+    assert_eq!(labels["kubernetes.io/arch"], "amd64");
+    assert_eq!(labels["picolet.dev/board"], "pi4");
+    let st = &n["status"];
+    for t in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
+        assert_eq!(condition(&n, t), "False", "{t}");
+    }
+    let types: Vec<&str> = st["addresses"].as_array().unwrap().iter().map(|a| a["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["InternalIP", "Hostname"]);
+    assert_eq!(st["capacity"]["pods"], "110");
+    for k in ["cpu", "memory", "ephemeral-storage"] {
+        assert!(st["capacity"][k].is_string() && st["allocatable"][k].is_string(), "{k}: {st}");
+    }
+    let info = &st["nodeInfo"];
+    assert!(info["containerRuntimeVersion"].as_str().unwrap().starts_with("runc://"), "{info}");
+    assert!(info["kubeletVersion"].as_str().unwrap().starts_with("v1."), "{info}");
+    assert!(!info["bootID"].as_str().unwrap().is_empty());
+    assert_eq!(info["architecture"], "amd64");
+    assert_eq!(st["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
+    // kubectl shows it Ready; the controller-manager lifts the not-ready taint.
+    let table = c.kubectl(&["get", "node", &p.node]);
+    assert!(table.contains(" Ready "), "{table}");
+    c.wait("the not-ready taint to go", Some(&p), || {
+        let n = c.get(&["node", &p.node]).unwrap_or(Value::Null);
+        !n["spec"]["taints"].as_array().into_iter().flatten().any(|t| t["key"] == "node.kubernetes.io/not-ready")
+    });
+    // The lease is held by the node and renewed.
+    let lease = c.get(&["lease", "-n", "kube-node-lease", &p.node]).expect("lease");
+    assert_eq!(lease["spec"]["holderIdentity"], p.node.as_str());
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
+    let first = lease["spec"]["renewTime"].as_str().unwrap().to_string();
+    c.wait("the lease to be renewed", Some(&p), || {
+        let l = c.get(&["lease", "-n", "kube-node-lease", &p.node]).unwrap_or(Value::Null);
+        l["spec"]["renewTime"].as_str().is_some_and(|t| t != first)
+    });
+    // A restarted picolet adopts its Node instead of failing to register.
+    p.kill();
+    p.start();
+    c.wait("re-registration to be logged", Some(&p), || p.picolet_log().contains("already registered"));
+    node_ready(c, &p);
+}
+
+#[test]
+fn kubeconfig_with_inline_data_and_with_a_bearer_token() {
+    let c = cluster();
+    let mut p = Picolet::new("inline");
+    let kc = c.node_kubeconfig(&p.node, true);
+    p.extra_args.push(format!("--kubeconfig={}", kc.display()));
+    p.start();
+    node_ready(c, &p);
+
+    let mut t = Picolet::new("token");
+    t.node = "token-node".into();
+    let kc = c.token_kubeconfig(&t.node);
+    t.extra_args.push(format!("--kubeconfig={}", kc.display()));
+    t.start();
+    node_ready(c, &t);
+}
+
+#[test]
+fn bound_and_scheduled_pods_run_and_report_status() {
+    let c = cluster();
+    let mut p = node(c, "pods");
+    p.start();
+    node_ready(c, &p);
+    c.namespace("pods");
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: bound, namespace: pods}}\nspec:\n  nodeName: {}\n  containers:\n  - {{name: app, image: busybox, command: [sh, -c, 'echo hello from bound; exec sleep 1000']}}\n",
+        p.node
+    ));
+    // Placed by kube-scheduler (the selector keeps it off other tests' nodes).
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: scheduled, namespace: pods}}\nspec:\n  nodeSelector: {{kubernetes.io/hostname: {}}}\n  containers:\n  - {{name: app, image: busybox, command: [sleep, '1000']}}\n",
+        p.node
+    ));
+    for name in ["bound", "scheduled"] {
+        let pod = c.wait_pod("pods", name, "Running", &p, |pod| pod["status"]["phase"] == "Running" && container_running(pod, "app"));
+        assert_eq!(pod["spec"]["nodeName"], p.node.as_str());
+        assert_eq!(condition(&pod, "Ready"), "True");
+        assert_eq!(condition(&pod, "PodScheduled"), "True", "the scheduler's condition is kept");
+        let cs = &pod["status"]["containerStatuses"][0];
+        assert_eq!(cs["restartCount"], 0);
+        assert!(cs["containerID"].as_str().unwrap().starts_with("runc://"), "{cs}");
+        assert!(pod["status"]["hostIP"].is_string());
+        assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    }
+    let pod = c.get(&["pod", "-n", "pods", "bound"]).unwrap();
+    p.wait_log(&pod, "app", 0, "hello from bound");
+}
+
+#[test]
+fn graceful_deletion_then_final_delete() {
+    let c = cluster();
+    let mut p = node(c, "del");
+    p.start();
+    node_ready(c, &p);
+    c.namespace("del");
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: graceful, namespace: del}}\nspec:\n  nodeName: {}\n  terminationGracePeriodSeconds: 30\n  containers:\n  - name: app\n    image: busybox\n    command: [sh, -c, 'trap \"echo got TERM; exit 0\" TERM; echo ready; while true; do sleep 0.1; done']\n",
+        p.node
+    ));
+    let pod = c.wait_pod("del", "graceful", "Running", &p, |pod| container_running(pod, "app"));
+    p.wait_log(&pod, "app", 0, "ready");
+    c.kubectl(&["delete", "pod", "-n", "del", "graceful", "--wait=false"]);
+    // picolet stops it (SIGTERM, handled) and removes the object for good.
+    c.wait("the pod object to be deleted", Some(&p), || c.try_kubectl(&["get", "pod", "-n", "del", "graceful"]).is_none());
+    assert!(p.picolet_log().contains("is being deleted"));
+    let lines = std::fs::read_to_string(p.logs.join(format!("del_graceful_{}", pod["metadata"]["uid"].as_str().unwrap())).join("app/0.log"));
+    // The log dir goes with the pod; the TERM line was seen before that, or the dir is gone.
+    assert!(lines.map(|l| l.contains("got TERM")).unwrap_or(true));
+
+    // A pod bound elsewhere never runs here; one whose binding vanishes is stopped.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: forced, namespace: del}}\nspec:\n  nodeName: {}\n  containers:\n  - {{name: app, image: busybox, command: [sleep, '1000']}}\n",
+        p.node
+    ));
+    c.wait_pod("del", "forced", "Running", &p, |pod| container_running(pod, "app"));
+    c.kubectl(&["delete", "pod", "-n", "del", "forced", "--grace-period=0", "--force"]);
+    p.wait_until("the force-deleted pod's containers to stop", || p.picolet_log().contains("pod del/forced stopped and removed"));
+}
+
+#[test]
+fn static_pods_get_mirror_pods_recreated_after_deletion() {
+    let c = cluster();
+    let mut p = node(c, "mirror");
+    p.write_manifest("web.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default, labels: {app: web}}\nspec:\n  containers:\n  - {name: app, image: busybox, command: [sleep, '1000']}\n");
+    p.start();
+    let name = format!("web-{}", p.node);
+    let mirror = c.wait_pod("default", &name, "a running mirror pod", &p, |pod| container_running(pod, "app"));
+    let ann = &mirror["metadata"]["annotations"];
+    assert!(ann["kubernetes.io/config.mirror"].is_string(), "{ann}");
+    assert_eq!(ann["kubernetes.io/config.mirror"], ann["kubernetes.io/config.hash"]);
+    assert_eq!(ann["kubernetes.io/config.source"], "file");
+    assert_eq!(mirror["spec"]["nodeName"], p.node.as_str());
+    let uid = mirror["metadata"]["uid"].as_str().unwrap().to_string();
+    c.kubectl(&["delete", "pod", "-n", "default", &name, "--wait=false"]);
+    let again = c.wait_pod("default", &name, "a new mirror pod", &p, |pod| pod["metadata"]["uid"] != uid.as_str() && container_running(pod, "app"));
+    // The static pod itself never stopped.
+    assert_eq!(again["status"]["containerStatuses"][0]["restartCount"], 0);
+    p.remove_manifest("web.yaml");
+    c.wait("the mirror pod to go with its manifest", Some(&p), || c.try_kubectl(&["get", "pod", "-n", "default", &name]).is_none());
+}
+
+#[test]
+fn a_pod_picolet_cannot_run_fails_with_a_reason_and_others_run() {
+    let c = cluster();
+    let mut p = node(c, "bad");
+    p.start();
+    node_ready(c, &p);
+    c.namespace("bad");
+    // An NFS volume: valid for the API server, nothing picolet can mount.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: nfs, namespace: bad}}\nspec:\n  nodeName: {}\n  volumes: [{{name: v, nfs: {{server: 10.0.0.1, path: /x}}}}]\n  containers:\n  - {{name: app, image: busybox, command: [sleep, '1000'], volumeMounts: [{{name: v, mountPath: /v}}]}}\n",
+        p.node
+    ));
+    let big = "x".repeat(200 << 10);
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: big\n  namespace: bad\n  annotations: {{huge: {big}}}\nspec:\n  nodeName: {}\n  containers:\n  - {{name: app, image: busybox, command: [sleep, '1000']}}\n",
+        p.node
+    ));
+    let pod = c.wait_pod("bad", "nfs", "Failed", &p, |pod| pod["status"]["phase"] == "Failed");
+    assert_eq!(pod["status"]["reason"], "UnsupportedPodSpec");
+    assert!(pod["status"]["message"].as_str().unwrap().contains("volumes[0]"), "{}", pod["status"]);
+    c.wait_pod("bad", "big", "Running", &p, |pod| container_running(pod, "app"));
+}
