@@ -188,13 +188,15 @@ fn run(cfg: Config) -> Result<(), String> {
     smol::block_on(ex.run(async {
         let mut manager = Manager::new(settings, runc, store);
         let (api_rx, mut cluster) = match api {
-            Some((rx, outbox)) => (Some(rx), Some(pod::cluster::Cluster::new(outbox, &node_name, manager.pods()))),
+            Some((rx, outbox, node_uid)) => (Some(rx), Some(pod::cluster::Cluster::new(outbox, &node_name, node_uid, manager.pods()))),
             None => (None, None),
         };
         let mut desired = Vec::new();
         let mut next_scan = Instant::now();
         let mut next_import = Instant::now();
         let mut woken = true;
+        // An update from the API server arrived while the loop slept.
+        let api_woke = std::cell::Cell::new(false);
         let watchdog = node::notify::watchdog_interval();
         let mut next_ping = Instant::now();
         let mut ready = false;
@@ -233,7 +235,7 @@ fn run(cfg: Config) -> Result<(), String> {
             while let Ok(r) = report_rx.try_recv() {
                 manager.report(r);
             }
-            let mut api_news = false;
+            let mut api_news = api_woke.replace(false);
             if let (Some(rx), Some(c)) = (&api_rx, cluster.as_mut()) {
                 while let Ok(u) = rx.try_recv() {
                     c.apply(u);
@@ -290,6 +292,7 @@ fn run(cfg: Config) -> Result<(), String> {
                         if let Ok(u) = rx.recv().await {
                             if let Some(c) = cluster.as_mut() {
                                 c.apply(u);
+                                api_woke.set(true);
                             }
                         }
                     }
@@ -315,7 +318,7 @@ fn join_cluster(
     node_name: &str,
     host_ip: &str,
     runtime_version: String,
-) -> Result<(smol::channel::Receiver<pod::apisource::Update>, pod::apiwriter::Outbox), String> {
+) -> Result<(smol::channel::Receiver<pod::apisource::Update>, pod::apiwriter::Outbox, Arc<std::sync::OnceLock<String>>), String> {
     let kc = api::kubeconfig::Kubeconfig::load(kubeconfig).map_err(|e| e.to_string())?;
     let client = Arc::new(api::client::Client::new(&kc).map_err(|e| format!("kubeconfig {}: {e}", kubeconfig.display()))?);
     log::info!("joining the cluster at {} as node {node_name}", kc.server);
@@ -327,18 +330,20 @@ fn join_cluster(
         lease_seconds: cfg.node_lease_duration_seconds,
     };
     let pressure = Arc::default();
+    let node_uid: Arc<std::sync::OnceLock<String>> = Arc::default();
+    let uid = node_uid.clone();
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new().name(name.into()).stack_size(256 << 10).spawn(f).map_err(|e| format!("starting the {name} thread: {e}"))
     };
     let c = client.clone();
-    spawn("node", Box::new(move || node::agent::run(c, facts, timing, pressure)))?;
+    spawn("node", Box::new(move || node::agent::run(c, facts, timing, pressure, uid)))?;
     let (tx, rx) = smol::channel::unbounded();
     let (c, node) = (client.clone(), node_name.to_string());
     spawn("pod-watch", Box::new(move || pod::apisource::run(c, node, tx)))?;
     let outbox = pod::apiwriter::Outbox::default();
     let o = outbox.clone();
     spawn("api-writer", Box::new(move || pod::apiwriter::run(client, o)))?;
-    Ok((rx, outbox))
+    Ok((rx, outbox, node_uid))
 }
 
 /// Runs one probe or hook and hands its outcome back to the manager.

@@ -121,6 +121,29 @@ fn bound_and_scheduled_pods_run_and_report_status() {
     }
     let pod = c.get(&["pod", "-n", "pods", "bound"]).unwrap();
     p.wait_log(&pod, "app", 0, "hello from bound");
+
+    // Events with upstream reasons, as `kubectl get events` shows them.
+    let reasons = |name: &str| -> Vec<(String, i64)> {
+        let sel = format!("involvedObject.name={name}");
+        let list = c.get(&["events", "-n", "pods", "--field-selector", &sel]).unwrap_or(Value::Null);
+        list["items"].as_array().into_iter().flatten().map(|e| (e["reason"].as_str().unwrap_or("").to_string(), e["count"].as_i64().unwrap_or(0))).collect()
+    };
+    c.wait("Pulled, Created and Started events", Some(&p), || {
+        let r: Vec<String> = reasons("bound").into_iter().map(|(r, _)| r).collect();
+        ["Pulled", "Created", "Started"].iter().all(|want| r.iter().any(|x| x == want))
+    });
+    // A crash loop: BackOff is one Event whose count rises, not a flood.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: crasher, namespace: pods}}\nspec:\n  nodeName: {}\n  containers:\n  - {{name: app, image: busybox, command: [sh, -c, 'exit 3']}}\n",
+        p.node
+    ));
+    c.wait("a BackOff event counted twice", Some(&p), || reasons("crasher").iter().any(|(r, n)| r == "BackOff" && *n >= 2));
+    let backoffs = reasons("crasher").iter().filter(|(r, _)| r == "BackOff").count();
+    assert_eq!(backoffs, 1, "BackOff events are aggregated into one object");
+    let pod = c.get(&["pod", "-n", "pods", "crasher"]).unwrap();
+    let cs = &pod["status"]["containerStatuses"][0];
+    assert!(cs["restartCount"].as_i64().unwrap() >= 2, "{cs}");
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use super::status::{self, Facts, Pressure};
 use crate::api::client::{ApiError, Client, Quiet, Retry};
 use crate::api::time::now;
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub struct Timing {
@@ -80,8 +80,9 @@ fn renew(client: &Client, name: &str, uid: &str, seconds: u32, held: &mut Option
 }
 
 /// Runs forever: registration with back-off, then status and lease every
-/// `update`. `pressure` is set by the eviction logic.
-pub fn run(client: Arc<Client>, f: Facts, t: Timing, pressure: Arc<Mutex<Pressure>>) {
+/// `update`. `pressure` is set by the eviction logic; `node_uid` is set once
+/// the Node exists (mirror pods must name it as their owner).
+pub fn run(client: Arc<Client>, f: Facts, t: Timing, pressure: Arc<Mutex<Pressure>>, node_uid: Arc<OnceLock<String>>) {
     let mut quiet = Quiet::default();
     let mut retry = Retry::new(Duration::from_millis(500), Duration::from_secs(7));
     let uid = loop {
@@ -94,6 +95,7 @@ pub fn run(client: Arc<Client>, f: Facts, t: Timing, pressure: Arc<Mutex<Pressur
         }
     };
     quiet.ok("node registration");
+    let _ = node_uid.set(uid.clone());
     let mut written = Value::Null;
     let mut last_write: Option<Instant> = None;
     let mut lease: Option<Value> = None;

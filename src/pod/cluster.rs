@@ -5,7 +5,8 @@
 
 use super::apisource::{ApiPod, Update};
 use super::apiwriter::{Outbox, Work};
-use crate::api::{Pod, PodCondition, PodStatus};
+use crate::api::{OwnerReference, Pod, PodCondition, PodStatus};
+use std::sync::{Arc, OnceLock};
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 
@@ -38,6 +39,8 @@ struct Bound {
 pub struct Cluster {
     outbox: Outbox,
     node: String,
+    /// Set once the Node is registered; mirror pods are owned by it.
+    node_uid: Arc<OnceLock<String>>,
     /// Until the first list, pods from the local checkpoint stand in.
     synced: bool,
     pods: BTreeMap<String, Bound>,
@@ -57,10 +60,11 @@ impl Cluster {
     /// `checkpointed`: the pods a previous run was running for the API (from
     /// the manager's checkpoints), desired until the API says otherwise, so
     /// a node that reboots while the API server is away brings them back.
-    pub fn new(outbox: Outbox, node: &str, checkpointed: Vec<Pod>) -> Cluster {
+    pub fn new(outbox: Outbox, node: &str, node_uid: Arc<OnceLock<String>>, checkpointed: Vec<Pod>) -> Cluster {
         let mut c = Cluster {
             outbox,
             node: node.to_string(),
+            node_uid,
             synced: false,
             pods: BTreeMap::new(),
             mirrors: BTreeMap::new(),
@@ -83,6 +87,14 @@ impl Cluster {
         let meta = p.meta().clone();
         if is_mirror(&meta) {
             let key = format!("{}/{}", meta.namespace, meta.name);
+            if meta.deletion_timestamp.is_some() {
+                // Someone deleted the mirror: finish that (the kubelet owns
+                // the final delete) and make a new one; the static pod runs on.
+                self.mirrors.remove(&key);
+                self.mirror_requested.remove(&key);
+                self.outbox.push(Work::DeleteMirror { namespace: meta.namespace, name: meta.name, uid: meta.uid });
+                return;
+            }
             let hash = meta.annotations.get(MIRROR).cloned().unwrap_or_default();
             self.mirrors.insert(key, Mirror { uid: meta.uid, hash });
             return;
@@ -178,6 +190,7 @@ impl Cluster {
     }
 
     fn sync_mirrors(&mut self, statics: &[Pod]) {
+        let Some(node_uid) = self.node_uid.get() else { return };
         let mut wanted = HashSet::new();
         for p in statics {
             let key = format!("{}/{}", p.metadata.namespace, p.metadata.name);
@@ -192,7 +205,7 @@ impl Cluster {
                 None if self.mirror_requested.get(&key) == Some(&hash) => {}
                 None => {
                     self.mirror_requested.insert(key, hash);
-                    self.outbox.push(Work::CreateMirror(Box::new(mirror_of(p, &self.node))));
+                    self.outbox.push(Work::CreateMirror(Box::new(mirror_of(p, &self.node, node_uid))));
                 }
             }
         }
@@ -235,7 +248,7 @@ fn merge_conditions(status: &mut PodStatus, foreign: &[PodCondition]) {
 
 /// The mirror pod of a static pod: the same spec and labels, bound to this
 /// node, with the config.mirror annotation NodeRestriction requires.
-fn mirror_of(p: &Pod, node: &str) -> Pod {
+fn mirror_of(p: &Pod, node: &str, node_uid: &str) -> Pod {
     let mut m = p.clone();
     m.status = None;
     m.api_version = "v1".into();
@@ -246,6 +259,15 @@ fn mirror_of(p: &Pod, node: &str) -> Pod {
     let hash = p.metadata.annotations.get(HASH).cloned().unwrap_or_default();
     m.metadata.annotations.insert(MIRROR.into(), hash);
     m.spec.node_name = node.to_string();
+    // NodeRestriction: a node may only create pods it owns (and the garbage
+    // collector removes them with the Node).
+    m.metadata.owner_references = vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "Node".into(),
+        name: node.to_string(),
+        uid: node_uid.to_string(),
+        controller: Some(true),
+    }];
     m
 }
 
@@ -268,6 +290,10 @@ mod tests {
         p
     }
 
+    fn uid() -> Arc<OnceLock<String>> {
+        Arc::new(OnceLock::from("nu".to_string()))
+    }
+
     fn drain(o: &Outbox) -> Vec<Work> {
         let mut out = Vec::new();
         while let Some((_, w)) = o.try_take() {
@@ -279,7 +305,7 @@ mod tests {
     #[test]
     fn checkpointed_pods_stand_in_until_the_first_list() {
         let o = Outbox::default();
-        let mut c = Cluster::new(o.clone(), "n", vec![api_pod("a", "web"), static_pod("s", "h")]);
+        let mut c = Cluster::new(o.clone(), "n", uid(), vec![api_pod("a", "web"), static_pod("s", "h")]);
         assert_eq!(c.desired().count(), 1);
         c.publish(&[], &[]);
         assert!(drain(&o).is_empty(), "nothing is written before the first list");
@@ -291,7 +317,7 @@ mod tests {
     #[test]
     fn statuses_keep_the_api_s_conditions() {
         let o = Outbox::default();
-        let mut c = Cluster::new(o.clone(), "n", vec![]);
+        let mut c = Cluster::new(o.clone(), "n", uid(), vec![]);
         let mut p = api_pod("a", "web");
         let cond = |t: &str| PodCondition { type_: t.into(), status: "True".into(), ..Default::default() };
         p.status = Some(PodStatus { conditions: vec![cond("PodScheduled"), cond("Ready")], ..Default::default() });
@@ -310,7 +336,7 @@ mod tests {
     #[test]
     fn mirror_pods_created_once_recreated_after_deletion_replaced_on_change() {
         let o = Outbox::default();
-        let mut c = Cluster::new(o.clone(), "n", vec![]);
+        let mut c = Cluster::new(o.clone(), "n", uid(), vec![]);
         c.apply(Update::Synced(vec![]));
         let s = static_pod("etcd-n", "h1");
         c.publish(&[], &[s.clone()]);
@@ -320,6 +346,7 @@ mod tests {
         let Work::CreateMirror(m) = &w[0] else { panic!() };
         assert_eq!(m.metadata.annotations[MIRROR], "h1");
         assert_eq!(m.spec.node_name, "n");
+        assert_eq!(m.metadata.owner_references[0].uid, "nu");
         assert!(m.metadata.uid.is_empty());
         // The mirror appears, then someone deletes it.
         let mut seen = (**m).clone();
@@ -332,7 +359,7 @@ mod tests {
         c.publish(&[], &[s.clone()]);
         assert!(matches!(drain(&o)[..], [Work::CreateMirror(_)]));
         // A changed manifest replaces the mirror.
-        let mut seen = mirror_of(&s, "n");
+        let mut seen = mirror_of(&s, "n", "nu");
         seen.metadata.uid = "m2".into();
         c.apply(Update::Upsert(ApiPod::Ok(Box::new(seen))));
         c.publish(&[], &[static_pod("etcd-n", "h2")]);
@@ -342,7 +369,7 @@ mod tests {
     #[test]
     fn rejected_pods_fail_once_and_deleted_pods_get_their_final_delete() {
         let o = Outbox::default();
-        let mut c = Cluster::new(o.clone(), "n", vec![]);
+        let mut c = Cluster::new(o.clone(), "n", uid(), vec![]);
         let meta = api_pod("r", "bad").metadata;
         c.apply(Update::Synced(vec![ApiPod::Rejected { meta, reason: "spec.restartPolicy: Unsupported value".into() }]));
         c.publish(&[], &[]);
