@@ -360,11 +360,11 @@ mod tests {
         c.env = vec![EnvVar {
             name: "S".into(),
             value: None,
-            value_from: Some(EnvVarSource { secret_key_ref: Some(serde_json::json!({})), ..Default::default() }),
+            value_from: Some(EnvVarSource { secret_key_ref: Some(Default::default()), ..Default::default() }),
         }];
         let e = container_env(&ctx, &c, &[]).unwrap_err();
         assert!(e.to_string().contains("secretKeyRef needs a cluster"), "{e}");
-        c.env[0].value_from = Some(EnvVarSource { config_map_key_ref: Some(serde_json::json!({})), ..Default::default() });
+        c.env[0].value_from = Some(EnvVarSource { config_map_key_ref: Some(Default::default()), ..Default::default() });
         let e = container_env(&ctx, &c, &[]).unwrap_err();
         assert!(e.to_string().contains("configMapKeyRef needs a cluster"), "{e}");
     }

@@ -376,7 +376,7 @@ mod tests {
         assert_eq!(plan(&mem).unwrap(), Plan::EmptyDir { tmpfs_size: Some(Some(1 << 20)) });
         let none = Volume { name: "n".into(), ..Default::default() };
         assert_eq!(plan(&none).unwrap(), Plan::EmptyDir { tmpfs_size: None });
-        let cm = Volume { name: "cfg".into(), config_map: Some(serde_json::json!({"name": "x"})), ..Default::default() };
+        let cm = Volume { name: "cfg".into(), config_map: Some(crate::api::types::ConfigMapVolumeSource { name: "x".into(), ..Default::default() }), ..Default::default() };
         let e = plan(&cm).unwrap_err().to_string();
         assert!(e.contains("volume cfg") && e.contains("configMap") && e.contains("need a cluster"), "{e}");
         let rel = hp("h", Path::new("rel/path"), "");
@@ -409,7 +409,7 @@ mod tests {
         let d = tempdir("unsup");
         let p = pod_with(vec![
             Volume { name: "ok".into(), ..Default::default() },
-            Volume { name: "s".into(), secret: Some(serde_json::json!({})), ..Default::default() },
+            Volume { name: "s".into(), secret: Some(Default::default()), ..Default::default() },
         ]);
         assert!(matches!(setup(&p, &d), Err(VolumeError::Unsupported { .. })));
         assert!(!d.join(EMPTY_DIR).exists());
