@@ -3,6 +3,7 @@
 
 pub mod decode;
 pub mod defaults;
+pub mod downward;
 pub mod objects;
 pub mod quantity;
 pub mod time;

@@ -467,7 +467,9 @@ fn mounts(input: &SpecInput, privileged: bool, read_only_root: bool) -> Result<V
             return Err(vol_err(&m.name, "mountPropagation is not supported yet".into()));
         }
         let src = input.volumes.sub_path(&m.name, &m.sub_path).map_err(|e| vol_err(&m.name, e.to_string()))?;
-        user.push((dest.clone(), bind(&dest, &src, m.read_only)));
+        // API-backed volumes are read-only whatever the mount says, as upstream.
+        let read_only = m.read_only || input.volumes.read_only(&m.name);
+        user.push((dest.clone(), bind(&dest, &src, read_only)));
     }
     user.sort_by_key(|(d, _)| Path::new(d).components().count());
 
@@ -895,7 +897,10 @@ mod runc_tests {
                 },
             ];
             let pod_dir = base.join("pod");
-            let vols = crate::volume::setup(&pod, &pod_dir).unwrap();
+            let objects = crate::api::objects::ObjectStore::new(base.join("objects"));
+            let node = crate::api::downward::Allocatable::default();
+            let src = crate::volume::Sources { objects: &objects, node: &node };
+            let vols = crate::volume::setup(&pod, &pod_dir, &src).unwrap();
             let sb = crate::network::setup(&pod, &pod_dir, "node").unwrap();
             Env { base, rootfs, pod, vols, sb, image: ImageConfig::default() }
         }
