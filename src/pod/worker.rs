@@ -528,12 +528,23 @@ impl<R: Runtime> Manager<R> {
             Err(e) => return self.set_waiting(uid, &c.name, "InvalidImageName", e.to_string()),
         };
         let (sandbox, volumes) = self.pods[uid].sandbox.clone().expect("sandbox ensured");
-        let ctx = FieldContext { pod: &pod, host_ip: &self.cfg.host_ip, pod_ip: &sandbox.pod_ip };
+        let ctx = FieldContext {
+            pod: &pod,
+            host_ip: &self.cfg.host_ip,
+            pod_ip: &sandbox.pod_ip,
+            node: &self.allocatable,
+            objects: &self.objects,
+        };
         let prepared = container_env(&ctx, c, &img.config.env)
             .map_err(|e| e.to_string())
-            .and_then(|env| command_line(c, &img.config, &env).map(|args| (env, args)).map_err(|e| e.to_string()));
+            .and_then(|env| command_line(c, &img.config, &env.own).map(|args| (env, args)).map_err(|e| e.to_string()));
         let (env, args) = match prepared {
-            Ok(x) => x,
+            Ok((env, args)) => {
+                for w in &env.warnings {
+                    log::warn!("pod {} container {}: {w}", full_name(&pod), c.name);
+                }
+                (env.env, args)
+            }
             Err(e) => return self.set_waiting(uid, &c.name, "CreateContainerConfigError", e),
         };
 

@@ -909,9 +909,12 @@ mod runc_tests {
         fn run(&self, id: &str, mut c: Container, script: &str) -> (bool, String, String) {
             c.command = vec!["/bin/sh".into(), "-c".into(), script.into()];
             crate::volume::ensure_subpaths(&self.vols, &c).unwrap();
-            let ctx = FieldContext { pod: &self.pod, host_ip: "", pod_ip: &self.sb.pod_ip };
+            let objects = crate::api::objects::ObjectStore::new(self.base.join("objects"));
+            let node = crate::api::downward::Allocatable::default();
+            let ctx = FieldContext { pod: &self.pod, host_ip: "", pod_ip: &self.sb.pod_ip, node: &node, objects: &objects };
             let env = container_env(&ctx, &c, &self.image.env).unwrap();
-            let args = command_line(&c, &self.image, &env).unwrap();
+            let args = command_line(&c, &self.image, &env.own).unwrap();
+            let env = env.env;
             let input = SpecInput {
                 pod: &self.pod,
                 container: &c,
