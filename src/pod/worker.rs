@@ -446,16 +446,19 @@ impl<R: Runtime> Manager<R> {
     /// VOLUME_REFRESH). A refresh that fails keeps the old files and is
     /// logged once.
     fn refresh_volumes(&mut self, uid: &str, now: Instant) {
-        let st = &self.pods[uid];
+        let st = self.pods.get_mut(uid).unwrap();
         let recent = st.volumes_checked.is_some_and(|t| now.duration_since(t) < VOLUME_REFRESH);
-        if recent || st.sandbox.is_none() || st.stop.is_some() || !volume::has_api_volumes(&st.pod) {
+        if recent || st.sandbox.is_none() || st.stop.is_some() {
+            return;
+        }
+        st.volumes_checked = Some(now);
+        if !volume::has_api_volumes(&st.pod) {
             return;
         }
         let pod = st.pod.clone();
         let src = volume::Sources { objects: &self.objects, node: &self.allocatable };
         let result = volume::refresh(&pod, &self.pod_dir(uid), &src);
         let st = self.pods.get_mut(uid).unwrap();
-        st.volumes_checked = Some(now);
         match result {
             Ok(changed) => {
                 if changed {

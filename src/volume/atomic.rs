@@ -49,7 +49,7 @@ pub fn clean_path(p: &str) -> io::Result<String> {
         return Err(invalid("invalid path: must be less than or equal to 4096 characters".into()));
     }
     let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
-    if parts.iter().any(|c| *c == "..") {
+    if parts.contains(&"..") {
         return Err(invalid(format!("invalid path: must not contain '..': {p}")));
     }
     if parts.iter().any(|c| c.len() > 255) {
