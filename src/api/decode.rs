@@ -13,10 +13,16 @@
 //! field rather than a silent guess, and `value: yes` in an env var stays the
 //! string "yes". As in upstream's Go decoding, `field: null` (or `field:`)
 //! leaves the field unset. Defaults and validation are not applied here.
+//!
+//! Integers: a plain `0644` is octal (420), as YAML 1.1 and upstream read it,
+//! so `defaultMode: 0400` means what the Kubernetes docs say; YAML 1.2 would
+//! read decimal 400 (mode 0620). `0o644` works too.
 
 use crate::api::types::Pod;
 use serde_json::{Map as JsonMap, Number, Value};
 use std::fmt;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// Why one document of a manifest could not be decoded.
@@ -77,7 +83,7 @@ pub fn pods_from_str_indexed(text: &str) -> Vec<(usize, Result<Pod, DecodeError>
             out.push((document, Err(DecodeError { document, field: String::new(), reason })));
             continue;
         }
-        match YamlLoader::load_from_str(chunk) {
+        match YamlLoader::load_from_str(chunk).map(|docs| with_octal_ints(chunk).unwrap_or(docs)) {
             Err(e) => {
                 let m = e.marker();
                 let reason = format!("line {} column {}: {}", m.line() + first_line, m.col() + 1, e.info());
@@ -135,6 +141,39 @@ fn yaml_documents(text: &str) -> Vec<(usize, &str)> {
         }
     }
     chunks
+}
+
+/// Hands the parser's events to a YamlLoader, turning plain scalars written
+/// as YAML 1.1 octal (`0644`) into YAML 1.2 octal (`0o644`) on the way.
+#[derive(Default)]
+struct Yaml11Octal {
+    loader: YamlLoader,
+    rewrote: bool,
+}
+
+impl MarkedEventReceiver for Yaml11Octal {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let ev = match ev {
+            Event::Scalar(v, TScalarStyle::Plain, anchor, None) if is_yaml11_octal(&v) => {
+                self.rewrote = true;
+                Event::Scalar(format!("0o{}", &v[1..]), TScalarStyle::Plain, anchor, None)
+            }
+            ev => ev,
+        };
+        self.loader.on_event(ev, mark);
+    }
+}
+
+fn is_yaml11_octal(s: &str) -> bool {
+    s.len() > 1 && s.starts_with('0') && s.bytes().all(|b| (b'0'..=b'7').contains(&b))
+}
+
+/// The documents of `chunk` (already loaded once without error) with YAML
+/// 1.1 octal integers, or None when it has none.
+fn with_octal_ints(chunk: &str) -> Option<Vec<Yaml>> {
+    let mut rx = Yaml11Octal::default();
+    Parser::new_from_str(chunk).load(&mut rx, true).ok()?;
+    rx.rewrote.then(|| rx.loader.documents().to_vec())
 }
 
 /// Bridges a parsed YAML node into JSON. yaml-rust2 has already resolved aliases.
@@ -373,6 +412,20 @@ mod tests {
         assert_eq!(e.field, "spec.hostNetwork");
         let pods = ok("spec:\n  containers:\n  - name: c\n    env:\n    - name: A\n      value: yes\n");
         assert_eq!(pods[0].spec.containers[0].env[0].value.as_deref(), Some("yes"));
+    }
+
+    #[test]
+    fn modes_written_in_octal() {
+        let text = "spec:\n  volumes:\n  - name: s\n    secret: {secretName: x, defaultMode: 0400, items: [{key: k, path: p, mode: 0o755}]}\n  - name: c\n    configMap: {name: y, defaultMode: 420}\n  containers:\n  - name: c\n    env: [{name: A, value: '0644'}]\n";
+        let p = &ok(text)[0];
+        let s = p.spec.volumes[0].secret.as_ref().unwrap();
+        assert_eq!(s.default_mode, Some(0o400));
+        assert_eq!(s.items[0].mode, Some(0o755));
+        assert_eq!(p.spec.volumes[1].config_map.as_ref().unwrap().default_mode, Some(420));
+        assert_eq!(p.spec.containers[0].env[0].value.as_deref(), Some("0644"), "quoted stays a string");
+        // 0800 is not octal: a plain decimal, as YAML 1.1 has it
+        let p = &ok("spec:\n  terminationGracePeriodSeconds: 0800\n")[0];
+        assert_eq!(p.spec.termination_grace_period_seconds, Some(800));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! changed. Probes get their timing defaults and httpGet its scheme and path,
 //! as the API server writes them; nothing here validates.
 
-use crate::api::types::{Container, HttpGetAction, Pod, PodSecurityContext, Probe};
+use crate::api::types::{Container, DownwardApiVolumeFile, HttpGetAction, Pod, PodSecurityContext, Probe, Volume};
 
 /// Fills in the API server's defaults for every unset field picolet knows.
 pub fn apply(pod: &mut Pod) {
@@ -27,6 +27,40 @@ pub fn apply(pod: &mut Pod) {
         if let Some(hp) = &mut v.host_path {
             hp.type_.get_or_insert_with(String::new);
         }
+        volume_modes(v);
+    }
+}
+
+/// The API server's defaults for API-backed volumes: defaultMode 0644 (420),
+/// fieldRef apiVersion v1, token expirationSeconds 3600.
+fn volume_modes(v: &mut Volume) {
+    const MODE: i32 = 0o644;
+    if let Some(cm) = &mut v.config_map {
+        cm.default_mode.get_or_insert(MODE);
+    }
+    if let Some(s) = &mut v.secret {
+        s.default_mode.get_or_insert(MODE);
+    }
+    if let Some(d) = &mut v.downward_api {
+        d.default_mode.get_or_insert(MODE);
+        d.items.iter_mut().for_each(downward_file);
+    }
+    if let Some(p) = &mut v.projected {
+        p.default_mode.get_or_insert(MODE);
+        for s in &mut p.sources {
+            if let Some(d) = &mut s.downward_api {
+                d.items.iter_mut().for_each(downward_file);
+            }
+            if let Some(t) = &mut s.service_account_token {
+                t.expiration_seconds.get_or_insert(3600);
+            }
+        }
+    }
+}
+
+fn downward_file(f: &mut DownwardApiVolumeFile) {
+    if let Some(r) = &mut f.field_ref {
+        set_if_empty(&mut r.api_version, "v1");
     }
 }
 
@@ -225,6 +259,38 @@ mod tests {
         apply(&mut p);
         assert_eq!(p.spec.volumes[0].empty_dir.as_ref().unwrap().medium, "");
         assert_eq!(p.spec.volumes[1].host_path.as_ref().unwrap().type_.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn api_volume_defaults() {
+        // The kube-api-access volume as ServiceAccount admission writes it, before defaults.
+        let json = r#"{"containers":[{"name":"c","image":"busybox"}],"volumes":[
+            {"name":"cm","configMap":{"name":"x","defaultMode":256}},
+            {"name":"s","secret":{"secretName":"y"}},
+            {"name":"d","downwardAPI":{"items":[{"path":"n","fieldRef":{"fieldPath":"metadata.name"}}]}},
+            {"name":"kube-api-access-abcde","projected":{"sources":[
+                {"serviceAccountToken":{"path":"token","expirationSeconds":3607}},
+                {"serviceAccountToken":{"path":"other","audience":"vault"}},
+                {"configMap":{"name":"kube-root-ca.crt","items":[{"key":"ca.crt","path":"ca.crt"}]}},
+                {"downwardAPI":{"items":[{"path":"namespace","fieldRef":{"fieldPath":"metadata.namespace"}}]}}]}}]}"#;
+        let mut p = pod();
+        p.spec = serde_json::from_str(json).unwrap();
+        apply(&mut p);
+        let v = &p.spec.volumes;
+        assert_eq!(v[0].config_map.as_ref().unwrap().default_mode, Some(0o400));
+        assert_eq!(v[1].secret.as_ref().unwrap().default_mode, Some(420));
+        let d = v[2].downward_api.as_ref().unwrap();
+        assert_eq!(d.default_mode, Some(420));
+        assert_eq!(d.items[0].field_ref.as_ref().unwrap().api_version, "v1");
+        let pr = v[3].projected.as_ref().unwrap();
+        assert_eq!(pr.default_mode, Some(420));
+        assert_eq!(pr.sources[0].service_account_token.as_ref().unwrap().expiration_seconds, Some(3607));
+        assert_eq!(pr.sources[1].service_account_token.as_ref().unwrap().expiration_seconds, Some(3600));
+        assert_eq!(pr.sources[3].downward_api.as_ref().unwrap().items[0].field_ref.as_ref().unwrap().api_version, "v1");
+        // Written back with the API's field names.
+        let back = serde_json::to_value(&p.spec.volumes[3]).unwrap();
+        assert_eq!(back["projected"]["sources"][3]["downwardAPI"]["items"][0]["path"], "namespace");
+        assert_eq!(back["projected"]["defaultMode"], 420);
     }
 
     #[test]

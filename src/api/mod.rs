@@ -4,8 +4,10 @@
 pub mod client;
 pub mod decode;
 pub mod defaults;
-pub mod kubeconfig;
+pub mod downward;
 pub mod events;
+pub mod kubeconfig;
+pub mod objects;
 pub mod quantity;
 pub mod time;
 pub mod types;

@@ -7,11 +7,14 @@
 //! enums are reported as required. Probes and lifecycle hooks are checked as
 //! upstream does, plus one check of picolet's: a named probe port must be one
 //! of the container's ports. Fields picolet keeps opaque (tolerations,
-//! envFrom) are not checked, nor are label syntax and
+//! clusterTrustBundle projections) are not checked, nor are label syntax and
 //! resource names beyond being non-empty.
 
 use crate::api::quantity::parse_milli;
-use crate::api::types::{Container, EnvVar, HttpGetAction, IntOrString, LifecycleHandler, Pod, Probe, Volume};
+use crate::api::types::{
+    Container, DownwardApiVolumeFile, EnvVar, HttpGetAction, IntOrString, KeyToPath, LifecycleHandler, ObjectFieldSelector, Pod,
+    Probe, ResourceFieldSelector, Volume,
+};
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 
@@ -54,6 +57,33 @@ const FIELD_PATHS: [&str; 9] = [
     "status.podIP",
     "status.podIPs",
 ];
+
+/// Paths a downwardAPI volume file may read (besides keyed labels/annotations).
+const VOLUME_FIELD_PATHS: [&str; 5] =
+    ["metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace", "metadata.uid"];
+/// Resources a resourceFieldRef may name, sorted as upstream lists them.
+pub const RESOURCE_FIELDS: [&str; 6] =
+    ["limits.cpu", "limits.ephemeral-storage", "limits.memory", "requests.cpu", "requests.ephemeral-storage", "requests.memory"];
+const DIVISORS: &str = "1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei";
+const FILE_MODE_MSG: &str = "must be a number between 0 and 0777 (octal), both inclusive";
+const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
+const ENV_NAME_MSG: &str =
+    "a valid environment variable name must consist only of printable ASCII characters other than '='";
+
+/// A relaxed environment variable name (upstream's default since 1.34):
+/// printable ASCII other than '='.
+pub fn is_env_var_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'=')
+}
+
+/// A ConfigMap or Secret key: `[-._a-zA-Z0-9]+`, at most 253, not `.`/`..`/`..x`.
+pub fn is_config_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        && s != "."
+        && !s.starts_with("..")
+}
 
 /// True for an RFC 1123 label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 long.
 pub fn is_dns_label(s: &str) -> bool {
@@ -252,8 +282,202 @@ impl V {
                     self.push(format!("{f}.hostPath.type"), format!("Unsupported value: {t:?}: supported values: {}", list.join(", ")));
                 }
             }
+            if let Some(cm) = &v.config_map {
+                let cf = format!("{f}.configMap");
+                self.object_name(&format!("{cf}.name"), &cm.name);
+                self.mode(&format!("{cf}.defaultMode"), cm.default_mode);
+                self.key_to_paths(&cf, &cm.items, &mut BTreeSet::new());
+            }
+            if let Some(sec) = &v.secret {
+                let sf = format!("{f}.secret");
+                self.object_name(&format!("{sf}.secretName"), &sec.secret_name);
+                self.mode(&format!("{sf}.defaultMode"), sec.default_mode);
+                self.key_to_paths(&sf, &sec.items, &mut BTreeSet::new());
+            }
+            if let Some(d) = &v.downward_api {
+                let df = format!("{f}.downwardAPI");
+                self.mode(&format!("{df}.defaultMode"), d.default_mode);
+                let mut paths = BTreeSet::new();
+                for (j, item) in d.items.iter().enumerate() {
+                    self.downward_file(&format!("{df}.items[{j}]"), item, &df, &mut paths);
+                }
+            }
+            if let Some(p) = &v.projected {
+                self.projected(&format!("{f}.projected"), p);
+            }
         }
         names
+    }
+
+    fn projected(&mut self, pf: &str, p: &crate::api::types::ProjectedVolumeSource) {
+        self.mode(&format!("{pf}.defaultMode"), p.default_mode);
+        let mut paths = BTreeSet::new();
+        for (j, src) in p.sources.iter().enumerate() {
+            let sf = format!("{pf}.sources[{j}]");
+            let kinds = [
+                src.secret.is_some(),
+                src.config_map.is_some(),
+                src.downward_api.is_some(),
+                src.service_account_token.is_some(),
+                src.cluster_trust_bundle.is_some(),
+                src.pod_certificate.is_some(),
+            ];
+            if kinds.iter().filter(|k| **k).count() > 1 {
+                self.push(sf.clone(), "Forbidden: may not specify more than 1 volume type");
+            }
+            if let Some(s) = &src.secret {
+                self.object_name(&format!("{sf}.secret.name"), &s.name);
+                self.key_to_paths_in(&format!("{sf}.secret"), &s.items, pf, &mut paths);
+            }
+            if let Some(c) = &src.config_map {
+                self.object_name(&format!("{sf}.configMap.name"), &c.name);
+                self.key_to_paths_in(&format!("{sf}.configMap"), &c.items, pf, &mut paths);
+            }
+            if let Some(d) = &src.downward_api {
+                for (k, item) in d.items.iter().enumerate() {
+                    self.downward_file(&format!("{sf}.downwardAPI.items[{k}]"), item, pf, &mut paths);
+                }
+            }
+            if let Some(t) = &src.service_account_token {
+                let tf = format!("{sf}.serviceAccountToken");
+                match t.expiration_seconds {
+                    Some(e) if e < 600 => {
+                        self.invalid(format!("{tf}.expirationSeconds"), e, "may not specify a duration less than 10 minutes")
+                    }
+                    Some(e) if e > 1 << 32 => {
+                        self.invalid(format!("{tf}.expirationSeconds"), e, "may not specify a duration larger than 2^32 seconds")
+                    }
+                    _ => {}
+                }
+                self.projected_path(&format!("{tf}.path"), &t.path, pf, &mut paths);
+            }
+        }
+    }
+
+    /// Checks `items` of a configMap or secret volume.
+    fn key_to_paths(&mut self, f: &str, items: &[KeyToPath], paths: &mut BTreeSet<String>) {
+        self.key_to_paths_in(f, items, "", paths);
+    }
+
+    /// Like `key_to_paths`; a non-empty `dup_field` also reports a path used
+    /// twice in one projected volume there.
+    fn key_to_paths_in(&mut self, f: &str, items: &[KeyToPath], dup_field: &str, paths: &mut BTreeSet<String>) {
+        for (j, kp) in items.iter().enumerate() {
+            let kf = format!("{f}.items[{j}]");
+            if kp.key.is_empty() {
+                self.required(format!("{kf}.key"));
+            }
+            if dup_field.is_empty() {
+                self.file_path(&format!("{kf}.path"), &kp.path);
+            } else {
+                self.projected_path(&format!("{kf}.path"), &kp.path, dup_field, paths);
+            }
+            self.mode(&format!("{kf}.mode"), kp.mode);
+        }
+    }
+
+    fn projected_path(&mut self, f: &str, path: &str, dup_field: &str, paths: &mut BTreeSet<String>) {
+        self.file_path(f, path);
+        if !path.is_empty() && !paths.insert(path.to_string()) {
+            self.invalid(dup_field, path, "conflicting duplicate paths");
+        }
+    }
+
+    fn downward_file(&mut self, f: &str, item: &DownwardApiVolumeFile, dup_field: &str, paths: &mut BTreeSet<String>) {
+        self.projected_path(&format!("{f}.path"), &item.path, dup_field, paths);
+        match (&item.field_ref, &item.resource_field_ref) {
+            (Some(fr), Some(_)) => {
+                self.field_ref(&format!("{f}.fieldRef"), fr, &VOLUME_FIELD_PATHS);
+                self.invalid(f, "resource", "fieldRef and resourceFieldRef can not be specified simultaneously");
+            }
+            (Some(fr), None) => self.field_ref(&format!("{f}.fieldRef"), fr, &VOLUME_FIELD_PATHS),
+            (None, Some(r)) => self.resource_field(&format!("{f}.resourceFieldRef"), r, true),
+            (None, None) => self.push(f, "Required value: one of fieldRef and resourceFieldRef is required"),
+        }
+        self.mode(&format!("{f}.mode"), item.mode);
+    }
+
+    /// A file path inside a volume: relative, no `..` element, not starting with `..`.
+    fn file_path(&mut self, f: &str, path: &str) {
+        if path.is_empty() {
+            self.required(f);
+            return;
+        }
+        if path.starts_with('/') {
+            self.invalid(f, path, "must be a relative path");
+        }
+        if path.split('/').any(|p| p == "..") {
+            self.invalid(f, path, "must not contain '..'");
+        } else if path.starts_with("..") {
+            self.invalid(f, path, "must not start with '..'");
+        }
+    }
+
+    fn mode(&mut self, f: &str, mode: Option<i32>) {
+        if let Some(m) = mode.filter(|m| !(0..=0o777).contains(m)) {
+            self.invalid(f, m, FILE_MODE_MSG);
+        }
+    }
+
+    /// The name of a ConfigMap or Secret: a DNS subdomain.
+    fn object_name(&mut self, f: &str, name: &str) {
+        if name.is_empty() {
+            self.required(f);
+        } else if !is_dns_subdomain(name) {
+            self.invalid(f, name, &format!("{DNS_SUBDOMAIN_MSG} (e.g. 'example.com')"));
+        }
+    }
+
+    fn config_key(&mut self, f: &str, key: &str) {
+        if key.is_empty() {
+            self.required(f);
+        } else if !is_config_key(key) {
+            self.invalid(f, key, CONFIG_KEY_MSG);
+        }
+    }
+
+    fn field_ref(&mut self, f: &str, fr: &ObjectFieldSelector, paths: &[&str]) {
+        let pf = format!("{f}.fieldPath");
+        let path = fr.field_path.as_str();
+        if path.is_empty() {
+            self.required(pf);
+        } else if !paths.contains(&path) && !is_keyed_path(path) {
+            let mut all: Vec<String> = paths.iter().map(|p| format!("{p:?}")).collect();
+            all.extend(["\"metadata.labels['<KEY>']\"".to_string(), "\"metadata.annotations['<KEY>']\"".to_string()]);
+            self.push(pf, format!("Unsupported value: {path:?}: supported values: {}", all.join(", ")));
+        }
+        if !fr.api_version.is_empty() && fr.api_version != "v1" {
+            self.one_of(&format!("{f}.apiVersion"), &fr.api_version, &["v1"]);
+        }
+    }
+
+    /// `volume`: a downwardAPI file, where containerName is required.
+    fn resource_field(&mut self, f: &str, r: &ResourceFieldSelector, volume: bool) {
+        if volume && r.container_name.is_empty() {
+            self.required(format!("{f}.containerName"));
+        } else if r.resource.is_empty() {
+            self.required(format!("{f}.resource"));
+        } else if !RESOURCE_FIELDS.contains(&r.resource.as_str()) {
+            self.one_of(&format!("{f}.resource"), &r.resource, &RESOURCE_FIELDS);
+        }
+        let Some(d) = &r.divisor else { return };
+        let df = format!("{f}.divisor");
+        let Some(milli) = self.quantity(&df, d) else { return };
+        if milli == 0 {
+            return; // "0" is how the API writes an unset divisor
+        }
+        let units: Vec<i128> = (0..=6).map(|k| 1000i128.pow(k)).chain((1..=6).map(|k| 1i128 << (10 * k))).collect();
+        let (ok, what, list) = match r.resource.as_str() {
+            "limits.cpu" | "requests.cpu" => (milli == 1 || milli == 1000, "cpu", "1m and 1"),
+            "limits.memory" | "requests.memory" => (milli % 1000 == 0 && units.contains(&(milli / 1000)), "memory", DIVISORS),
+            "limits.ephemeral-storage" | "requests.ephemeral-storage" => {
+                (milli % 1000 == 0 && units.contains(&(milli / 1000)), "local ephemeral storage", DIVISORS)
+            }
+            _ => return,
+        };
+        if !ok {
+            self.invalid(df, &r.resource, &format!("only divisor's values {list} are supported with the {what} resource"));
+        }
     }
 
     fn quantity(&mut self, field: &str, q: &str) -> Option<i128> {
@@ -305,6 +529,23 @@ impl V {
 
         for (i, e) in c.env.iter().enumerate() {
             self.env(&format!("{f}.env[{i}]"), e);
+        }
+        for (i, e) in c.env_from.iter().enumerate() {
+            let ef = format!("{f}.envFrom[{i}]");
+            if !e.prefix.is_empty() && !is_env_var_name(&e.prefix) {
+                self.invalid(format!("{ef}.prefix"), &e.prefix, ENV_NAME_MSG);
+            }
+            match (&e.config_map_ref, &e.secret_ref) {
+                (None, None) => self.invalid(&ef, "", "must specify one of: `configMapRef` or `secretRef`"),
+                (Some(_), Some(_)) => self.push(ef.clone(), "Forbidden: may not have more than one field specified at a time"),
+                _ => {}
+            }
+            if let Some(r) = &e.config_map_ref {
+                self.object_name(&format!("{ef}.configMapRef.name"), &r.name);
+            }
+            if let Some(r) = &e.secret_ref {
+                self.object_name(&format!("{ef}.secretRef.name"), &r.name);
+            }
         }
 
         let mut paths = HashSet::new();
@@ -485,12 +726,8 @@ impl V {
     fn env(&mut self, f: &str, e: &EnvVar) {
         if e.name.is_empty() {
             self.required(format!("{f}.name"));
-        } else if !e.name.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'=') {
-            self.invalid(
-                format!("{f}.name"),
-                &e.name,
-                "a valid environment variable name must consist only of printable ASCII characters other than '='",
-            );
+        } else if !is_env_var_name(&e.name) {
+            self.invalid(format!("{f}.name"), &e.name, ENV_NAME_MSG);
         }
         let Some(src) = &e.value_from else { return };
         let vf = format!("{f}.valueFrom");
@@ -507,18 +744,18 @@ impl V {
             _ => self.invalid(&vf, "", "may not have more than one field specified at a time"),
         }
         if let Some(fr) = &src.field_ref {
-            let pf = format!("{vf}.fieldRef.fieldPath");
-            let path = fr.field_path.as_str();
-            if path.is_empty() {
-                self.required(pf);
-            } else if !FIELD_PATHS.contains(&path) && !is_keyed_path(path) {
-                let mut all: Vec<String> = FIELD_PATHS.iter().map(|p| format!("{p:?}")).collect();
-                all.extend(["\"metadata.labels['<KEY>']\"".to_string(), "\"metadata.annotations['<KEY>']\"".to_string()]);
-                self.push(pf, format!("Unsupported value: {path:?}: supported values: {}", all.join(", ")));
-            }
-            if !fr.api_version.is_empty() && fr.api_version != "v1" {
-                self.one_of(&format!("{vf}.fieldRef.apiVersion"), &fr.api_version, &["v1"]);
-            }
+            self.field_ref(&format!("{vf}.fieldRef"), fr, &FIELD_PATHS);
+        }
+        if let Some(r) = &src.resource_field_ref {
+            self.resource_field(&format!("{vf}.resourceFieldRef"), r, false);
+        }
+        if let Some(k) = &src.config_map_key_ref {
+            self.object_name(&format!("{vf}.configMapKeyRef.name"), &k.name);
+            self.config_key(&format!("{vf}.configMapKeyRef.key"), &k.key);
+        }
+        if let Some(k) = &src.secret_key_ref {
+            self.object_name(&format!("{vf}.secretKeyRef.name"), &k.name);
+            self.config_key(&format!("{vf}.secretKeyRef.key"), &k.key);
         }
     }
 }
@@ -741,7 +978,10 @@ mod tests {
             EnvVar {
                 name: "TWO".into(),
                 value: Some("v".into()),
-                value_from: Some(EnvVarSource { secret_key_ref: Some(serde_json::json!({})), ..field("metadata.uid") }),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector { name: "s".into(), key: "k".into(), optional: None }),
+                    ..field("metadata.uid")
+                }),
             },
             EnvVar { name: "EMPTY".into(), value: None, value_from: Some(field("")) },
             EnvVar { name: "KEYLESS".into(), value: None, value_from: Some(field("metadata.annotations['']")) },
@@ -756,6 +996,154 @@ mod tests {
         has(&p, "spec.containers[0].env[8].valueFrom.fieldRef.fieldPath: Required value");
         assert!(e.iter().any(|s| s.starts_with("spec.containers[0].env[9].valueFrom.fieldRef.fieldPath: Unsupported value")));
         assert_eq!(e.len(), 8, "{e:#?}");
+    }
+
+    #[test]
+    fn env_sources() {
+        let mut p = good();
+        let src = |s: EnvVarSource| EnvVar { name: "V".into(), value: None, value_from: Some(s) };
+        let res = |container: &str, resource: &str, divisor: Option<&str>| EnvVarSource {
+            resource_field_ref: Some(ResourceFieldSelector {
+                container_name: container.into(),
+                resource: resource.into(),
+                divisor: divisor.map(Into::into),
+            }),
+            ..Default::default()
+        };
+        let cm = |name: &str, key: &str| EnvVarSource {
+            config_map_key_ref: Some(ConfigMapKeySelector { name: name.into(), key: key.into(), optional: Some(true) }),
+            ..Default::default()
+        };
+        let sk = |name: &str, key: &str| EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector { name: name.into(), key: key.into(), optional: None }),
+            ..Default::default()
+        };
+        p.spec.containers[0].env = vec![
+            src(res("", "limits.cpu", Some("1m"))),
+            src(res("", "requests.memory", Some("1Mi"))),
+            src(res("", "limits.memory", Some("0"))),
+            src(res("", "limits.cpu", Some("2"))),
+            src(res("", "limits.memory", Some("3Mi"))),
+            src(res("", "limits.gpu", None)),
+            src(res("", "", None)),
+            src(res("", "requests.ephemeral-storage", Some("lots"))),
+            src(cm("app-config", "config.yaml")),
+            src(cm("", "..x")),
+            src(sk("Bad_Name", "")),
+        ];
+        p.spec.containers[0].env_from = vec![
+            EnvFromSource { prefix: "APP_".into(), config_map_ref: Some(ObjectEnvSource { name: "cfg".into(), optional: None }), secret_ref: None },
+            EnvFromSource { prefix: "A=".into(), ..Default::default() },
+            EnvFromSource {
+                prefix: String::new(),
+                config_map_ref: Some(ObjectEnvSource::default()),
+                secret_ref: Some(ObjectEnvSource { name: "s".into(), optional: Some(false) }),
+            },
+        ];
+        let e = errors(&p);
+        let c = "spec.containers[0]";
+        has(&p, &format!("{c}.env[3].valueFrom.resourceFieldRef.divisor: Invalid value: \"limits.cpu\": only divisor's values 1m and 1 are supported with the cpu resource"));
+        has(&p, &format!("{c}.env[4].valueFrom.resourceFieldRef.divisor: Invalid value: \"limits.memory\": only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the memory resource"));
+        has(&p, &format!("{c}.env[5].valueFrom.resourceFieldRef.resource: Unsupported value: \"limits.gpu\": supported values: \"limits.cpu\", \"limits.ephemeral-storage\", \"limits.memory\", \"requests.cpu\", \"requests.ephemeral-storage\", \"requests.memory\""));
+        has(&p, &format!("{c}.env[6].valueFrom.resourceFieldRef.resource: Required value"));
+        has(&p, &format!("{c}.env[7].valueFrom.resourceFieldRef.divisor: Invalid value: \"lots\": must be a valid quantity"));
+        has(&p, &format!("{c}.env[9].valueFrom.configMapKeyRef.name: Required value"));
+        assert!(e.iter().any(|s| s.starts_with(&format!("{c}.env[9].valueFrom.configMapKeyRef.key: Invalid value: \"..x\": a valid config key"))), "{e:#?}");
+        assert!(e.iter().any(|s| s.starts_with(&format!("{c}.env[10].valueFrom.secretKeyRef.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"))));
+        has(&p, &format!("{c}.env[10].valueFrom.secretKeyRef.key: Required value"));
+        has(&p, &format!("{c}.envFrom[1].prefix: Invalid value: \"A=\": a valid environment variable name must consist only of printable ASCII characters other than '='"));
+        has(&p, &format!("{c}.envFrom[1]: Invalid value: \"\": must specify one of: `configMapRef` or `secretRef`"));
+        has(&p, &format!("{c}.envFrom[2]: Forbidden: may not have more than one field specified at a time"));
+        has(&p, &format!("{c}.envFrom[2].configMapRef.name: Required value"));
+        assert_eq!(e.len(), 13, "{e:#?}");
+    }
+
+    #[test]
+    fn api_volumes() {
+        let mut p = good();
+        let kp = |key: &str, path: &str, mode: Option<i32>| KeyToPath { key: key.into(), path: path.into(), mode };
+        let field = |path: &str| ObjectFieldSelector { api_version: "v1".into(), field_path: path.into() };
+        let dfile = |path: &str, f: Option<&str>, r: Option<(&str, &str)>| DownwardApiVolumeFile {
+            path: path.into(),
+            field_ref: f.map(field),
+            resource_field_ref: r.map(|(c, res)| ResourceFieldSelector { container_name: c.into(), resource: res.into(), divisor: None }),
+            mode: None,
+        };
+        p.spec.volumes = vec![
+            Volume {
+                name: "cm".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: String::new(),
+                    items: vec![kp("a", "sub/a", Some(0o400)), kp("", "/abs", Some(0o1000)), kp("b", "../up", None), kp("c", "..c", None)],
+                    default_mode: Some(-1),
+                    optional: None,
+                }),
+                ..Default::default()
+            },
+            Volume {
+                name: "sec".into(),
+                secret: Some(SecretVolumeSource { secret_name: "tls".into(), items: vec![kp("k", "", None)], default_mode: Some(0o600), optional: Some(true) }),
+                ..Default::default()
+            },
+            Volume {
+                name: "dw".into(),
+                downward_api: Some(DownwardApiVolumeSource {
+                    items: vec![
+                        dfile("labels", Some("metadata.labels"), None),
+                        dfile("node", Some("spec.nodeName"), None),
+                        dfile("mem", None, Some(("", "limits.memory"))),
+                        dfile("both", Some("metadata.name"), Some(("web", "limits.cpu"))),
+                        dfile("none", None, None),
+                    ],
+                    default_mode: None,
+                }),
+                ..Default::default()
+            },
+            Volume {
+                name: "kube-api-access-x".into(),
+                projected: Some(ProjectedVolumeSource {
+                    sources: vec![
+                        VolumeProjection {
+                            service_account_token: Some(ServiceAccountTokenProjection { audience: String::new(), expiration_seconds: Some(3607), path: "token".into() }),
+                            ..Default::default()
+                        },
+                        VolumeProjection {
+                            config_map: Some(ConfigMapProjection { name: "kube-root-ca.crt".into(), items: vec![kp("ca.crt", "ca.crt", None)], optional: None }),
+                            ..Default::default()
+                        },
+                        VolumeProjection {
+                            downward_api: Some(DownwardApiProjection { items: vec![dfile("namespace", Some("metadata.namespace"), None)] }),
+                            ..Default::default()
+                        },
+                        VolumeProjection {
+                            secret: Some(SecretProjection { name: "s".into(), items: vec![kp("x", "token", None)], optional: None }),
+                            service_account_token: Some(ServiceAccountTokenProjection { audience: "a".into(), expiration_seconds: Some(60), path: "t2".into() }),
+                            ..Default::default()
+                        },
+                    ],
+                    default_mode: Some(420),
+                }),
+                ..Default::default()
+            },
+        ];
+        let e = errors(&p);
+        let v = "spec.volumes";
+        has(&p, &format!("{v}[0].configMap.name: Required value"));
+        has(&p, &format!("{v}[0].configMap.defaultMode: Invalid value: -1: must be a number between 0 and 0777 (octal), both inclusive"));
+        has(&p, &format!("{v}[0].configMap.items[1].key: Required value"));
+        has(&p, &format!("{v}[0].configMap.items[1].path: Invalid value: \"/abs\": must be a relative path"));
+        has(&p, &format!("{v}[0].configMap.items[1].mode: Invalid value: 512: must be a number between 0 and 0777 (octal), both inclusive"));
+        has(&p, &format!("{v}[0].configMap.items[2].path: Invalid value: \"../up\": must not contain '..'"));
+        has(&p, &format!("{v}[0].configMap.items[3].path: Invalid value: \"..c\": must not start with '..'"));
+        has(&p, &format!("{v}[1].secret.items[0].path: Required value"));
+        assert!(e.iter().any(|s| s.starts_with(&format!("{v}[2].downwardAPI.items[1].fieldRef.fieldPath: Unsupported value: \"spec.nodeName\": supported values: \"metadata.annotations\""))));
+        has(&p, &format!("{v}[2].downwardAPI.items[2].resourceFieldRef.containerName: Required value"));
+        has(&p, &format!("{v}[2].downwardAPI.items[3]: Invalid value: \"resource\": fieldRef and resourceFieldRef can not be specified simultaneously"));
+        has(&p, &format!("{v}[2].downwardAPI.items[4]: Required value: one of fieldRef and resourceFieldRef is required"));
+        has(&p, &format!("{v}[3].projected.sources[3]: Forbidden: may not specify more than 1 volume type"));
+        has(&p, &format!("{v}[3].projected: Invalid value: \"token\": conflicting duplicate paths"));
+        has(&p, &format!("{v}[3].projected.sources[3].serviceAccountToken.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"));
+        assert_eq!(e.len(), 15, "{e:#?}");
     }
 
     fn vol(name: &str) -> Volume {

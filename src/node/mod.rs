@@ -36,6 +36,35 @@ pub fn memory_capacity() -> i64 {
         .unwrap_or(0)
 }
 
+/// Online CPUs (from /sys/devices/system/cpu/online, e.g. "0-3"), at least 1.
+pub fn cpu_capacity() -> i64 {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    match count_cpu_list(&online) {
+        0 => std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1),
+        n => n,
+    }
+}
+
+/// Number of CPUs in a kernel CPU list ("0-3,5,7-8" → 7); 0 if unreadable.
+fn count_cpu_list(list: &str) -> i64 {
+    let mut n = 0;
+    for part in list.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        match (a.parse::<i64>(), b.parse::<i64>()) {
+            (Ok(a), Ok(b)) if b >= a => n += b - a + 1,
+            _ => return 0,
+        }
+    }
+    n
+}
+
+/// Size in bytes of the filesystem holding `path` (0 if it cannot be read).
+pub fn fs_capacity(path: &std::path::Path) -> i64 {
+    nix::sys::statvfs::statvfs(path)
+        .map(|s| (s.blocks() as i64).saturating_mul(s.fragment_size() as i64))
+        .unwrap_or(0)
+}
+
 /// Start-up checks: each failure is one line that says how to fix it.
 pub fn preflight(runtime: &std::path::Path) -> Result<(), String> {
     if !nix::unistd::Uid::effective().is_root() {
@@ -98,6 +127,17 @@ pub fn which(cmd: &std::path::Path) -> Option<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(count_cpu_list("0-3\n"), 4);
+        assert_eq!(count_cpu_list("0-3,5,7-8"), 7);
+        assert_eq!(count_cpu_list("0"), 1);
+        assert_eq!(count_cpu_list(""), 0);
+        assert_eq!(count_cpu_list("x"), 0);
+        assert!(cpu_capacity() >= 1);
+        assert!(fs_capacity(std::path::Path::new("/")) > 0);
+    }
 
     #[test]
     fn overlay_is_found_in_proc_filesystems() {

@@ -12,6 +12,8 @@ use super::backoff::{Backoff, Decision};
 use super::plan::{plan, Step};
 use super::qos::oom_score_adj;
 use super::status::{self, Attempt, ContainerView, Observed, PodView};
+use crate::api::downward::Allocatable;
+use crate::api::objects::ObjectStore;
 use crate::api::time::{now as now_str, parse_rfc3339};
 use crate::api::{Container, Pod, PodStatus};
 use crate::cgroup;
@@ -33,6 +35,10 @@ use std::time::{Duration, Instant, SystemTime};
 mod events;
 mod health;
 pub use health::{Job, JobReport};
+
+/// How often a running pod's configMap, secret, downwardAPI and projected
+/// volumes are checked against the object store (a few `stat`s per volume).
+const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 
 /// Where things live and the limits that apply to every pod.
 #[derive(Clone)]
@@ -70,6 +76,10 @@ struct PodState {
     waiting: HashMap<String, (String, String)>,
     sandbox: Option<(Sandbox, Volumes)>,
     sandbox_error: Option<String>,
+    /// When the API-backed volumes were last checked for updates, and the
+    /// last refresh error (logged once).
+    volumes_checked: Option<Instant>,
+    refresh_error: Option<String>,
     stop: Option<Stop>,
     /// Set when the pod ended for good (an init container failed under Never).
     failed: Option<String>,
@@ -87,6 +97,10 @@ pub struct Manager<R: Runtime> {
     cfg: Settings,
     runtime: R,
     images: Store,
+    /// ConfigMaps, Secrets, tokens and Services as the API fetcher stored them.
+    objects: ObjectStore,
+    /// What unset container limits stand for in the downward API.
+    allocatable: Allocatable,
     pods: BTreeMap<String, PodState>,
     backoff: Backoff,
     /// Terminal observations never change: cache them instead of re-reading.
@@ -121,10 +135,14 @@ impl<R: Runtime> Manager<R> {
     /// records. Pods are adopted as not desired until the sources say
     /// otherwise, so the first `sync` must come after the first source scan.
     pub fn new(cfg: Settings, runtime: R, images: Store) -> Manager<R> {
+        let objects = ObjectStore::under_root(&cfg.root);
+        let allocatable = Allocatable::of_node(&cfg.root, cfg.memory_capacity);
         let mut m = Manager {
             cfg,
             runtime,
             images,
+            objects,
+            allocatable,
             pods: BTreeMap::new(),
             backoff: Backoff::default(),
             exited: HashMap::new(),
@@ -265,6 +283,9 @@ impl<R: Runtime> Manager<R> {
         for uid in uids {
             self.observe_pod(&uid);
             let desired = self.pods[&uid].desired;
+            if desired {
+                self.refresh_volumes(&uid, now);
+            }
             if desired && self.steady(&uid) {
                 // Nothing to plan; probes still come due, and their results
                 // (or a hook's) may change the status.
@@ -438,7 +459,8 @@ impl<R: Runtime> Manager<R> {
         }
         let pod_dir = self.pod_dir(uid);
         let pod = self.pods[uid].pod.clone();
-        let result = volume::setup(&pod, &pod_dir).map_err(|e| (super::events::FAILED_MOUNT, e.to_string())).and_then(|v| {
+        let src = volume::Sources { objects: &self.objects, node: &self.allocatable };
+        let result = volume::setup(&pod, &pod_dir, &src).map_err(|e| (super::events::FAILED_MOUNT, e.to_string())).and_then(|v| {
             let sandbox = network::setup(&pod, &pod_dir, &self.cfg.node_name);
             sandbox.map(|s| (s, v)).map_err(|e| (super::events::FAILED_CREATE_POD_SANDBOX, e.to_string()))
         });
@@ -457,6 +479,41 @@ impl<R: Runtime> Manager<R> {
                     self.sandbox_event(uid, reason, &e);
                 }
                 false
+            }
+        }
+    }
+
+    /// Rewrites a running pod's configMap, secret, downwardAPI and projected
+    /// volumes when their objects changed in the store (at most every
+    /// VOLUME_REFRESH). A refresh that fails keeps the old files and is
+    /// logged once.
+    fn refresh_volumes(&mut self, uid: &str, now: Instant) {
+        let st = self.pods.get_mut(uid).unwrap();
+        let recent = st.volumes_checked.is_some_and(|t| now.duration_since(t) < VOLUME_REFRESH);
+        if recent || st.sandbox.is_none() || st.stop.is_some() {
+            return;
+        }
+        st.volumes_checked = Some(now);
+        if !volume::has_api_volumes(&st.pod) {
+            return;
+        }
+        let pod = st.pod.clone();
+        let src = volume::Sources { objects: &self.objects, node: &self.allocatable };
+        let result = volume::refresh(&pod, &self.pod_dir(uid), &src);
+        let st = self.pods.get_mut(uid).unwrap();
+        match result {
+            Ok(changed) => {
+                if changed {
+                    log::info!("pod {}: volume contents updated from the object store", full_name(&pod));
+                }
+                st.refresh_error = None;
+            }
+            Err(e) => {
+                let e = e.to_string();
+                if st.refresh_error.as_deref() != Some(&e) {
+                    log::warn!("pod {}: {e}", full_name(&pod));
+                    st.refresh_error = Some(e);
+                }
             }
         }
     }
@@ -518,12 +575,23 @@ impl<R: Runtime> Manager<R> {
         };
         self.pulled_event(uid, c);
         let (sandbox, volumes) = self.pods[uid].sandbox.clone().expect("sandbox ensured");
-        let ctx = FieldContext { pod: &pod, host_ip: &self.cfg.host_ip, pod_ip: &sandbox.pod_ip };
+        let ctx = FieldContext {
+            pod: &pod,
+            host_ip: &self.cfg.host_ip,
+            pod_ip: &sandbox.pod_ip,
+            node: &self.allocatable,
+            objects: &self.objects,
+        };
         let prepared = container_env(&ctx, c, &img.config.env)
             .map_err(|e| e.to_string())
-            .and_then(|env| command_line(c, &img.config, &env).map(|args| (env, args)).map_err(|e| e.to_string()));
+            .and_then(|env| command_line(c, &img.config, &env.own).map(|args| (env, args)).map_err(|e| e.to_string()));
         let (env, args) = match prepared {
-            Ok(x) => x,
+            Ok((env, args)) => {
+                for w in &env.warnings {
+                    log::warn!("pod {} container {}: {w}", full_name(&pod), c.name);
+                }
+                (env.env, args)
+            }
             Err(e) => return self.set_waiting(uid, &c.name, "CreateContainerConfigError", e),
         };
 
@@ -826,6 +894,8 @@ impl PodState {
             waiting: HashMap::new(),
             sandbox: None,
             sandbox_error: None,
+            volumes_checked: None,
+            refresh_error: None,
             stop: None,
             failed: None,
             status: None,

@@ -467,7 +467,9 @@ fn mounts(input: &SpecInput, privileged: bool, read_only_root: bool) -> Result<V
             return Err(vol_err(&m.name, "mountPropagation is not supported yet".into()));
         }
         let src = input.volumes.sub_path(&m.name, &m.sub_path).map_err(|e| vol_err(&m.name, e.to_string()))?;
-        user.push((dest.clone(), bind(&dest, &src, m.read_only)));
+        // API-backed volumes are read-only whatever the mount says, as upstream.
+        let read_only = m.read_only || input.volumes.read_only(&m.name);
+        user.push((dest.clone(), bind(&dest, &src, read_only)));
     }
     user.sort_by_key(|(d, _)| Path::new(d).components().count());
 
@@ -895,7 +897,10 @@ mod runc_tests {
                 },
             ];
             let pod_dir = base.join("pod");
-            let vols = crate::volume::setup(&pod, &pod_dir).unwrap();
+            let objects = crate::api::objects::ObjectStore::new(base.join("objects"));
+            let node = crate::api::downward::Allocatable::default();
+            let src = crate::volume::Sources { objects: &objects, node: &node };
+            let vols = crate::volume::setup(&pod, &pod_dir, &src).unwrap();
             let sb = crate::network::setup(&pod, &pod_dir, "node").unwrap();
             Env { base, rootfs, pod, vols, sb, image: ImageConfig::default() }
         }
@@ -904,9 +909,12 @@ mod runc_tests {
         fn run(&self, id: &str, mut c: Container, script: &str) -> (bool, String, String) {
             c.command = vec!["/bin/sh".into(), "-c".into(), script.into()];
             crate::volume::ensure_subpaths(&self.vols, &c).unwrap();
-            let ctx = FieldContext { pod: &self.pod, host_ip: "", pod_ip: &self.sb.pod_ip };
+            let objects = crate::api::objects::ObjectStore::new(self.base.join("objects"));
+            let node = crate::api::downward::Allocatable::default();
+            let ctx = FieldContext { pod: &self.pod, host_ip: "", pod_ip: &self.sb.pod_ip, node: &node, objects: &objects };
             let env = container_env(&ctx, &c, &self.image.env).unwrap();
-            let args = command_line(&c, &self.image, &env).unwrap();
+            let args = command_line(&c, &self.image, &env.own).unwrap();
+            let env = env.env;
             let input = SpecInput {
                 pod: &self.pod,
                 container: &c,
