@@ -187,9 +187,9 @@ fn run(cfg: Config) -> Result<(), String> {
     let (report_tx, report_rx) = smol::channel::unbounded::<JobReport>();
     smol::block_on(ex.run(async {
         let mut manager = Manager::new(settings, runc, store);
-        let (api_rx, mut cluster) = match api {
-            Some((rx, outbox, node_uid)) => (Some(rx), Some(pod::cluster::Cluster::new(outbox, &node_name, node_uid, manager.pods()))),
-            None => (None, None),
+        let (api_rx, fetch, mut cluster) = match api {
+            Some(l) => (Some(l.updates), Some(l.fetch), Some(pod::cluster::Cluster::new(l.outbox, &node_name, l.node_uid, manager.pods()))),
+            None => (None, None, None),
         };
         let mut desired = Vec::new();
         let mut next_scan = Instant::now();
@@ -240,6 +240,11 @@ fn run(cfg: Config) -> Result<(), String> {
                 while let Ok(u) = rx.try_recv() {
                     c.apply(u);
                     api_news = true;
+                }
+            }
+            if let (Some(c), Some(tx), true) = (&cluster, &fetch, api_news) {
+                if c.synced() {
+                    let _ = tx.send(api::fetch::Pods { api: c.desired().cloned().collect(), statics: desired.clone() });
                 }
             }
             match &cluster {
@@ -309,16 +314,23 @@ fn run(cfg: Config) -> Result<(), String> {
     }))
 }
 
+/// How the pod loop talks to the cluster threads.
+struct ClusterLinks {
+    updates: smol::channel::Receiver<pod::apisource::Update>,
+    outbox: pod::apiwriter::Outbox,
+    node_uid: Arc<std::sync::OnceLock<String>>,
+    fetch: std::sync::mpsc::Sender<api::fetch::Pods>,
+}
+
 /// Starts the threads that make picolet a node of the cluster in `kubeconfig`:
 /// node registration/status/lease, the pod watch and the API writer.
-#[allow(clippy::type_complexity)]
 fn join_cluster(
     cfg: &Config,
     kubeconfig: &std::path::Path,
     node_name: &str,
     host_ip: &str,
     runtime_version: String,
-) -> Result<(smol::channel::Receiver<pod::apisource::Update>, pod::apiwriter::Outbox, Arc<std::sync::OnceLock<String>>), String> {
+) -> Result<ClusterLinks, String> {
     let kc = api::kubeconfig::Kubeconfig::load(kubeconfig).map_err(|e| e.to_string())?;
     let client = Arc::new(api::client::Client::new(&kc).map_err(|e| format!("kubeconfig {}: {e}", kubeconfig.display()))?);
     log::info!("joining the cluster at {} as node {node_name}", kc.server);
@@ -340,10 +352,13 @@ fn join_cluster(
     let (tx, rx) = smol::channel::unbounded();
     let (c, node) = (client.clone(), node_name.to_string());
     spawn("pod-watch", Box::new(move || pod::apisource::run(c, node, tx)))?;
+    let (fetch_tx, fetch_rx) = std::sync::mpsc::channel();
+    let (c, store) = (client.clone(), api::objects::ObjectStore::under_root(&cfg.root_dir));
+    spawn("objects", Box::new(move || api::fetch::run(c, store, fetch_rx)))?;
     let outbox = pod::apiwriter::Outbox::default();
     let o = outbox.clone();
     spawn("api-writer", Box::new(move || pod::apiwriter::run(client, o)))?;
-    Ok((rx, outbox, node_uid))
+    Ok(ClusterLinks { updates: rx, outbox, node_uid, fetch: fetch_tx })
 }
 
 /// Runs one probe or hook and hands its outcome back to the manager.

@@ -212,7 +212,7 @@ fn a_pod_picolet_cannot_run_fails_with_a_reason_and_others_run() {
         p.node
     ));
     let big = "x".repeat(200 << 10);
-    c.apply(&format!(
+    c.create(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: big\n  namespace: bad\n  annotations: {{huge: {big}}}\nspec:\n  nodeName: {}\n  containers:\n  - {{name: app, image: busybox, command: [sleep, '1000']}}\n",
         p.node
     ));

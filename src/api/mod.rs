@@ -6,6 +6,7 @@ pub mod decode;
 pub mod defaults;
 pub mod downward;
 pub mod events;
+pub mod fetch;
 pub mod kubeconfig;
 pub mod objects;
 pub mod quantity;

@@ -66,7 +66,6 @@ impl fmt::Display for ObjectKind {
 
 /// An object a pod references. `optional` is true only if every reference
 /// to it is optional (a missing optional object does not stop the pod).
-#[allow(dead_code)] // for the API fetcher
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ObjectRef {
     pub kind: ObjectKind,
@@ -486,7 +485,6 @@ impl ObjectStore {
 }
 
 /// Names in `dir` (none if it doesn't exist), without temp files.
-#[allow(dead_code)] // for the API fetcher
 fn list_dir(dir: &Path) -> Result<Vec<String>, StoreError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -505,7 +503,6 @@ fn file_version(path: &Path) -> String {
 }
 
 /// The kept metadata of an API object, checked against the names it is stored under.
-#[allow(dead_code)] // for the API fetcher
 fn meta_of(obj: &Value, ns: &str, name: &str) -> Result<StoredMeta, StoreError> {
     let get = |k: &str| obj.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).unwrap_or_default().to_string();
     let (n, namespace) = (get("name"), get("namespace"));
@@ -519,7 +516,6 @@ fn meta_of(obj: &Value, ns: &str, name: &str) -> Result<StoredMeta, StoreError> 
 }
 
 /// `obj[field]` as a map of strings with valid keys (absent or null: empty).
-#[allow(dead_code)] // for the API fetcher
 fn string_map(obj: &Value, field: &str) -> Result<BTreeMap<String, String>, StoreError> {
     let mut out = BTreeMap::new();
     match obj.get(field) {
@@ -542,7 +538,6 @@ fn string_map(obj: &Value, field: &str) -> Result<BTreeMap<String, String>, Stor
 /// (projected sources included), env (`configMapKeyRef`, `secretKeyRef`,
 /// `envFrom`) and imagePullSecrets (optional: a missing one does not stop
 /// the pod). Sorted, one entry per object.
-#[allow(dead_code)] // for the API fetcher
 pub fn references(pod: &Pod) -> Vec<ObjectRef> {
     let mut refs: BTreeMap<(ObjectKind, String), bool> = BTreeMap::new();
     let mut add = |kind: ObjectKind, name: &str, optional: Option<bool>| {
@@ -606,7 +601,6 @@ pub fn service_account(pod: &Pod) -> &str {
 
 /// The tokens `pod`'s projected volumes need (serviceAccountToken sources),
 /// one per distinct audience and expiration.
-#[allow(dead_code)] // for the API fetcher
 pub fn token_needs(pod: &Pod) -> Vec<TokenNeed> {
     let mut out: Vec<TokenNeed> = pod
         .spec
@@ -633,7 +627,6 @@ pub fn token_need(pod: &Pod, t: &crate::api::types::ServiceAccountTokenProjectio
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-#[allow(dead_code)] // for the API fetcher
 pub fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {

@@ -53,7 +53,8 @@ fn os_image(text: &str) -> String {
 
 /// Gathers the node's facts (reads /proc, /etc, /sys and statvfs).
 pub fn facts(name: &str, cfg: &crate::config::Config, internal_ip: &str, runtime_version: String) -> Facts {
-    let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().to_lowercase()).unwrap_or_else(|_| name.to_string());
+    // As upstream: the hostname label and address follow --hostname-override.
+    let hostname = name.to_string();
     let cpus = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN).ok().flatten().map(|n| n.max(1) as u64).unwrap_or(1);
     let storage = nix::sys::statvfs::statvfs(&cfg.root_dir).map(|s| s.blocks() as u64 * s.fragment_size() as u64).unwrap_or(0);
     let os_release = std::fs::read_to_string("/etc/os-release").or_else(|_| std::fs::read_to_string("/usr/lib/os-release")).unwrap_or_default();

@@ -47,6 +47,8 @@ pub fn decode(v: Value) -> ApiPod {
         }
     };
     defaults::apply(&mut pod);
+    // As upstream marks a pod's source; static pods say "file".
+    pod.metadata.annotations.insert("kubernetes.io/config.source".into(), "api".into());
     match validate::validate(&pod) {
         Ok(()) => ApiPod::Ok(Box::new(pod)),
         Err(errs) => {

@@ -78,7 +78,6 @@ impl Cluster {
         c
     }
 
-    #[cfg(test)]
     pub fn synced(&self) -> bool {
         self.synced
     }
@@ -240,9 +239,11 @@ impl Cluster {
     }
 }
 
-/// Ours replace the API's own types; PodScheduled and others stay the API's.
+/// Ours replace the API's own types; the API's others (PodScheduled from the
+/// scheduler, readiness gates...) are kept. A pod bound without the
+/// scheduler has no PodScheduled, so ours stands in, as upstream's does.
 fn merge_conditions(status: &mut PodStatus, foreign: &[PodCondition]) {
-    status.conditions.retain(|c| OWN.contains(&c.type_.as_str()));
+    status.conditions.retain(|c| OWN.contains(&c.type_.as_str()) || !foreign.iter().any(|f| f.type_ == c.type_));
     status.conditions.splice(0..0, foreign.iter().cloned());
 }
 

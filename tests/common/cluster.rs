@@ -80,9 +80,19 @@ impl Cluster {
 
     /// `kubectl apply -f -` with `yaml`.
     pub fn apply(&self, yaml: &str) {
-        let mut child = self.kubectl_cmd().args(["apply", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().expect("kubectl");
+        self.stdin(&["apply", "-f", "-"], yaml);
+    }
+
+    /// `kubectl create -f -` (no last-applied annotation: for big objects).
+    pub fn create(&self, yaml: &str) {
+        self.stdin(&["create", "-f", "-"], yaml);
+    }
+
+    fn stdin(&self, args: &[&str], yaml: &str) {
+        let mut child = self.kubectl_cmd().args(args).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().expect("kubectl");
         child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
-        assert!(child.wait().unwrap().success(), "kubectl apply failed for:\n{yaml}");
+        let head: String = yaml.chars().take(400).collect();
+        assert!(child.wait().unwrap().success(), "kubectl {} failed for:\n{head}", args.join(" "));
     }
 
     /// A kubeconfig for `node`: a client certificate CN=system:node:<node>,

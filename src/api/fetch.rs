@@ -1,0 +1,189 @@
+//! Keeps the local object store (api/objects) filled with what the node's
+//! pods reference: ConfigMaps, Secrets, service-account tokens and the
+//! Services that service-link variables need. Runs on its own thread.
+//!
+//! Only objects a bound pod names are read, one GET each, as the Node
+//! authorizer allows (no lists of ConfigMaps or Secrets). New pods are served
+//! at once; everything is re-read every `REFRESH` so changes reach volumes.
+//! When the API server is unreachable nothing is removed: the stored copies
+//! are what let pods start again after a reboot while offline.
+
+use super::client::{ApiError, Client, Quiet};
+use super::objects::{references, token_needs, ObjectKind, ObjectStore};
+use super::Pod;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+const REFRESH: Duration = Duration::from_secs(10);
+
+type Key = (ObjectKind, String, String);
+
+struct Fetcher {
+    client: Arc<Client>,
+    store: ObjectStore,
+    quiet: Quiet,
+    /// Objects read (or found missing) since this picolet started.
+    seen: BTreeSet<Key>,
+    /// Namespaces whose Services were read.
+    services: BTreeSet<String>,
+}
+
+impl Fetcher {
+    fn report<T>(&mut self, what: &str, r: Result<T, ApiError>) -> Option<T> {
+        match r {
+            Ok(v) => {
+                self.quiet.ok("reading pods' objects");
+                Some(v)
+            }
+            Err(e) => {
+                self.quiet.failed(what, &e);
+                None
+            }
+        }
+    }
+
+    fn object(&mut self, key: &Key) {
+        let (kind, ns, name) = key;
+        let path = match kind {
+            ObjectKind::ConfigMap => format!("/api/v1/namespaces/{ns}/configmaps/{name}"),
+            ObjectKind::Secret => format!("/api/v1/namespaces/{ns}/secrets/{name}"),
+        };
+        let stored = match self.client.get(&path) {
+            Ok(v) => match kind {
+                ObjectKind::ConfigMap => self.store.put_config_map(ns, name, &v),
+                ObjectKind::Secret => self.store.put_secret(ns, name, &v),
+            }
+            .map(|_| ()),
+            // Gone for real: pods that need it wait (or skip it if optional).
+            Err(e) if e.not_found() => self.store.remove(*kind, ns, name),
+            Err(e) => {
+                // 403 right after a pod is bound is the authorizer catching
+                // up; anything else is the link. Either way: keep, retry.
+                self.quiet.failed(&format!("reading {kind} {ns}/{name}"), &e);
+                return;
+            }
+        };
+        self.quiet.ok("reading pods' objects");
+        self.seen.insert(key.clone());
+        if let Err(e) = stored {
+            log::warn!("storing {kind} {ns}/{name}: {e}");
+        }
+    }
+
+    fn services(&mut self, ns: &str) {
+        let r = self.client.get(&format!("/api/v1/namespaces/{ns}/services"));
+        if let Some(list) = self.report(&format!("listing services in {ns}"), r) {
+            let items: Vec<Value> = list["items"].as_array().cloned().unwrap_or_default();
+            match self.store.put_services(ns, &items) {
+                Ok(_) => {
+                    self.services.insert(ns.to_string());
+                }
+                Err(e) => log::warn!("storing services of {ns}: {e}"),
+            }
+        }
+    }
+
+    fn tokens(&mut self, pod: &Pod) {
+        let (ns, uid) = (&pod.metadata.namespace, &pod.metadata.uid);
+        for need in token_needs(pod) {
+            if !self.store.token_due(ns, uid, &need, SystemTime::now()) {
+                continue;
+            }
+            let mut spec = json!({
+                "expirationSeconds": need.expiration_seconds,
+                // Bound to the pod: the token dies with it.
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.metadata.name, "uid": uid},
+            });
+            if !need.audience.is_empty() {
+                spec["audiences"] = json!([need.audience]);
+            }
+            let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
+            let path = format!("/api/v1/namespaces/{ns}/serviceaccounts/{}/token", need.service_account);
+            let r = self.client.send("POST", &path, "application/json", &body);
+            if let Some(reply) = self.report(&format!("requesting a token for pod {ns}/{}", pod.metadata.name), r) {
+                if let Err(e) = self.store.put_token(ns, uid, &need, &reply) {
+                    log::warn!("storing the token of pod {ns}/{}: {e}", pod.metadata.name);
+                }
+            }
+        }
+    }
+
+    /// One pass: what is new always, everything when `full`.
+    fn pass(&mut self, pods: &[Pod], full: bool) {
+        // Services first: API pods wait for them (their env needs them).
+        let mut namespaces: BTreeSet<String> = pods.iter().map(|p| p.metadata.namespace.clone()).collect();
+        namespaces.insert("default".into());
+        for ns in namespaces {
+            if full || !self.services.contains(&ns) {
+                self.services(&ns);
+            }
+        }
+        let mut keys: BTreeMap<Key, ()> = BTreeMap::new();
+        for p in pods {
+            for r in references(p) {
+                keys.insert((r.kind, r.namespace, r.name), ());
+            }
+        }
+        for key in keys.keys() {
+            if full || !self.seen.contains(key) {
+                self.object(key);
+            }
+        }
+        for p in pods {
+            self.tokens(p);
+        }
+        if full {
+            self.seen.retain(|k| keys.contains_key(k));
+        }
+    }
+}
+
+/// What the pod loop tells the fetcher whenever the pods change.
+pub struct Pods {
+    /// Every API pod bound to the node (after the first list).
+    pub api: Vec<Pod>,
+    /// Static pods: never fetched for, but what they use is kept.
+    pub statics: Vec<Pod>,
+}
+
+/// Runs until the sender is gone.
+pub fn run(client: Arc<Client>, store: ObjectStore, rx: Receiver<Pods>) {
+    let mut f = Fetcher { client, store, quiet: Quiet::default(), seen: BTreeSet::new(), services: BTreeSet::new() };
+    // Nothing until the pod loop knows the node's pods: pruning against an
+    // empty set would throw away what an offline restart needs.
+    let Ok(first) = rx.recv() else { return };
+    let (mut pods, mut statics) = (first.api, first.statics);
+    let mut next_full = Instant::now();
+    loop {
+        let wait = next_full.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(p) => {
+                let before: BTreeSet<(String, String)> = pods.iter().map(|p| (p.metadata.namespace.clone(), p.metadata.uid.clone())).collect();
+                (pods, statics) = (p.api, p.statics);
+                while let Ok(p) = rx.try_recv() {
+                    (pods, statics) = (p.api, p.statics);
+                }
+                // Tokens of pods that went are useless (and bound to them).
+                let now: BTreeSet<(String, String)> = pods.iter().map(|p| (p.metadata.namespace.clone(), p.metadata.uid.clone())).collect();
+                for (ns, uid) in before.difference(&now) {
+                    let _ = f.store.remove_tokens(ns, uid);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let full = Instant::now() >= next_full;
+        f.pass(&pods, full);
+        if full {
+            // What no pod references any more leaves the disk (secrets too).
+            let all: Vec<Pod> = pods.iter().chain(&statics).cloned().collect();
+            if let Err(e) = f.store.prune(&all) {
+                log::warn!("pruning the object store: {e}");
+            }
+            next_full = Instant::now() + REFRESH;
+        }
+    }
+}
