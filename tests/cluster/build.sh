@@ -70,12 +70,17 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     x+=" -X $p.gitTreeState=clean -X $p.gitCommit=$PICOLET_K8S_COMMIT -X $p.buildDate=$build_date"
 done
 
+# Leftovers of a build that was killed (we hold the lock: none is running).
+rm -rf "$cache/bin"/.build-*
 tmp=$(mktemp -d "$cache/bin/.build-$k8s-$etcd.XXXXXX")
 chmod 755 "$tmp"
 trap 'rm -rf "$tmp"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 start=$SECONDS
-echo "build.sh: building Kubernetes $k8s and etcd $etcd with $go_have into $bin (cold: tens of minutes on 2 cores)" >&2
+echo "build.sh: building Kubernetes $k8s and etcd $etcd with $go_have into $bin (minutes when cold)" >&2
 (
     cd "$here/k8s"
     "$GO" build -trimpath -ldflags "-s -w$x" -o "$tmp/" \

@@ -14,12 +14,22 @@ dir=$(cd "$1" && pwd)
 [[ -d $dir/pids ]] || exit 0
 grace=${PICOLET_CLUSTER_STOP_TIMEOUT:-10}
 
+# Reading /proc/PID/* of a process that may exit meanwhile: never with
+# $(<file), which under set -e ends bash 5.2 when the file is gone, even
+# behind ||.
+# readf VAR FILE: FILE into VAR, 1 when unreadable or empty.
+readf() {
+    local -n _readf_v=$1
+    _readf_v=""
+    { IFS= read -r -d '' _readf_v; } 2>/dev/null <"$2" || true
+    [[ -n $_readf_v ]]
+}
 # 0 when an argument of process $1 is DIR or a path in it.
 mentions() {
     local a
     while IFS= read -r -d '' a; do
         [[ $a == "$dir" || $a == *"$dir/"* ]] && return 0
-    done <"/proc/$1/cmdline" 2>/dev/null
+    done 2>/dev/null <"/proc/$1/cmdline"
     return 1
 }
 # The pid in DIR/pids/NAME.pid if that process is still ours: its command
@@ -27,16 +37,21 @@ mentions() {
 ours() {
     local f=$dir/pids/$1.pid p
     [[ -f $f ]] || return 1
-    p=$(<"$f")
+    read -r p <"$f" || true
     [[ $p =~ ^[0-9]+$ && $p != "$$" && -r /proc/$p/cmdline ]] || return 1
     mentions "$p" || return 1
     echo "$p"
 }
-running() { [[ -e /proc/$1 ]] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+# Exists and is not a zombie (one read: the process may go away meanwhile).
+running() {
+    local st
+    readf st "/proc/$1/status" || return 1
+    [[ $st != *$'\nState:\tZ'* ]]
+}
 # The process group when the process leads one (up.sh starts each with setsid).
 signal() {
     local sig=$1 p=$2 stat pgrp
-    { stat=$(<"/proc/$p/stat"); } 2>/dev/null || return 0
+    readf stat "/proc/$p/stat" || return 0
     stat=${stat##*) }
     read -r _ _ pgrp _ <<<"$stat"
     if [[ $pgrp == "$p" ]]; then kill -s "$sig" -- "-$p" 2>/dev/null || true

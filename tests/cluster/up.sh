@@ -59,7 +59,7 @@ if [[ -n $(ls -A "$dir") ]]; then
     [[ -f $dir/.picolet-cluster ]] || die "$dir is not empty and holds no picolet test cluster"
     for f in "$dir"/pids/*.pid; do
         [[ -f $f ]] || continue
-        p=$(<"$f")
+        read -r p <"$f" || continue
         if [[ -r /proc/$p/cmdline ]] && tr '\0' '\n' <"/proc/$p/cmdline" | grep -qF "$dir/"; then
             die "a cluster is already running in $dir (pid $p); stop it with down.sh $dir"
         fi
@@ -87,6 +87,10 @@ cleanup_on_error() {
     fi
 }
 trap cleanup_on_error EXIT
+# So that an interrupted up.sh also stops what it started.
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # --- certificates -----------------------------------------------------------
 pki=$dir/pki
@@ -190,7 +194,13 @@ start() {
     echo $! >"$dir/pids/$name.pid"
     started=1
 }
-alive() { [[ -e /proc/$(<"$dir/pids/$1.pid") ]] && ! grep -q '^State:.*Z' "/proc/$(<"$dir/pids/$1.pid")/status" 2>/dev/null; }
+alive() { # NAME: its process exists and is not a zombie
+    local pid st=""
+    read -r pid <"$dir/pids/$1.pid"
+    # Not $(<file): under set -e it ends bash 5.2 when the file is gone.
+    { IFS= read -r -d '' st; } 2>/dev/null <"/proc/$pid/status" || true
+    [[ -n $st && $st != *$'\nState:\tZ'* ]]
+}
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler)
 check_alive() {
     local c
@@ -248,11 +258,12 @@ if [[ -n $owner ]]; then
     # shellcheck disable=SC2016 # expanded by the watcher's bash
     start watcher bash -c '
         dir=$1 owner=$2 here=$3
-        starttime() { local s; { s=$(<"/proc/$1/stat"); } 2>/dev/null || return 0; s=${s##*) }; set -- $s; echo "${20}"; }
+        starttime() { local s=""; { IFS= read -r s; } 2>/dev/null <"/proc/$1/stat" || true
+                     [[ -n $s ]] || return 0; s=${s##*) }; set -- $s; echo "${20}"; }
         want=$(starttime "$owner")
         ours() { local f p; for f in "$dir"/pids/*.pid; do
                    [[ $f == */watcher.pid ]] && continue
-                   p=$(<"$f"); [[ -e /proc/$p ]] && return 0; done; return 1; }
+                   read -r p <"$f" || continue; [[ -e /proc/$p ]] && return 0; done; return 1; }
         while [[ $(starttime "$owner") == "$want" ]]; do
             ours || exit 0
             sleep 1
