@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# A kubeconfig for a kubelet on node NODENAME of the cluster in DIR:
+# A kubeconfig for a kubelet on node NODENAME of the cluster in DIR.
 #
 #   node-kubeconfig.sh DIR NODENAME OUT [--key-type ec|rsa]
-#       client certificate CN=system:node:NODENAME, O=system:nodes, signed by
-#       the cluster CA, as a kubelet has in production. Writes OUT (pointing
-#       at files next to it: OUT without .kubeconfig + .crt/.key, and the CA
-#       as OUT-less-.kubeconfig + -ca.crt) and OUT.inline (everything as
-#       *-data). --key-type: ec (P-256, what a kubelet's own certificate
-#       requests use; default) or rsa (2048).
+#       Client certificate CN=system:node:NODENAME, O=system:nodes, signed by
+#       the cluster CA: how a kubelet authenticates in production. With
+#       B = OUT minus a trailing .kubeconfig, writes B.key, B.crt, B-ca.crt,
+#       OUT (pointing at those files) and OUT.inline (the same as
+#       client-certificate-data, client-key-data, certificate-authority-data).
+#       --key-type: ec (P-256, as a kubelet's own certificate requests;
+#       default) or rsa (2048). Keys are PKCS#8 PEM.
 #   node-kubeconfig.sh --token DIR NODENAME OUT
-#       bearer token of user system:node:NODENAME (group system:nodes) from
-#       the static token file; up.sh --token-node NODENAME must have made it
-#       (up.sh makes one for token-node by default).
+#       Bearer token of user system:node:NODENAME (group system:nodes) from
+#       the apiserver's static token file: up.sh --token-node NODENAME must
+#       have made it (up.sh makes one for token-node by default). Writes
+#       B-ca.crt and OUT.
+#
+# Prints OUT.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -42,12 +46,14 @@ source "$dir/env"
 outdir=$(cd "$(dirname "$out")" 2>/dev/null && pwd) || die "$(dirname "$out"): no such directory"
 out=$outdir/$(basename "$out")
 base=${out%.kubeconfig}
+if ((token)); then
+    t=$(awk -F, -v u="system:node:$node" '$2 == u { print $1 }' "$CLUSTER_DIR/pki/tokens.csv")
+    [[ -n $t ]] || die "no token for system:node:$node in $CLUSTER_DIR/pki/tokens.csv (start the cluster with up.sh --token-node $node; there are: $TOKEN_NODES)"
+fi
 # The CA next to the kubeconfig too, so a copy of the files is self-contained.
 cp "$CA_CERT" "$base-ca.crt"
 
 if ((token)); then
-    t=$(awk -F, -v u="system:node:$node" '$2 == u { print $1 }' "$CLUSTER_DIR/pki/tokens.csv")
-    [[ -n $t ]] || die "no token for system:node:$node in $CLUSTER_DIR/pki/tokens.csv (start the cluster with up.sh --token-node $node; there are: $TOKEN_NODES)"
     write_kubeconfig "$out" "$APISERVER_URL" "$base-ca.crt" "system:node:$node" token "$t"
 else
     new_key "$base.key" "$key_type"
