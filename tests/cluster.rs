@@ -153,19 +153,35 @@ fn graceful_deletion_then_final_delete() {
     p.start();
     node_ready(c, &p);
     c.namespace("del");
+    let mark = p.base.join("mark");
+    std::fs::create_dir_all(&mark).unwrap();
     c.apply(&format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: graceful, namespace: del}}\nspec:\n  nodeName: {}\n  terminationGracePeriodSeconds: 30\n  containers:\n  - name: app\n    image: busybox\n    command: [sh, -c, 'trap \"echo got TERM; exit 0\" TERM; echo ready; while true; do sleep 0.1; done']\n",
-        p.node
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: graceful, namespace: del}}
+spec:
+  nodeName: {}
+  terminationGracePeriodSeconds: 30
+  volumes: [{{name: mark, hostPath: {{path: {}}}}}]
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, 'trap "echo TERM >> /mark/order; exit 0" TERM; echo ready; while true; do sleep 0.1; done']
+    lifecycle: {{preStop: {{exec: {{command: [sh, -c, 'echo preStop >> /mark/order']}}}}}}
+    volumeMounts: [{{name: mark, mountPath: /mark}}]
+"#,
+        p.node,
+        mark.display()
     ));
     let pod = c.wait_pod("del", "graceful", "Running", &p, |pod| container_running(pod, "app"));
     p.wait_log(&pod, "app", 0, "ready");
     c.kubectl(&["delete", "pod", "-n", "del", "graceful", "--wait=false"]);
-    // picolet stops it (SIGTERM, handled) and removes the object for good.
+    // picolet runs preStop, sends SIGTERM, and removes the object for good
+    // (grace 0 with a UID precondition) once nothing of it runs.
     c.wait("the pod object to be deleted", Some(&p), || c.try_kubectl(&["get", "pod", "-n", "del", "graceful"]).is_none());
     assert!(p.picolet_log().contains("is being deleted"));
-    let lines = std::fs::read_to_string(p.logs.join(format!("del_graceful_{}", pod["metadata"]["uid"].as_str().unwrap())).join("app/0.log"));
-    // The log dir goes with the pod; the TERM line was seen before that, or the dir is gone.
-    assert!(lines.map(|l| l.contains("got TERM")).unwrap_or(true));
+    let order = std::fs::read_to_string(mark.join("order")).unwrap_or_default();
+    assert_eq!(order, "preStop\nTERM\n", "preStop, then the stop signal");
 
     // A pod bound elsewhere never runs here; one whose binding vanishes is stopped.
     c.apply(&format!(
@@ -220,4 +236,65 @@ fn a_pod_picolet_cannot_run_fails_with_a_reason_and_others_run() {
     assert_eq!(pod["status"]["reason"], "UnsupportedPodSpec");
     assert!(pod["status"]["message"].as_str().unwrap().contains("volumes[0]"), "{}", pod["status"]);
     c.wait_pod("bad", "big", "Running", &p, |pod| container_running(pod, "app"));
+}
+
+#[test]
+fn configmaps_secrets_downward_api_and_tokens_reach_pods() {
+    let c = cluster();
+    let mut p = node(c, "objects");
+    p.start();
+    node_ready(c, &p);
+    c.namespace("objs");
+    c.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: objs}\ndata: {mode: fast, 'app.conf': 'port=80'}\n");
+    c.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: objs}\nstringData: {user: admin, token: t0ps3cret}\n");
+    c.apply("apiVersion: v1\nkind: Service\nmetadata: {name: backend, namespace: objs}\nspec:\n  ports: [{port: 8080, protocol: TCP}]\n");
+    c.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: consumer, namespace: objs, labels: {{tier: edge}}}}
+spec:
+  nodeName: {}
+  volumes:
+  - {{name: cfg, configMap: {{name: settings, items: [{{key: app.conf, path: conf/app.conf}}]}}}}
+  - {{name: sec, secret: {{secretName: creds, defaultMode: 0400}}}}
+  - name: info
+    downwardAPI:
+      items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, 'echo "mode=$MODE user=$CRED_user node=$NODE backend=$BACKEND_SERVICE_PORT kube=$KUBERNETES_SERVICE_HOST"; cat /cfg/conf/app.conf; echo; stat -L -c "secret-mode=%a" /sec/token; cat /info/labels; echo; echo ns=$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace); test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo token-present; test -s /var/run/secrets/kubernetes.io/serviceaccount/ca.crt && echo ca-present; while true; do cat /cfg/conf/app.conf; echo; sleep 1; done']
+    env:
+    - {{name: MODE, valueFrom: {{configMapKeyRef: {{name: settings, key: mode}}}}}}
+    - {{name: MISSING, valueFrom: {{configMapKeyRef: {{name: nope, key: x, optional: true}}}}}}
+    - {{name: NODE, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
+    envFrom: [{{prefix: CRED_, secretRef: {{name: creds}}}}]
+    volumeMounts:
+    - {{name: cfg, mountPath: /cfg}}
+    - {{name: sec, mountPath: /sec}}
+    - {{name: info, mountPath: /info}}
+"#,
+        p.node
+    ));
+    let pod = c.wait_pod("objs", "consumer", "Running", &p, |pod| container_running(pod, "app"));
+    let lines = p.wait_log(&pod, "app", 0, "ca-present");
+    let text = lines.join("\n");
+    for want in ["mode=fast user=admin", &format!("node={}", p.node), "backend=8080", "kube=10.96.0.1", "port=80", "secret-mode=400", "tier=\"edge\"", "ns=objs", "token-present"] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    // A changed ConfigMap reaches the running container's volume.
+    c.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: objs}\ndata: {mode: fast, 'app.conf': 'port=81'}\n");
+    p.wait_log(&pod, "app", 0, "port=81");
+    let pod = c.get(&["pod", "-n", "objs", "consumer"]).unwrap();
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0, "updated without a restart");
+    // A missing ConfigMap holds the container back with upstream's reason.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: waiting, namespace: objs}}\nspec:\n  nodeName: {}\n  containers:\n  - name: app\n    image: busybox\n    command: [sleep, '1000']\n    env: [{{name: X, valueFrom: {{configMapKeyRef: {{name: later, key: k}}}}}}]\n",
+        p.node
+    ));
+    let pod = c.wait_pod("objs", "waiting", "CreateContainerConfigError", &p, |pod| pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerConfigError");
+    let msg = pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"].as_str().unwrap_or("");
+    assert!(msg.contains("configmap \"later\" not found"), "{msg}");
+    c.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: later, namespace: objs}\ndata: {k: v}\n");
+    c.wait_pod("objs", "waiting", "Running once the ConfigMap exists", &p, |pod| container_running(pod, "app"));
 }
