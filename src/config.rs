@@ -333,7 +333,7 @@ const FLAGS: &[FlagSpec] = &[
         value: Some("N"),
         default: "0",
         field: "",
-        help: "log verbosity (also -v N): 2 debug, 4 trace",
+        help: "log verbosity (also -v N): 2 debug, 4 trace (release builds keep info and above)",
     },
     FlagSpec {
         name: "--help",

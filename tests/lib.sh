@@ -2,7 +2,7 @@
 # picolet and its tests need on Debian, and cleaning up after a picolet run.
 
 # Debian packages: the real runtime and the tools the tests build images with.
-PICOLET_APT_PACKAGES=(runc umoci skopeo busybox-static iproute2 curl jq ca-certificates gcc libc6-dev systemd python3 python3-pip)
+PICOLET_APT_PACKAGES=(runc umoci skopeo busybox-static iproute2 curl jq ca-certificates gcc libc6-dev systemd python3 python3-pip openssl util-linux)
 
 install_deps() {
     local missing=()
@@ -27,6 +27,48 @@ install_deps() {
         echo "cargo not found: install Rust with rustup (https://rustup.rs), then run this again" >&2
         return 1
     }
+}
+
+# The Go toolchain the test control plane is built with (tests/cluster/, the
+# only Go in the project). Debian's golang-go is too old, so when no recent
+# enough go is on the machine the official toolchain is fetched from the Go
+# module proxy (the same zip `GOTOOLCHAIN=` downloads) into the cache.
+PICOLET_GO_VERSION=1.26.8
+install_go() {
+    local cache=${PICOLET_CLUSTER_CACHE:-/var/cache/picolet-cluster} have
+    for g in "${GO:-}" "$(command -v go 2>/dev/null)" /usr/local/go/bin/go "$cache/go/bin/go"; do
+        [[ -n $g && -x $g ]] || continue
+        have=$("$g" env GOVERSION 2>/dev/null) || continue
+        if [[ $(printf '%s\n%s\n' "go$PICOLET_GO_VERSION" "$have" | sort -V | head -1) == "go$PICOLET_GO_VERSION" ]]; then
+            export GO=$g
+            return 0
+        fi
+    done
+    local arch
+    case $(uname -m) in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; *) arch=$(uname -m) ;; esac
+    local v=v0.0.1-go$PICOLET_GO_VERSION.linux-$arch
+    echo "installing: Go $PICOLET_GO_VERSION from the Go module proxy (for the test control plane)"
+    mkdir -p "$cache"
+    local tmp
+    tmp=$(mktemp -d "$cache/go-download.XXXXXX")
+    curl -fsSL --retry 3 -o "$tmp/go.zip" "https://proxy.golang.org/golang.org/toolchain/@v/$v.zip" || {
+        rm -rf "$tmp"
+        echo "cannot download Go $PICOLET_GO_VERSION; install Go >= $PICOLET_GO_VERSION and set GO=/path/to/go" >&2
+        return 1
+    }
+    python3 - "$tmp/go.zip" "$tmp/x" <<'PY'
+import os, stat, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for i in z.infolist():
+        path = z.extract(i, sys.argv[2])
+        mode = i.external_attr >> 16
+        if mode:
+            os.chmod(path, stat.S_IMODE(mode))
+PY
+    rm -rf "$cache/go"
+    mv "$tmp/x/golang.org/toolchain@$v" "$cache/go"
+    rm -rf "$tmp"
+    export GO=$cache/go/bin/go
 }
 
 need_root() {

@@ -2,7 +2,9 @@
 # The test command: installs what the tests need, then runs every test as
 # root: unit tests and the integration tests that drive the real runc; the
 # ARM builds with their unit tests under qemu-user; the systemd unit, checked
-# with systemd-analyze and run under a real systemd in a qemu VM.
+# with systemd-analyze and run under a real systemd in a qemu VM. The cluster
+# tests run against a real etcd + kube-apiserver + controller-manager +
+# scheduler built from the Go module proxy (tests/cluster/).
 #   sudo tests/run.sh                 everything
 #   sudo tests/run.sh --test logs     only what cargo test selects (no ARM, no unit check)
 set -euo pipefail
@@ -10,6 +12,9 @@ cd "$(dirname "$0")/.."
 source tests/lib.sh
 need_root
 install_deps
+# The control plane the cluster tests join (Go, built once per machine and cached).
+install_go
+bash tests/cluster/build.sh >/dev/null
 if (($#)); then
     exec cargo test --no-fail-fast "$@"
 fi

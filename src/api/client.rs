@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
 
+/// The system's trusted roots (Debian, Raspberry Pi OS, Alpine).
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// Largest ordinary response body (a pod list for 110 pods is ~1 MiB).
 const BODY_LIMIT: u64 = 32 << 20;
 /// Largest single watch event line; the API server caps an object at ~1.5 MiB.
@@ -101,10 +104,17 @@ fn key(pem: &[u8]) -> Result<PrivateKey<'static>, String> {
 
 impl Client {
     pub fn new(kc: &Kubeconfig) -> Result<Client, String> {
-        let mut tls = TlsConfig::builder();
-        if let Some(ca) = &kc.ca_pem {
-            tls = tls.root_certs(RootCerts::Specific(Arc::new(certs(ca, "certificate authority")?)));
-        }
+        // No CA in the kubeconfig: the system's (Debian's ca-certificates).
+        // Compiled-in roots (webpki-roots) would cost 70 KB for that alone.
+        let ca = match &kc.ca_pem {
+            Some(ca) => certs(ca, "certificate authority")?,
+            None => {
+                let path = SYSTEM_ROOTS;
+                let pem = std::fs::read(path).map_err(|e| format!("no certificate-authority in the kubeconfig and no system roots ({path}: {e})"))?;
+                certs(&pem, path)?
+            }
+        };
+        let mut tls = TlsConfig::builder().root_certs(RootCerts::Specific(Arc::new(ca)));
         if kc.insecure {
             tls = tls.disable_verification(true);
         }
