@@ -234,7 +234,9 @@ fn a_pod_picolet_cannot_run_fails_with_a_reason_and_others_run() {
     ));
     let pod = c.wait_pod("bad", "nfs", "Failed", &p, |pod| pod["status"]["phase"] == "Failed");
     assert_eq!(pod["status"]["reason"], "UnsupportedPodSpec");
-    assert!(pod["status"]["message"].as_str().unwrap().contains("volumes[0]"), "{}", pod["status"]);
+    assert!(pod["status"]["message"].as_str().unwrap().contains("spec.volumes[0].nfs: Unsupported value"), "{}", pod["status"]);
+    let events = c.kubectl(&["get", "events", "-n", "bad", "--field-selector", "involvedObject.name=nfs"]);
+    assert!(events.contains("UnsupportedPodSpec"), "{events}");
     c.wait_pod("bad", "big", "Running", &p, |pod| container_running(pod, "app"));
 }
 

@@ -249,7 +249,12 @@ impl V {
                 ("persistentVolumeClaim", v.persistent_volume_claim.is_some()),
             ];
             let set: Vec<&str> = sources.iter().filter(|s| s.1).map(|s| s.0).collect();
+            let unknown = v.unsupported.keys().next();
             match set.len() {
+                0 if unknown.is_some() => self.push(
+                    format!("{f}.{}", unknown.unwrap()),
+                    "Unsupported value: picolet mounts emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes",
+                ),
                 0 => self.push(f.clone(), "Required value: must specify a volume type"),
                 1 => {}
                 _ => self.push(format!("{f}.{}", set[1]), "Forbidden: may not specify more than 1 volume type"),
@@ -1176,6 +1181,13 @@ mod tests {
         assert!(e.iter().any(|s| s.starts_with("spec.volumes[6].hostPath.type: Unsupported value: \"Pipe\"")));
         assert!(e.iter().any(|s| s.starts_with("spec.volumes[9].name: Invalid value: \"Upper\"")));
         assert_eq!(e.len(), 8, "{e:#?}");
+        // An unknown volume type is named, not reported as missing.
+        let mut p = good();
+        let mut nfs = Volume { name: "n".into(), ..Default::default() };
+        nfs.unsupported.insert("nfs".into(), serde_json::json!({"server": "x"}));
+        p.spec.volumes = vec![nfs];
+        let msg = errors(&p).join("\n");
+        assert!(msg.contains("spec.volumes[0].nfs: Unsupported value"), "{msg}");
     }
 
     #[test]
