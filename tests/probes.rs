@@ -404,3 +404,61 @@ fn grpc_probe_against_a_real_health_server() {
     assert_eq!(failures, 2, "{log}");
     assert!(log.contains("Readiness probe succeeded again"), "{log}");
 }
+
+#[test]
+fn https_probe_speaks_tls_without_verifying_the_certificate() {
+    let mut p = Picolet::new("probe-https");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // A self-signed server, as pods usually have: upstream does not verify it.
+    let www = p.base.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("ok"), "fine").unwrap();
+    let (cert, key) = (p.base.join("tls.crt"), p.base.join("tls.key"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=pod", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(made.success());
+    let script = format!(
+        "import http.server, ssl, functools\nh = functools.partial(http.server.SimpleHTTPRequestHandler, directory={:?})\ns = http.server.HTTPServer(('127.0.0.1', {port}), h)\nc = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\nc.load_cert_chain({:?}, {:?})\ns.socket = c.wrap_socket(s.socket, server_side=True)\nprint('listening', flush=True)\ns.serve_forever()\n",
+        www.display().to_string(),
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let server = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Kill(server);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.0.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "listening");
+    p.write_manifest(
+        "tls.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: tls}}\nspec:\n  hostNetwork: true\n  containers:\n  - name: c\n    image: busybox\n    command: [sleep, '1000']\n    readinessProbe:\n      httpGet: {{scheme: HTTPS, host: 127.0.0.1, port: {port}, path: /ok}}\n      periodSeconds: 1\n"
+        ),
+    );
+    p.start();
+    // Ready needs a 200 from inside TLS (a bare TCP connect would not tell).
+    p.wait_pod("tls", "Ready over HTTPS", |q| condition(q, "Ready") == "True");
+    std::fs::remove_file(www.join("ok")).unwrap();
+    p.wait_pod("tls", "not Ready on a 404", |q| condition(q, "Ready") == "False");
+    assert!(p.picolet_log().contains("statuscode: 404"), "{}", p.picolet_log());
+}

@@ -14,8 +14,8 @@
 //!
 //! - `grpc`: the pure parts of a gRPC health check (HTTP/2 frames, verdict).
 //!
-//! Not here: deciding what a failure means for the pod (pod/worker), and TLS:
-//! `scheme: HTTPS` is checked as a TCP connect.
+//! Not here: deciding what a failure means for the pod (pod/worker).
+//! `scheme: HTTPS` is TLS without certificate checks (run.rs), as upstream.
 
 pub mod grpc;
 pub mod http;

@@ -48,12 +48,7 @@ pub async fn run(action: &Action, t: &Target, timeout: Option<Duration>) -> Outc
                 Ok(_) => Outcome::Success,
                 Err(e) => Outcome::Failure(e.to_string()),
             },
-            // No TLS client: an HTTPS target is checked as a TCP connect.
-            Action::Http { host, port, https: true, .. } => match connect_in(t.netns.clone(), host, *port).await {
-                Ok(_) => Outcome::Success,
-                Err(e) => Outcome::Failure(e.to_string()),
-            },
-            Action::Http { host, port, path, headers, .. } => http_get(t, host, *port, path, headers).await,
+            Action::Http { host, port, path, headers, https } => http_get(t, host, *port, path, headers, *https).await,
             Action::Grpc { host, port, service } => match grpc_check(t, host, *port, service).await {
                 Ok(()) => Outcome::Success,
                 Err(e) => Outcome::Failure(e),
@@ -78,10 +73,11 @@ pub async fn run(action: &Action, t: &Target, timeout: Option<Duration>) -> Outc
     }
 }
 
-async fn http_get(t: &Target, host: &str, mut port: u16, path: &str, headers: &[(String, String)]) -> Outcome {
+async fn http_get(t: &Target, host: &str, mut port: u16, path: &str, headers: &[(String, String)], https: bool) -> Outcome {
     let mut path = path.to_string();
     for _ in 0..=10 {
-        let (code, location) = match get_once(t, host, port, &path, headers).await {
+        let got = if https { tls::get_once(t, host, port, &path, headers).await } else { get_once(t, host, port, &path, headers).await };
+        let (code, location) = match got {
             Ok(x) => x,
             Err(e) => return Outcome::Failure(e.to_string()),
         };
@@ -127,6 +123,89 @@ async fn grpc_check(t: &Target, host: &str, port: u16, service: &str) -> Result<
             }
             if data.len() > 64 * 1024 {
                 return Err("rpc error: health response too large".into());
+            }
+        }
+    }
+}
+
+/// HTTPS probes as upstream's: TLS without verifying the server's
+/// certificate (the pod's own, often self-signed), HTTP/1.1 inside.
+mod tls {
+    use super::{connect_in, http, ProbeError, Target};
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+    use std::io::{Read, Write};
+    use std::sync::{Arc, OnceLock};
+
+    /// Accepts any certificate; the handshake's signatures are still checked.
+    #[derive(Debug)]
+    struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+    impl ServerCertVerifier for AnyCert {
+        fn verify_server_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &ServerName<'_>, _: &[u8], _: UnixTime) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    fn config() -> Arc<ClientConfig> {
+        static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+        CONFIG
+            .get_or_init(|| {
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let cfg = ClientConfig::builder_with_provider(provider.clone())
+                    .with_safe_default_protocol_versions()
+                    .expect("ring supports the default TLS versions")
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+                    .with_no_client_auth();
+                Arc::new(cfg)
+            })
+            .clone()
+    }
+
+    pub async fn get_once(t: &Target, host: &str, port: u16, path: &str, headers: &[(String, String)]) -> Result<(u16, Option<String>), ProbeError> {
+        let fail = |e: String| ProbeError::Http(format!("Get \"https://{host}:{port}{path}\": {e}"));
+        let mut s = connect_in(t.netns.clone(), host, port).await?;
+        let name = ServerName::try_from(host.to_string()).map_err(|e| fail(e.to_string()))?;
+        let mut conn = ClientConnection::new(config(), name).map_err(|e| fail(e.to_string()))?;
+        conn.writer().write_all(http::request(host, port, path, headers).as_bytes()).map_err(|e| fail(e.to_string()))?;
+        let (mut plain, mut chunk) = (Vec::new(), [0u8; 4096]);
+        loop {
+            while conn.wants_write() {
+                let mut out = Vec::new();
+                conn.write_tls(&mut out).map_err(|e| fail(e.to_string()))?;
+                s.write_all(&out).await.map_err(|e| fail(e.to_string()))?;
+            }
+            let n = s.read(&mut chunk).await.map_err(|e| fail(e.to_string()))?;
+            if n == 0 {
+                return Err(fail("EOF before the response head".into()));
+            }
+            conn.read_tls(&mut &chunk[..n]).map_err(|e| fail(e.to_string()))?;
+            conn.process_new_packets().map_err(|e| fail(e.to_string()))?;
+            loop {
+                match conn.reader().read(&mut chunk) {
+                    Ok(0) => break, // the server closed the TLS session
+                    Ok(n) => plain.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(fail(e.to_string())),
+                }
+            }
+            if let Some(head) = http::parse_head(&plain).map_err(ProbeError::Http)? {
+                return Ok(head);
+            }
+            if plain.len() > 64 * 1024 {
+                return Err(fail("response head too large".into()));
             }
         }
     }
