@@ -73,8 +73,11 @@ BASE=$(mktemp -d /tmp/picolet-bench-cluster.XXXXXX)
 CDIR=$BASE/cluster
 mkdir -p "$BASE/import"
 cp "$IMAGES/busybox.tar" "$BASE/import/"
+say "control plane binaries (tests/cluster/build.sh: cached after the first build)"
+install_go >&2 || die "no Go for tests/cluster/build.sh"
+CLUSTER_BIN=$(bash tests/cluster/build.sh | tail -1) && [ -x "$CLUSTER_BIN/kube-apiserver" ] || die "tests/cluster/build.sh failed"
 say "starting the test cluster"
-bash tests/cluster/up.sh "$CDIR" --owner-pid $$ >/dev/null || die "tests/cluster/up.sh failed"
+PICOLET_CLUSTER_BIN=$CLUSTER_BIN bash tests/cluster/up.sh "$CDIR" --owner-pid $$ >/dev/null || die "tests/cluster/up.sh failed"
 # shellcheck disable=SC1091
 source "$CDIR/env"
 say "restarting kube-apiserver with an audit log of the nodes' requests"
