@@ -164,21 +164,21 @@ create_pod() { # NAME NODE AUTOMOUNT: POSTs; 1 on a refusal
 }
 
 # ---- 1. Node Ready latency ---------------------------------------------------
-: >"$BASE/ready.ns"; : >"$BASE/registered.ns"; NODE_POLLS=0 NODE_POLL_NS=0
+: >"$BASE/ready.ns"; : >"$BASE/registered.ns"; : >"$BASE/node.polls"
 for i in $(seq 1 "$STARTS"); do
     say "start $i/$STARTS: picolet start → Node Ready"
-    registered=
+    registered= prev=
     start_picolet "ready-$i"
     deadline=$((SECONDS + 60))
     while :; do
         code=$(api -o "$BASE/node.json" -w '%{http_code}' "$APISERVER_URL/api/v1/nodes/ready-$i" 2>/dev/null)
         t=$(now_ns)
-        NODE_POLLS=$((NODE_POLLS + 1))
+        [ -z "$prev" ] || echo $((t - prev)) >>"$BASE/node.polls"
+        prev=$t
         if [ "$code" = 200 ]; then
             [ -n "$registered" ] || { registered=1; echo $((t - T_START)) >>"$BASE/registered.ns"; }
             if jq -e 'any(.status.conditions[]?; .type == "Ready" and .status == "True")' "$BASE/node.json" >/dev/null 2>&1; then
                 echo $((t - T_START)) >>"$BASE/ready.ns"
-                NODE_POLL_NS=$((NODE_POLL_NS + t - T_START))
                 break
             fi
         fi
@@ -347,9 +347,9 @@ echo "| $PODS pods POSTed back to back → all Running on /pods | $ALL_RUNNING_M
 echo "| picolet CPU, $PODS pods, ${WINDOW} s idle | $CPU % of a core |"
 echo "| API requests by picolet in ${WINDOW} s idle with $PODS pods (audit log) | $REQUESTS |"
 echo
-echo "\"Bound\" is the end of the pod's create request in the API server's audit log (the pod is stored with spec.nodeName set). The Node was polled every $(ms $((NODE_POLL_NS / NODE_POLLS))) ms on average (curl with a new TLS connection + 50 ms), /pods every ${POLL_MS} ms (curl + 10 ms): the figures include up to one such interval of detection delay."
+echo "\"Bound\" is the end of the pod's create request in the API server's audit log (the pod is stored with spec.nodeName set). The Node was polled every $(awk '{ s += $1 } END { printf "%.0f", NR ? s / NR / 1e6 : 0 }' "$BASE/node.polls") ms on average (curl with a new TLS connection + 50 ms), /pods every ${POLL_MS} ms (curl + 10 ms): the figures include up to one such interval of detection delay."
 echo
-echo "| picolet memory ($(basename "$BINARY"), glibc) | picolet RSS MiB | picolet PSS MiB | threads | open fds | reaper RSS MiB | reaper PSS MiB |"
+echo "| picolet memory ($(uname -m) glibc build) | picolet RSS MiB | picolet PSS MiB | threads | open fds | reaper RSS MiB | reaper PSS MiB |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${MEM_ROWS[@]}"
 echo
