@@ -21,13 +21,15 @@
 #           MALLOC_ARENA_MAX=1)
 #   KEEP=1  keep the work directory (logs) instead of removing it
 #
-# Timing: t0 is taken just before the request (picolet start, or the pod's
-# POST); the end is the first poll that sees the state, so figures carry up
-# to one poll interval of delay (reported). API requests are counted from the
-# API server's audit log: after up.sh the API server is restarted once
-# (tests/cluster/apiserver.sh stop/start, with two flags added to the command
-# line it saves) with a policy that logs the requests of group system:nodes
-# and the pod creations of this script (their end is when a pod is bound).
+# Timing: t0 is taken just before picolet's start (Node Ready: Node polled
+# every 50 ms) or just before a pod's POST (curl with admin credentials); a
+# pod is bound when its create request ends in the API server's audit log.
+# The end is the first poll of /pods (every 10 ms plus a curl) that shows the
+# container running, so figures carry up to one poll interval of detection
+# delay (reported). The audit log: after up.sh the API server is restarted
+# once (tests/cluster/apiserver.sh stop/start, with two flags added to the
+# command line it saves) with a policy that logs the requests of group
+# system:nodes (picolet's) and this script's pod creations.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source tests/lib.sh
