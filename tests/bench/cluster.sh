@@ -31,7 +31,7 @@
 # command line it saves) with a policy that logs the requests of group
 # system:nodes (picolet's) and this script's pod creations.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 REPO=$PWD
 STARTS=${STARTS:-3} N=${N:-20} GAP=${GAP:-0.3} PODS=${PODS:-30} IDLE=${IDLE:-30} WINDOW=${WINDOW:-60}
@@ -42,7 +42,7 @@ die() { say "$*"; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (picolet mounts overlayfs and runs runc)"
 for c in runc curl jq openssl; do command -v $c >/dev/null || die "$c not found (sudo tests/run.sh installs what is needed)"; done
 
-BASE= CDIR= PIDS=() ROOTS=()
+BASE='' CDIR='' PIDS=() ROOTS=()
 cleanup() {
     [ -n "$BASE" ] || return 0
     local p r
@@ -127,6 +127,7 @@ start_picolet() {
     bash tests/cluster/node-kubeconfig.sh "$CDIR" "$name" "$DIR/node.kubeconfig" >/dev/null || die "node-kubeconfig.sh failed"
     PORT=$(free_port)
     T_START=$(now_ns)
+    # shellcheck disable=SC2046 # host_flags: several flags, or none
     env "$@" "$BINARY" --kubeconfig "$DIR/node.kubeconfig" --hostname-override "$name" --root-dir "$DIR/root" \
         --pod-logs-dir "$DIR/logs" --image-import-dir "$BASE/import" --read-only-port "$PORT" \
         $(host_flags) >"$DIR/picolet.log" 2>&1 &
@@ -169,7 +170,7 @@ create_pod() { # NAME NODE AUTOMOUNT: POSTs; 1 on a refusal
 : >"$BASE/ready.ns"; : >"$BASE/registered.ns"; : >"$BASE/node.polls"
 for i in $(seq 1 "$STARTS"); do
     say "start $i/$STARTS: picolet start → Node Ready"
-    registered= prev=
+    registered='' prev=''
     start_picolet "ready-$i"
     deadline=$((SECONDS + 60))
     while :; do
@@ -205,7 +206,7 @@ RUNNING=$(running_count "$(curl -s --max-time 1 "http://127.0.0.1:$PORT/pods")")
 # wait_running NAME: D = ns from T0 until /pods shows the pod's container
 # running (stamped when the answer arrived). Poll intervals go to polls.
 wait_running() {
-    local body t prev= deadline=$((SECONDS + 30))
+    local body t prev='' deadline=$((SECONDS + 30))
     while :; do
         body=$(curl -s --max-time 1 "http://127.0.0.1:$PORT/pods")
         t=$(now_ns)
@@ -330,11 +331,11 @@ BIND_REQUESTS=$(jq -r --arg u system:node:bind --arg a "$BIND_FROM" --arg b "$BI
     awk -v n=$((2 * N)) '{ printf "| %s %s | %d | %.2f |\n", $2, $3, $1, $1 / n }')
 
 # ---- tables ---------------------------------------------------------------------
-read -r tk50 tk90 tkmax tkmean < <(stats "$BASE/token.ns")
-read -r nt50 nt90 ntmax ntmean < <(stats "$BASE/notoken.ns")
+read -r tk50 tk90 tkmax _ < <(stats "$BASE/token.ns")
+read -r nt50 nt90 ntmax _ < <(stats "$BASE/notoken.ns")
 read -r bt50 bt90 btmax btmean < <(stats "$BASE/token.bound")
 read -r bn50 bn90 bnmax bnmean < <(stats "$BASE/notoken.bound")
-read -r po50 po90 pomax pomean < <(stats "$BASE/post.ns")
+read -r po50 _ pomax _ < <(stats "$BASE/post.ns")
 echo "### picolet in a cluster ($(uname -m), $(nproc) CPUs, Kubernetes $K8S_VERSION control plane on the same host, runc $(runc --version | awk 'NR==1 {print $3}'))"
 echo
 echo "| figure | value |"
