@@ -350,11 +350,11 @@ fn join_cluster(
     let c = client.clone();
     spawn("node", Box::new(move || node::agent::run(c, facts, timing, pressure, uid)))?;
     let (tx, rx) = smol::channel::unbounded();
-    let (c, node) = (client.clone(), node_name.to_string());
+    let (c, node, wake) = (client.clone(), node_name.to_string(), tx.clone());
     spawn("pod-watch", Box::new(move || pod::apisource::run(c, node, tx)))?;
     let (fetch_tx, fetch_rx) = std::sync::mpsc::channel();
     let (c, store) = (client.clone(), api::objects::ObjectStore::under_root(&cfg.root_dir));
-    spawn("objects", Box::new(move || api::fetch::run(c, store, fetch_rx)))?;
+    spawn("objects", Box::new(move || api::fetch::run(c, store, fetch_rx, wake)))?;
     let outbox = pod::apiwriter::Outbox::default();
     let o = outbox.clone();
     spawn("api-writer", Box::new(move || pod::apiwriter::run(client, o)))?;

@@ -132,6 +132,9 @@ fn bound_and_scheduled_pods_run_and_report_status() {
         let r: Vec<String> = reasons("bound").into_iter().map(|(r, _)| r).collect();
         ["Pulled", "Created", "Started"].iter().all(|want| r.iter().any(|x| x == want))
     });
+    // The token and CA of the default kube-api-access volume arriving a few
+    // milliseconds after the pod is no FailedMount.
+    assert!(!reasons("bound").iter().any(|(r, _)| r == "FailedMount"), "{:?}", reasons("bound"));
     // A crash loop: BackOff is one Event whose count rises, not a flood.
     c.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: crasher, namespace: pods}}\nspec:\n  nodeName: {}\n  containers:\n  - {{name: app, image: busybox, command: [sh, -c, 'exit 3']}}\n",

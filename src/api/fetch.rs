@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 const REFRESH: Duration = Duration::from_secs(10);
+/// How soon a failed read (a pod the API server does not know yet) is retried.
+const RETRY: Duration = Duration::from_secs(1);
 
 type Key = (ObjectKind, String, String);
 
@@ -45,7 +47,8 @@ impl Fetcher {
         }
     }
 
-    fn object(&mut self, key: &Key) {
+    /// Reads one object into the store; false when it could not be read.
+    fn object(&mut self, key: &Key) -> bool {
         let (kind, ns, name) = key;
         let path = match kind {
             ObjectKind::ConfigMap => format!("/api/v1/namespaces/{ns}/configmaps/{name}"),
@@ -63,7 +66,7 @@ impl Fetcher {
                 // 403 right after a pod is bound is the authorizer catching
                 // up; anything else is the link. Either way: keep, retry.
                 self.quiet.failed(&format!("reading {kind} {ns}/{name}"), &e);
-                return;
+                return false;
             }
         };
         self.quiet.ok("reading pods' objects");
@@ -71,6 +74,7 @@ impl Fetcher {
         if let Err(e) = stored {
             log::warn!("storing {kind} {ns}/{name}: {e}");
         }
+        true
     }
 
     fn services(&mut self, ns: &str) {
@@ -86,7 +90,9 @@ impl Fetcher {
         }
     }
 
-    fn tokens(&mut self, pod: &Pod) {
+    /// Requests the tokens that are due; false when one could not be had.
+    fn tokens(&mut self, pod: &Pod) -> bool {
+        let mut ok = true;
         let (ns, uid) = (&pod.metadata.namespace, &pod.metadata.uid);
         for need in token_needs(pod) {
             if !self.store.token_due(ns, uid, &need, SystemTime::now()) {
@@ -103,16 +109,29 @@ impl Fetcher {
             let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
             let path = format!("/api/v1/namespaces/{ns}/serviceaccounts/{}/token", need.service_account);
             let r = self.client.send("POST", &path, "application/json", &body);
-            if let Some(reply) = self.report(&format!("requesting a token for pod {ns}/{}", pod.metadata.name), r) {
-                if let Err(e) = self.store.put_token(ns, uid, &need, &reply) {
-                    log::warn!("storing the token of pod {ns}/{}: {e}", pod.metadata.name);
+            match r {
+                Ok(reply) => {
+                    self.quiet.ok("reading pods' objects");
+                    if let Err(e) = self.store.put_token(ns, uid, &need, &reply) {
+                        log::warn!("storing the token of pod {ns}/{}: {e}", pod.metadata.name);
+                    }
+                }
+                // Right after binding the API server may not know the pod
+                // yet (404): normal, retried in a second, not worth a line.
+                Err(e) if e.not_found() => ok = false,
+                Err(e) => {
+                    self.quiet.failed(&format!("requesting a token for pod {ns}/{}", pod.metadata.name), &e);
+                    ok = false;
                 }
             }
         }
+        ok
     }
 
-    /// One pass: what is new always, everything when `full`.
-    fn pass(&mut self, pods: &[Pod], full: bool) {
+    /// One pass: what is new always, everything when `full`. Returns
+    /// whether everything could be read.
+    fn pass(&mut self, pods: &[Pod], full: bool) -> bool {
+        let mut ok = true;
         // Services first: API pods wait for them (their env needs them).
         let mut namespaces: BTreeSet<String> = pods.iter().map(|p| p.metadata.namespace.clone()).collect();
         namespaces.insert("default".into());
@@ -129,15 +148,16 @@ impl Fetcher {
         }
         for key in keys.keys() {
             if full || !self.seen.contains(key) {
-                self.object(key);
+                ok &= self.object(key);
             }
         }
         for p in pods {
-            self.tokens(p);
+            ok &= self.tokens(p);
         }
         if full {
             self.seen.retain(|k| keys.contains_key(k));
         }
+        ok
     }
 }
 
@@ -150,15 +170,18 @@ pub struct Pods {
 }
 
 /// Runs until the sender is gone.
-pub fn run(client: Arc<Client>, store: ObjectStore, rx: Receiver<Pods>) {
+pub fn run(client: Arc<Client>, store: ObjectStore, rx: Receiver<Pods>, wake: smol::channel::Sender<crate::pod::apisource::Update>) {
     let mut f = Fetcher { client, store, quiet: Quiet::default(), seen: BTreeSet::new(), services: BTreeSet::new() };
     // Nothing until the pod loop knows the node's pods: pruning against an
     // empty set would throw away what an offline restart needs.
     let Ok(first) = rx.recv() else { return };
     let (mut pods, mut statics) = (first.api, first.statics);
     let mut next_full = Instant::now();
+    // After a failed read, the next try comes sooner than the refresh.
+    let mut retry_at: Option<Instant> = None;
     loop {
-        let wait = next_full.saturating_duration_since(Instant::now());
+        let due = retry_at.map_or(next_full, |r| r.min(next_full));
+        let wait = due.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(p) => {
                 let before: BTreeSet<(String, String)> = pods.iter().map(|p| (p.metadata.namespace.clone(), p.metadata.uid.clone())).collect();
@@ -176,7 +199,13 @@ pub fn run(client: Arc<Client>, store: ObjectStore, rx: Receiver<Pods>) {
             Err(RecvTimeoutError::Disconnected) => return,
         }
         let full = Instant::now() >= next_full;
-        f.pass(&pods, full);
+        let before = f.store.generation();
+        let ok = f.pass(&pods, full);
+        retry_at = (!ok).then(|| Instant::now() + RETRY);
+        if f.store.generation() != before {
+            // Pods waiting for these objects retry now, not at the next tick.
+            let _ = wake.try_send(crate::pod::apisource::Update::Objects);
+        }
         if full {
             // What no pod references any more leaves the disk (secrets too).
             let all: Vec<Pod> = pods.iter().chain(&statics).cloned().collect();

@@ -184,14 +184,21 @@ struct StoredMeta {
 
 /// The store: a directory, normally `<root>/objects`. Cheap to create; one
 /// per thread is fine (the fetcher writes, the pod manager reads).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ObjectStore {
     dir: PathBuf,
+    /// Writes made through this handle, so a writer can tell readers.
+    writes: std::cell::Cell<u64>,
 }
 
 impl ObjectStore {
     pub fn new(dir: impl Into<PathBuf>) -> ObjectStore {
-        ObjectStore { dir: dir.into() }
+        ObjectStore { dir: dir.into(), writes: Default::default() }
+    }
+
+    /// Changes with every write through this handle (content that differs).
+    pub fn generation(&self) -> u64 {
+        self.writes.get()
     }
 
     /// The store of the picolet whose `--root-dir` is `root`.
@@ -309,6 +316,7 @@ impl ObjectStore {
             b.create(parent).map_err(io_err(parent))?;
         }
         write_atomic_mode(path, body, 0o600).map_err(io_err(path))?;
+        self.writes.set(self.writes.get() + 1);
         Ok(true)
     }
 

@@ -33,6 +33,8 @@ pub enum Update {
     Synced(Vec<ApiPod>),
     Upsert(ApiPod),
     Deleted { uid: String },
+    /// The object fetcher stored something pods may be waiting for.
+    Objects,
 }
 
 /// Decodes one API pod: defaults as the API server applied them (a no-op for

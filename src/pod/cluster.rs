@@ -118,6 +118,7 @@ impl Cluster {
                 }
             }
             Update::Upsert(p) => self.insert(p),
+            Update::Objects => {} // only wakes the loop: pods waiting for them retry
             Update::Deleted { uid } => {
                 self.pods.remove(&uid);
                 self.reported.remove(&uid);

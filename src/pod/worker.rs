@@ -40,6 +40,10 @@ pub use health::{Job, JobReport};
 /// volumes are checked against the object store (a few `stat`s per volume).
 const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 
+/// How long a pod's volumes may fail to set up before it is logged and sent
+/// as a FailedMount Event (upstream waits up to 2 minutes before its event).
+const SANDBOX_GRACE: Duration = Duration::from_secs(5);
+
 /// Where things live and the limits that apply to every pod.
 #[derive(Clone)]
 pub struct Settings {
@@ -76,6 +80,9 @@ struct PodState {
     waiting: HashMap<String, (String, String)>,
     sandbox: Option<(Sandbox, Volumes)>,
     sandbox_error: Option<String>,
+    /// Since when the sandbox (volumes, namespaces) fails to set up, and the
+    /// error last logged and sent as an Event.
+    sandbox_failing: Option<(Instant, Option<String>)>,
     /// When the API-backed volumes were last checked for updates, and the
     /// last refresh error (logged once).
     volumes_checked: Option<Instant>,
@@ -126,6 +133,8 @@ pub struct Manager<R: Runtime> {
     probe_failures: HashMap<String, String>,
     /// Pods stopped and cleaned up since the last `take_removed`.
     removed: Vec<Rc<Pod>>,
+    /// SANDBOX_GRACE (tests shorten it).
+    sandbox_grace: Duration,
     /// Events for a cluster client to take (events.rs).
     events: super::events::Queue,
 }
@@ -157,6 +166,7 @@ impl<R: Runtime> Manager<R> {
             health_changed: HashSet::new(),
             probe_failures: HashMap::new(),
             removed: Vec::new(),
+            sandbox_grace: SANDBOX_GRACE,
             events: Default::default(),
         };
         m.recover();
@@ -469,13 +479,20 @@ impl<R: Runtime> Manager<R> {
             Ok(sv) => {
                 st.sandbox = Some(sv);
                 st.sandbox_error = None;
+                st.sandbox_failing = None;
                 true
             }
             Err((reason, e)) => {
                 if st.sandbox_error.as_deref() != Some(&e) {
-                    log::warn!("pod {}: {e}", full_name(&st.pod));
                     st.sandbox_error = Some(e.clone());
                     self.changed = true;
+                }
+                // A ConfigMap or token the fetcher is still reading is the
+                // normal start of a cluster pod: say it only if it lasts.
+                let (since, reported) = st.sandbox_failing.get_or_insert((Instant::now(), None));
+                if since.elapsed() >= self.sandbox_grace && reported.as_deref() != Some(&e) {
+                    *reported = Some(e.clone());
+                    log::warn!("pod {}: {e}", full_name(&st.pod));
                     self.sandbox_event(uid, reason, &e);
                 }
                 false
@@ -894,6 +911,7 @@ impl PodState {
             waiting: HashMap::new(),
             sandbox: None,
             sandbox_error: None,
+            sandbox_failing: None,
             volumes_checked: None,
             refresh_error: None,
             stop: None,

@@ -224,6 +224,10 @@ mod tests {
         let mut p = pod("u-mount");
         let vol = serde_json::json!({"name": "data", "hostPath": {"path": root.join("absent").to_str().unwrap(), "type": "Directory"}});
         p.spec.volumes.push(serde_json::from_value(vol).unwrap());
+        // Not at once: a cluster pod's objects may still be on their way.
+        m.sync(std::slice::from_ref(&p));
+        assert!(m.take_events().is_empty());
+        m.sandbox_grace = std::time::Duration::ZERO;
         m.sync(std::slice::from_ref(&p));
         let got = m.take_events();
         assert_eq!(got.len(), 1, "{got:?}");
