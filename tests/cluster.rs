@@ -303,3 +303,26 @@ spec:
     c.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: later, namespace: objs}\ndata: {k: v}\n");
     c.wait_pod("objs", "waiting", "Running once the ConfigMap exists", &p, |pod| container_running(pod, "app"));
 }
+
+#[test]
+fn probe_failures_and_liveness_kills_are_events() {
+    let c = cluster();
+    let mut p = node(c, "unhealthy");
+    p.start();
+    node_ready(c, &p);
+    c.namespace("probes");
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: sick, namespace: probes}}\nspec:\n  nodeName: {}\n  containers:\n  - name: app\n    image: busybox\n    command: [sleep, '1000']\n    livenessProbe: {{exec: {{command: [sh, -c, 'echo not today; exit 1']}}, periodSeconds: 1, failureThreshold: 2}}\n",
+        p.node
+    ));
+    let events = |name: &str| -> Vec<(String, String)> {
+        let sel = format!("involvedObject.name={name}");
+        let list = c.get(&["events", "-n", "probes", "--field-selector", &sel]).unwrap_or(Value::Null);
+        list["items"].as_array().into_iter().flatten().map(|e| (e["reason"].as_str().unwrap_or("").to_string(), e["message"].as_str().unwrap_or("").to_string())).collect()
+    };
+    c.wait("Unhealthy and Killing events", Some(&p), || {
+        let ev = events("sick");
+        ev.iter().any(|(r, m)| r == "Unhealthy" && m.contains("Liveness probe failed") && m.contains("not today"))
+            && ev.iter().any(|(r, m)| r == "Killing" && m.contains("failed liveness probe, will be restarted"))
+    });
+}
