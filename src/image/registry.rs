@@ -281,7 +281,13 @@ impl Session {
         if let Some(a) = &self.authorization {
             req = req.header("Authorization", a);
         }
-        req.call().map_err(|e| ImageError::Registry { url: url.to_string(), reason: e.to_string() })
+        req.call().map_err(|e| {
+            let mut reason = e.to_string();
+            if reason.contains("certificate") && self.host.ca_file.is_none() {
+                reason.push_str(&format!(" (a private CA goes in configs.\"{}\".tls.ca_file)", host_of(url)));
+            }
+            ImageError::Registry { url: url.to_string(), reason }
+        })
     }
 
     /// The Authorization header value that answers `challenge`.
