@@ -339,3 +339,150 @@ fn blob_with_the_wrong_digest_is_refused_and_nothing_half_written_stays() {
     assert!(!list(&root).contains(&image));
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// What the test proxy in front of a registry does.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    /// Asks for a Bearer token (its own `/token` realm) and forwards only
+    /// requests carrying it.
+    Bearer,
+    /// Answers manifests with 5 MiB of JSON-looking bytes, no Content-Length.
+    HugeManifest,
+    /// Forwards, but cuts blobs over 64 KiB (the layer) off halfway.
+    TruncatedBlob,
+    /// Answers 500 to everything.
+    ServerError,
+}
+
+/// A tiny HTTP/1.1 proxy (std only, one connection per request) in front of
+/// a registry, misbehaving as told; records the token requests it saw.
+struct Proxy {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    fn start(upstream: u16, fault: Fault) -> Proxy {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut head = Vec::new();
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        head.push(line.trim_end().to_string());
+                    }
+                    let Some(first) = head.first() else { return };
+                    let path = first.split(' ').nth(1).unwrap_or("/").to_string();
+                    let header = |name: &str| {
+                        head.iter().find_map(|h| {
+                            let (k, v) = h.split_once(':')?;
+                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                        })
+                    };
+                    let reply = |conn: &mut std::net::TcpStream, status: &str, extra: &str, body: &[u8]| {
+                        let _ = write!(conn, "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                        let _ = conn.write_all(body);
+                    };
+                    if fault == Fault::ServerError {
+                        return reply(&mut conn, "500 Internal Server Error", "", b"oops");
+                    }
+                    if fault == Fault::Bearer {
+                        if path.starts_with("/token") {
+                            log.lock().unwrap().push(format!("{path} auth={}", header("authorization").unwrap_or_default()));
+                            return reply(&mut conn, "200 OK", "Content-Type: application/json\r\n", br#"{"token":"tok-123","expires_in":300}"#);
+                        }
+                        if header("authorization").as_deref() != Some("Bearer tok-123") {
+                            let name = path.trim_start_matches("/v2/").split("/manifests/").next().unwrap_or("").split("/blobs/").next().unwrap_or("");
+                            let challenge = format!(
+                                "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"picolet-test\",scope=\"repository:{name}:pull\"\r\n"
+                            );
+                            return reply(&mut conn, "401 Unauthorized", &challenge, br#"{"errors":[{"code":"UNAUTHORIZED","message":"token please"}]}"#);
+                        }
+                    }
+                    if fault == Fault::HugeManifest && path.contains("/manifests/") {
+                        let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n");
+                        let chunk = vec![b' '; 64 << 10];
+                        for _ in 0..80 {
+                            if conn.write_all(&chunk).is_err() {
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                    let accept = header("accept").unwrap_or_else(|| "*/*".into());
+                    write!(up, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{upstream}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n").unwrap();
+                    let mut resp = Vec::new();
+                    up.read_to_end(&mut resp).unwrap();
+                    let body_at = resp.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4);
+                    // The layer, not the config: a big download broken off.
+                    if fault == Fault::TruncatedBlob && path.contains("/blobs/") && resp.len() - body_at > 64 << 10 {
+                        let cut = body_at + (resp.len() - body_at) / 2;
+                        let _ = conn.write_all(&resp[..cut]);
+                        return;
+                    }
+                    let _ = conn.write_all(&resp);
+                });
+            }
+        });
+        Proxy { port, seen }
+    }
+
+    /// registries.yaml sending `127.0.0.1:<proxy port>` to the proxy over HTTP.
+    fn config(&self, dir: &Path) -> PathBuf {
+        let path = dir.join(format!("proxy-{}.yaml", self.port));
+        std::fs::write(&path, format!("mirrors:\n  \"127.0.0.1:{p}\":\n    endpoint: [\"http://127.0.0.1:{p}\"]\n", p = self.port)).unwrap();
+        path
+    }
+}
+
+#[test]
+fn bearer_token_challenge_is_answered() {
+    let reg = Registry::start("bearer", false);
+    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "tok/busybox:v1", false);
+    let proxy = Proxy::start(reg.port, Fault::Bearer);
+    let root = scratch("bearer");
+    let image = format!("127.0.0.1:{}/tok/busybox:v1", proxy.port);
+    let (code, out, err) = pull(&root, &proxy.config(&root), &[&image]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("pulled {image}")), "{out}");
+    let seen = proxy.seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "a token was asked for");
+    assert!(seen.iter().all(|s| s.contains("service=picolet-test") && s.contains("scope=repository%3Atok%2Fbusybox%3Apull") && s.ends_with("auth=")), "{seen:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn misbehaving_registries_give_clear_errors_and_a_clean_store() {
+    let reg = Registry::start("faults", false);
+    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "f/busybox:v1", false);
+    for (fault, want) in [
+        (Fault::HugeManifest, "larger than 4194304 bytes"),
+        (Fault::TruncatedBlob, "cut off after"),
+        (Fault::ServerError, "500 Internal Server Error"),
+    ] {
+        let proxy = Proxy::start(reg.port, fault);
+        let root = scratch("faults");
+        let image = format!("127.0.0.1:{}/f/busybox:v1", proxy.port);
+        let (code, _, err) = pull(&root, &proxy.config(&root), &[&image]);
+        eprintln!("{err}");
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(want), "{err}");
+        let store = root.join("images-store");
+        assert_eq!(files(&store.join("tmp")), Vec::<PathBuf>::new(), "no temp file left");
+        assert!(std::fs::read_dir(store.join("layers")).unwrap().next().is_none(), "no layer unpacked");
+        assert!(!list(&root).contains(&image));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

@@ -310,9 +310,30 @@ impl Store {
         let resp = s.get(&path, "*/*", true)?;
         let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
         // More than the descriptor's size is never read (the digest will not match).
-        let mut reader: Box<dyn Read> = if d.size > 0 { Box::new(reader.take(d.size)) } else { Box::new(reader) };
-        let (_, n, _) = self.put_blob(&mut reader, Some(&d.digest), &format!("{what} {}", d.digest), &PathBuf::from(&url))?;
-        Ok((n, true))
+        let reader: Box<dyn Read> = if d.size > 0 { Box::new(reader.take(d.size)) } else { Box::new(reader) };
+        let mut counted = Counted { inner: reader, n: 0 };
+        match self.put_blob(&mut counted, Some(&d.digest), &format!("{what} {}", d.digest), &PathBuf::from(&url)) {
+            Ok((_, n, _)) => Ok((n, true)),
+            Err(ImageError::Io { source, .. }) if counted.n < d.size || d.size == 0 => Err(ImageError::Registry {
+                url,
+                reason: format!("{what} {} cut off after {} of {} bytes: {source}", d.digest, counted.n, d.size),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Counts what is read through it (to say where a download broke off).
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
     }
 }
 
