@@ -178,6 +178,13 @@ fn pulled_image_runs_in_a_static_pod() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("0 layers fetched") && out.contains("1 already present"), "{out}");
     assert!(list(&p.root).contains(&image));
+    // By digest, as `image: name@sha256:...` is written.
+    let digest = out.split("manifest ").nth(1).and_then(|r| r.split(')').next()).unwrap().to_string();
+    let by_digest = format!("{}/tools/busybox@{digest}", reg.host());
+    let (code, out, err) = pull(&p.root, &cfg, &[&by_digest]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("pulled {by_digest}")), "{out}");
+    assert!(list(&p.root).contains(&by_digest));
     p.write_manifest(
         "pulled.yaml",
         &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: pulled}}\nspec:\n  containers: [{{name: c, image: '{image}', command: [sh, -c, 'echo pulled image runs; exec sleep 1000']}}]\n"),

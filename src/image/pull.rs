@@ -16,7 +16,7 @@
 use super::registry::{Registries, Session, MANIFEST_ACCEPT};
 use super::store::{hex, Record, Store, JSON_LIMIT};
 use super::{reference, ImageError};
-use serde::Deserialize;
+use serde_json::Value;
 use std::fmt;
 use std::fs;
 use std::io::Read;
@@ -126,39 +126,54 @@ pub struct Pulled {
     pub bytes: u64,
 }
 
-#[derive(Deserialize)]
+/// A content descriptor, read from the JSON by hand (serde_json's `Value`
+/// is in the binary anyway; derived deserializers cost size on ARM).
 struct Descriptor {
-    #[serde(rename = "mediaType", default)]
     media_type: String,
     digest: String,
-    #[serde(default)]
     size: u64,
-    #[serde(default)]
-    platform: Option<DescPlatform>,
+    platform: Option<Platform>,
 }
 
-#[derive(Deserialize)]
-struct DescPlatform {
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    architecture: String,
-    #[serde(default)]
-    variant: Option<String>,
-}
-
-#[derive(Deserialize)]
+/// A manifest or an index: which one is told by which fields are present.
 struct Manifest {
-    #[serde(rename = "schemaVersion", default)]
-    schema_version: u32,
-    #[serde(rename = "mediaType", default)]
+    schema_version: u64,
     media_type: String,
-    #[serde(default)]
     config: Option<Descriptor>,
-    #[serde(default)]
     layers: Vec<Descriptor>,
-    #[serde(default)]
     manifests: Option<Vec<Descriptor>>,
+}
+
+fn descriptor(v: &Value) -> Option<Descriptor> {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let p = &v["platform"];
+    Some(Descriptor {
+        media_type: s(&v["mediaType"]),
+        digest: v["digest"].as_str()?.to_string(),
+        size: v["size"].as_u64().unwrap_or(0),
+        platform: p.is_object().then(|| Platform {
+            os: s(&p["os"]),
+            architecture: s(&p["architecture"]),
+            variant: p["variant"].as_str().filter(|x| !x.is_empty()).map(String::from),
+        }),
+    })
+}
+
+fn manifest(v: &Value) -> Result<Manifest, String> {
+    let list = |key: &str| -> Result<Vec<Descriptor>, String> {
+        v[key].as_array().map_or(&[][..], Vec::as_slice).iter().map(|d| descriptor(d).ok_or_else(|| format!("{key}: a descriptor without a digest"))).collect()
+    };
+    let config = match &v["config"] {
+        Value::Null => None,
+        c => Some(descriptor(c).ok_or("config: a descriptor without a digest")?),
+    };
+    Ok(Manifest {
+        schema_version: v["schemaVersion"].as_u64().unwrap_or(0),
+        media_type: v["mediaType"].as_str().unwrap_or("").to_string(),
+        config,
+        layers: list("layers")?,
+        manifests: if v["manifests"].is_array() { Some(list("manifests")?) } else { None },
+    })
 }
 
 impl Store {
@@ -210,14 +225,9 @@ impl Store {
             if depth > 2 {
                 return Err(ImageError::Registry { url: norm.into(), reason: "indexes nested too deeply".into() });
             }
-            let entries: Vec<(Platform, &Descriptor)> = list
-                .iter()
-                .filter_map(|d| {
-                    let p = d.platform.as_ref()?;
-                    Some((Platform { os: p.os.clone(), architecture: p.architecture.clone(), variant: p.variant.clone().filter(|v| !v.is_empty()) }, d))
-                })
-                .filter(|(p, _)| p.os != "unknown")
-                .collect();
+            // Attestations (`unknown/unknown`) are not images.
+            let entries: Vec<(&Platform, &Descriptor)> =
+                list.iter().filter_map(|d| Some((d.platform.as_ref()?, d))).filter(|(p, _)| p.os != "unknown").collect();
             let best = entries.iter().filter_map(|(p, d)| Some((platform.rank(p)?, p, *d))).min_by_key(|(rank, _, _)| *rank);
             let Some((_, p, d)) = best else {
                 let offered = entries.iter().map(|(p, _)| p.to_string()).collect();
@@ -294,7 +304,8 @@ impl Store {
                 return Err(ImageError::DigestMismatch { blob: format!("manifest {want}"), archive: PathBuf::from(&url), actual });
             }
         }
-        let doc: Manifest = serde_json::from_slice(&body).map_err(|e| ImageError::Json { what: "manifest".into(), path: PathBuf::from(&url), source: e })?;
+        let v: Value = serde_json::from_slice(&body).map_err(|e| ImageError::Json { what: "manifest".into(), path: PathBuf::from(&url), source: e })?;
+        let doc = manifest(&v).map_err(|reason| ImageError::Registry { url: url.clone(), reason: format!("bad manifest: {reason}") })?;
         self.put_blob(&mut body.as_slice(), Some(&actual), "manifest", &PathBuf::from(&url))?;
         Ok((actual, doc))
     }

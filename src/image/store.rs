@@ -9,7 +9,8 @@
 //! ```
 //!
 //! It does not talk to registries and never deletes images; importing is in
-//! `import.rs`, unpacking in `unpack.rs`.
+//! `import.rs`, pulling in `pull.rs` (both land blobs through `put_blob`),
+//! unpacking in `unpack.rs`.
 
 use super::{reference, unpack, ImageConfig, ImageError};
 use serde::{Deserialize, Serialize};
