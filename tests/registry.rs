@@ -405,6 +405,14 @@ impl Proxy {
                         return reply(&mut conn, "500 Internal Server Error", "", b"oops");
                     }
                     if fault == Fault::Bearer {
+                        if path.starts_with("/token") && first.starts_with("POST") {
+                            // OAuth2 refresh-token grant (an `identitytoken`).
+                            let n: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                            let mut body = vec![0; n];
+                            let _ = r.read_exact(&mut body);
+                            log.lock().unwrap().push(format!("POST {}", String::from_utf8_lossy(&body)));
+                            return reply(&mut conn, "200 OK", "Content-Type: application/json\r\n", br#"{"access_token":"tok-123"}"#);
+                        }
                         if path.starts_with("/token") {
                             log.lock().unwrap().push(format!("{path} auth={}", header("authorization").unwrap_or_default()));
                             return reply(&mut conn, "200 OK", "Content-Type: application/json\r\n", br#"{"token":"tok-123","expires_in":300}"#);
@@ -467,6 +475,17 @@ fn bearer_token_challenge_is_answered() {
     let seen = proxy.seen.lock().unwrap().clone();
     assert!(!seen.is_empty(), "a token was asked for");
     assert!(seen.iter().all(|s| s.contains("service=picolet-test") && s.contains("scope=repository%3Atok%2Fbusybox%3Apull") && s.ends_with("auth=")), "{seen:?}");
+
+    // With an identitytoken, the token comes from the OAuth2 refresh-token grant.
+    proxy.seen.lock().unwrap().clear();
+    let cfg = root.join("identity.yaml");
+    let p = proxy.port;
+    std::fs::write(&cfg, format!("mirrors:\n  \"127.0.0.1:{p}\":\n    endpoint: [\"http://127.0.0.1:{p}\"]\nconfigs:\n  \"127.0.0.1:{p}\":\n    auth: {{identitytoken: refresh-me}}\n")).unwrap();
+    let root2 = root.join("again");
+    let (code, _, err) = pull(&root2, &cfg, &[&image]);
+    assert_eq!(code, 0, "{err}");
+    let seen = proxy.seen.lock().unwrap().clone();
+    assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("POST grant_type=refresh_token") && s.contains("refresh_token=refresh-me") && s.contains("service=picolet-test")), "{seen:?}");
     let _ = std::fs::remove_dir_all(&root);
 }
 
