@@ -277,7 +277,7 @@ impl Store {
             size += fs::metadata(self.blob_path(d)?).map(|m| m.len()).unwrap_or(0);
         }
         let rec = Record { manifest: Some(digest), config: config.digest, layers, size };
-        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = self.lock_index();
         let mut recs = self.records()?;
         recs.insert(norm.to_string(), rec);
         self.write_records(&recs)?;
