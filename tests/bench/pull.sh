@@ -19,7 +19,7 @@ bash tests/images/build.sh "$target/test-images"
 work=$(mktemp -d /tmp/picolet-bench-pull.XXXXXX)
 reg=
 finish() {
-    [[ -n $reg ]] && kill "$reg" 2>/dev/null || true
+    if [[ -n $reg ]]; then kill "$reg" 2>/dev/null || true; fi
     cleanup_root "$work/root-small"
     cleanup_root "$work/root-big"
     rm -rf "$work"
