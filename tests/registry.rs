@@ -82,8 +82,12 @@ impl Registry {
 
     /// Pushes `src` (a skopeo source such as `oci-archive:/x.tar`) as `repo:tag`.
     fn push(&self, src: &str, repo_tag: &str, all: bool) {
+        self.push_with(src, repo_tag, all, &[]);
+    }
+
+    fn push_with(&self, src: &str, repo_tag: &str, all: bool, extra: &[&str]) {
         let mut cmd = Command::new("skopeo");
-        cmd.args(["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"]);
+        cmd.args(["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"]).args(extra);
         if all {
             cmd.arg("--all");
         }
@@ -185,6 +189,12 @@ fn pulled_image_runs_in_a_static_pod() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&format!("pulled {by_digest}")), "{out}");
     assert!(list(&p.root).contains(&by_digest));
+    // A Docker schema 2 manifest (what `docker push` writes).
+    reg.push_with(&format!("docker-archive:{}", images_dir().join("busybox-docker.tar").display()), "tools/busybox:docker", false, &["--format", "v2s2"]);
+    let docker = format!("{}/tools/busybox:docker", reg.host());
+    let (code, out, err) = pull(&p.root, &cfg, &[&docker]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("pulled {docker}")), "{out}");
     p.write_manifest(
         "pulled.yaml",
         &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: pulled}}\nspec:\n  containers: [{{name: c, image: '{image}', command: [sh, -c, 'echo pulled image runs; exec sleep 1000']}}]\n"),
@@ -316,6 +326,11 @@ fn basic_auth_over_tls_with_our_own_ca() {
     assert_eq!(code, 1);
     eprintln!("{err}");
     assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // ... unless verification is switched off.
+    let insecure = reg.dir.join("insecure.yaml");
+    std::fs::write(&insecure, format!("configs:\n  \"{}\":\n    auth: {{username: pi, password: s3cret}}\n    tls: {{insecure_skip_verify: true}}\n", reg.host())).unwrap();
+    let (code, _, err) = pull(&root, &insecure, &[&image]);
+    assert_eq!(code, 0, "{err}");
     cleanup(&root);
     let _ = std::fs::remove_dir_all(&root);
 }
