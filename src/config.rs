@@ -41,6 +41,8 @@ pub struct Config {
     pub runtime_path: PathBuf,
     /// `--image-import-dir`: image archives to import at start-up.
     pub image_import_dir: PathBuf,
+    /// `--registry-config`: mirrors, credentials and TLS of registries (k3s `registries.yaml`).
+    pub registry_config: PathBuf,
     /// `-v` / `--v`: log verbosity.
     pub verbosity: u8,
     /// `--config`: the KubeletConfiguration file read, if any.
@@ -73,6 +75,7 @@ impl Default for Config {
         Config {
             pod_manifest_path: None,
             image_import_dir: root_dir.join("images"),
+            registry_config: PathBuf::from(crate::image::registry::DEFAULT_REGISTRY_CONFIG),
             root_dir,
             hostname_override: None,
             pod_logs_dir: PathBuf::from("/var/log/pods"),
@@ -132,6 +135,8 @@ pub enum Command {
     ImagesImport(Config, Vec<PathBuf>),
     /// `picolet images list`
     ImagesList(Config),
+    /// `picolet images pull [--platform os/arch[/variant]] REF`
+    ImagesPull { config: Config, reference: String, platform: Option<String> },
     /// `--help`: the text to print.
     Help(String),
     /// `--version`
@@ -146,6 +151,7 @@ pub enum ConfigError {
     InvalidFlag { flag: String, value: String, reason: String },
     UnknownCommand(String),
     MissingFiles,
+    MissingReference,
     ReadFile { path: PathBuf, source: io::Error },
     ParseFile { path: PathBuf, message: String },
     WrongKind { path: PathBuf, api_version: String, kind: String },
@@ -162,6 +168,7 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::UnknownCommand(c) => write!(f, "unknown command {c:?} (see --help)"),
             ConfigError::MissingFiles => write!(f, "images import: no FILE given (see --help)"),
+            ConfigError::MissingReference => write!(f, "images pull: no image reference given (see --help)"),
             ConfigError::ReadFile { path, source } => {
                 write!(f, "reading config file {}: {source}", path.display())
             }
@@ -273,6 +280,20 @@ const FLAGS: &[FlagSpec] = &[
         help: "image archives imported at start-up and whenever they appear",
     },
     FlagSpec {
+        name: "--registry-config",
+        value: Some("FILE"),
+        default: "/etc/picolet/registries.yaml",
+        field: "",
+        help: "registry mirrors, credentials and TLS (k3s registries.yaml format); a missing file means defaults",
+    },
+    FlagSpec {
+        name: "--platform",
+        value: Some("OS/ARCH[/VARIANT]"),
+        default: "this machine's",
+        field: "",
+        help: "images pull: the platform to pick from a multi-platform image (e.g. linux/arm/v7)",
+    },
+    FlagSpec {
         name: "--cgroups-per-qos",
         value: None,
         default: "true",
@@ -351,7 +372,8 @@ pub fn help() -> String {
         "picolet: a small kubelet that runs static pods through runc.\n\n\
          Usage:\n  picolet [FLAGS]                      run the kubelet\n  \
          picolet images import FILE... [FLAGS] import image archives (docker save / OCI layout tar)\n  \
-         picolet images list [FLAGS]          list imported images\n\nFlags:\n",
+         picolet images list [FLAGS]          list imported images\n  \
+         picolet images pull REF [FLAGS]      pull an image from a registry (see --registry-config, --platform)\n\nFlags:\n",
     );
     for f in FLAGS {
         let head = match f.value {
@@ -449,6 +471,12 @@ pub fn parse(args: &[String]) -> Result<Command, ConfigError> {
     }
     let config = build(&flags)?;
     let words: Vec<&str> = positional.iter().map(String::as_str).collect();
+    let platform = flags.get("--platform").map(str::to_string);
+    if let Some(p) = &platform {
+        if !matches!(words.as_slice(), ["images", "pull", ..]) {
+            return Err(bad_flag("--platform", p, "only used by images pull"));
+        }
+    }
     match words.as_slice() {
         [] => Ok(Command::Run(config)),
         ["images", "list"] => Ok(Command::ImagesList(config)),
@@ -456,6 +484,9 @@ pub fn parse(args: &[String]) -> Result<Command, ConfigError> {
         ["images", "import", files @ ..] => {
             Ok(Command::ImagesImport(config, files.iter().map(PathBuf::from).collect()))
         }
+        ["images", "pull", reference] => Ok(Command::ImagesPull { config, reference: reference.to_string(), platform }),
+        ["images", "pull"] => Err(ConfigError::MissingReference),
+        ["images", "pull", ..] => Err(ConfigError::UnknownCommand("images pull with more than one REF".into())),
         ["images", other, ..] => Err(ConfigError::UnknownCommand(format!("images {other}"))),
         [other, ..] => Err(ConfigError::UnknownCommand(other.to_string())),
     }
@@ -499,6 +530,7 @@ fn build(flags: &Flags) -> Result<Config, ConfigError> {
                 c.image_import_dir = PathBuf::from(v);
                 image_dir_set = true;
             }
+            "--registry-config" => c.registry_config = PathBuf::from(v),
             "--kubeconfig" => c.kubeconfig = non_empty_path(v),
             "--node-ip" => c.node_ip = Some(v.clone()).filter(|s| !s.is_empty()),
             "--node-labels" => c.node_labels = labels(v).map_err(|r| bad(name, v, &r))?,
@@ -524,6 +556,7 @@ fn build(flags: &Flags) -> Result<Config, ConfigError> {
         ("--pod-logs-dir", &c.pod_logs_dir),
         ("--runtime-path", &c.runtime_path),
         ("--image-import-dir", &c.image_import_dir),
+        ("--registry-config", &c.registry_config),
     ];
     if let Some((flag, _)) = paths.iter().find(|(_, p)| p.as_os_str().is_empty()) {
         return Err(bad(flag, "", "empty path"));
@@ -811,6 +844,16 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(err("images import").contains("no FILE"));
+        match parse(&args("images pull --platform linux/arm/v7 busybox:1 --registry-config /r.yaml")).unwrap() {
+            Command::ImagesPull { config, reference, platform } => {
+                assert_eq!((reference.as_str(), platform.as_deref()), ("busybox:1", Some("linux/arm/v7")));
+                assert_eq!(config.registry_config, PathBuf::from("/r.yaml"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(run("").registry_config, PathBuf::from("/etc/picolet/registries.yaml"));
+        assert!(err("images pull").contains("no image reference"));
+        assert!(err("--platform linux/arm64 images list").contains("only used by images pull"));
         assert!(err("images rm x").contains("\"images rm\""));
         assert!(err("serve").contains("\"serve\""));
     }

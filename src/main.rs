@@ -58,6 +58,7 @@ fn main() {
         }
         Command::ImagesImport(cfg, files) => images_import(&cfg, &files),
         Command::ImagesList(cfg) => images_list(&cfg),
+        Command::ImagesPull { config, reference, platform } => images_pull(&config, &reference, platform.as_deref()),
         Command::Run(cfg) => {
             logging::init_logging(cfg.verbosity);
             logged = true;
@@ -86,6 +87,21 @@ fn images_import(cfg: &Config, files: &[std::path::PathBuf]) -> Result<(), Strin
             println!("imported {r}");
         }
     }
+    Ok(())
+}
+
+fn images_pull(cfg: &Config, reference: &str, platform: Option<&str>) -> Result<(), String> {
+    let platform = match platform {
+        Some(p) => image::Platform::parse(p).map_err(|e| format!("--platform {p:?}: {e}"))?,
+        None => image::Platform::host(),
+    };
+    let regs = image::Registries::load(&cfg.registry_config).map_err(|e| e.to_string())?;
+    let store = open_store(cfg)?;
+    let p = store.pull(&regs, reference, &platform).map_err(|e| format!("pull {reference}: {e}"))?;
+    let short = p.id.trim_start_matches("sha256:").chars().take(12).collect::<String>();
+    let picked = p.platform.map(|x| format!(" for {x}")).unwrap_or_default();
+    println!("pulled {}{picked} (image {short}, manifest {}) from {}", p.reference, p.manifest, p.endpoint);
+    println!("{} layers fetched ({}), {} already present", p.fetched, human_size(p.bytes), p.reused);
     Ok(())
 }
 

@@ -34,6 +34,9 @@ fn help_documents_the_kubelet_flags() {
         "fileCheckFrequency",
         "images import",
         "images list",
+        "images pull",
+        "--registry-config",
+        "--platform",
     ] {
         assert!(out.contains(flag), "--help mentions {flag}:\n{out}");
     }

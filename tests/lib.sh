@@ -2,7 +2,7 @@
 # picolet and its tests need on Debian, and cleaning up after a picolet run.
 
 # Debian packages: the real runtime and the tools the tests build images with.
-PICOLET_APT_PACKAGES=(runc umoci skopeo busybox-static iproute2 curl jq ca-certificates gcc libc6-dev systemd python3 python3-pip openssl util-linux)
+PICOLET_APT_PACKAGES=(runc umoci skopeo busybox-static iproute2 curl jq ca-certificates gcc libc6-dev systemd python3 python3-pip openssl util-linux docker-registry apache2-utils time)
 
 install_deps() {
     local missing=()

@@ -27,6 +27,10 @@ pub enum ImageError {
     NoPlatform { archive: PathBuf, wanted: String, offered: Vec<String> },
     /// A layer entry would land outside the layer directory.
     UnsafePath { entry: String, layer: PathBuf },
+    /// A registry refused, failed or could not be reached.
+    Registry { url: String, reason: String },
+    /// The registry configuration file is malformed.
+    BadConfig { path: PathBuf, reason: String },
 }
 
 impl ImageError {
@@ -70,6 +74,8 @@ impl fmt::Display for ImageError {
             UnsafePath { entry, layer } => {
                 write!(f, "layer entry {entry:?} in {} escapes the layer directory", layer.display())
             }
+            Registry { url, reason } => write!(f, "{url}: {reason}"),
+            BadConfig { path, reason } => write!(f, "registry config {}: {reason}", path.display()),
         }
     }
 }

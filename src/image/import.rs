@@ -116,7 +116,7 @@ impl Store {
     /// references imported. Idempotent; a reference that already exists is
     /// repointed to the archive's image.
     pub fn import_archive(&self, path: &Path) -> Result<Vec<String>, ImageError> {
-        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = self.lock_index();
         let mut scan = Scan::default();
         let mut new_layers = Vec::new();
         let res = self
@@ -172,7 +172,7 @@ impl Store {
             seen.insert(key, s);
         }
         if !out.is_empty() {
-            let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            let _g = self.lock_index();
             if let Err(e) = self.write_json(&index_path, &seen) {
                 log::warn!("{e}");
             }

@@ -1,11 +1,15 @@
-//! Images without a registry: a content-addressed store under the root dir,
-//! filled from OCI layout and `docker save` archives, unpacked into read-only
-//! layer directories that containers mount with overlayfs.
+//! Images: a content-addressed store under the root dir, filled from OCI
+//! layout and `docker save` archives (`import.rs`) or pulled from OCI
+//! distribution registries (`registry.rs` talks to them, `pull.rs` picks the
+//! platform and streams verified blobs into the store), unpacked into
+//! read-only layer directories that containers mount with overlayfs.
 
 pub mod config;
 pub mod error;
 pub mod import;
+pub mod pull;
 pub mod reference;
+pub mod registry;
 pub mod rootfs;
 pub mod store;
 mod unpack;
@@ -17,4 +21,6 @@ pub use config::ImageConfig;
 pub use error::ImageError;
 pub use reference::normalize;
 pub use rootfs::{mount_rootfs, unmount_rootfs};
+pub use pull::Platform;
+pub use registry::Registries;
 pub use store::Store;

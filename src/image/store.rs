@@ -5,11 +5,13 @@
 //! layers/<16 hex>/       each layer unpacked once (overlayfs whiteouts), read-only use
 //! images.json            normalized reference -> manifest/config/layer digests
 //! archives.json          archives import_dir has seen (name, size, mtime)
+//! index.lock             flock'd while the two files above are updated
 //! tmp/                   temp files and dirs, renamed into place when complete
 //! ```
 //!
 //! It does not talk to registries and never deletes images; importing is in
-//! `import.rs`, unpacking in `unpack.rs`.
+//! `import.rs`, pulling in `pull.rs` (both land blobs through `put_blob`),
+//! unpacking in `unpack.rs`.
 
 use super::{reference, unpack, ImageConfig, ImageError};
 use serde::{Deserialize, Serialize};
@@ -27,8 +29,17 @@ pub(crate) const JSON_LIMIT: u64 = 4 << 20;
 #[derive(Debug)]
 pub struct Store {
     pub(crate) root: PathBuf,
-    /// Serialises read-modify-write of the index files within this process.
+    /// Serialises read-modify-write of the index files within this process
+    /// (`lock_index` adds a file lock for other processes).
     pub(crate) lock: Mutex<()>,
+}
+
+/// Held while the index files are read, changed and written: the in-process
+/// mutex plus `flock` on `index.lock`, so `picolet images pull/import` run
+/// by hand and a running picolet do not lose each other's updates.
+pub(crate) struct IndexGuard<'a> {
+    _mutex: std::sync::MutexGuard<'a, ()>,
+    _file: Option<nix::fcntl::Flock<File>>,
 }
 
 /// One stored image as `list()` shows it; references sharing an id are merged.
@@ -73,7 +84,8 @@ struct ConfigBlob {
 
 impl Store {
     /// Opens (creating if needed) the store at `root` and clears leftovers of
-    /// interrupted imports from `tmp/`.
+    /// interrupted imports and pulls from `tmp/`; files of a process still
+    /// alive (another picolet command working on the same store) are left.
     pub fn open(root: &Path) -> Result<Store, ImageError> {
         for d in ["blobs/sha256", "layers", "tmp"] {
             let p = root.join(d);
@@ -83,6 +95,11 @@ impl Store {
         if let Ok(entries) = fs::read_dir(&tmp) {
             for e in entries.flatten() {
                 let p = e.path();
+                // temp_path names are <kind>-<pid>-<n>.
+                let pid = e.file_name().to_str().and_then(|n| n.split('-').nth(1)?.parse::<u32>().ok());
+                if pid.is_some_and(|pid| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()) {
+                    continue;
+                }
                 let _ = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
             }
         }
@@ -132,6 +149,20 @@ impl Store {
             .map_err(|e| ImageError::Json { what: "image config".into(), path: cfg_path, source: e })?;
         let layers = rec.layers.iter().map(|d| self.ensure_layer(d)).collect::<Result<_, _>>()?;
         Ok(Some(Image { reference: norm, id: rec.config, config: cfg.config, layers }))
+    }
+
+    /// Takes the index lock (see `IndexGuard`). Without a lock file (a
+    /// read-only store) only the in-process mutex is held.
+    pub(crate) fn lock_index(&self) -> IndexGuard<'_> {
+        let mutex = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("index.lock"))
+            .ok()
+            .and_then(|f| nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok());
+        IndexGuard { _mutex: mutex, _file: file }
     }
 
     pub(crate) fn records(&self) -> Result<BTreeMap<String, Record>, ImageError> {
@@ -305,5 +336,33 @@ pub(crate) fn read_json_or_default<T: Default + for<'de> Deserialize<'de>>(
             serde_json::from_slice(&bytes)
                 .map_err(|e| ImageError::Json { what: what.to_string(), path: path.to_path_buf(), source: e })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::testutil::scratch;
+
+    #[test]
+    fn open_sweeps_tmp_but_spares_live_processes() {
+        let dir = scratch("store-sweep");
+        Store::open(&dir).unwrap();
+        let tmp = dir.join("tmp");
+        // pid 1 is alive; a pid above pid_max never is; ours is this process's leftovers.
+        let live = tmp.join("blob-1-0");
+        let dead = tmp.join("blob-4999999-0");
+        let own = tmp.join(format!("blob-{}-7", std::process::id()));
+        for f in [&live, &dead, &own] {
+            fs::write(f, b"partial").unwrap();
+        }
+        fs::create_dir(tmp.join("layer-4999999-1")).unwrap();
+        let s = Store::open(&dir).unwrap();
+        assert!(live.exists());
+        assert!(!dead.exists() && !own.exists() && !tmp.join("layer-4999999-1").exists());
+        // The index lock can be taken twice in a row (it is released on drop).
+        drop(s.lock_index());
+        drop(s.lock_index());
+        assert!(dir.join("index.lock").exists());
     }
 }

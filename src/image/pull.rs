@@ -1,0 +1,388 @@
+//! Pulling an image from a registry into the store: resolve the reference to
+//! a manifest (descending a manifest list / OCI index to the wanted
+//! platform), then fetch the config and the layers the store does not have.
+//!
+//! Every blob goes through `Store::put_blob`: streamed into `tmp/` through a
+//! SHA-256 hasher (never held in memory), renamed into `blobs/` only when it
+//! hashes to its digest, removed otherwise. Manifests are read with a 4 MiB
+//! limit and checked against the digest they were asked by. The reference is
+//! recorded (the same `images.json` that `images list` and pods read) only
+//! once every blob is in and every layer unpacked. Verified blobs of a pull
+//! that failed later stay, so a retry does not fetch them again.
+//!
+//! Layers: gzip and uncompressed tar; zstd layers are refused with a clear
+//! error. Not yet: pull policy, back-off, events, single-flight, GC.
+
+use super::registry::{Registries, Session, MANIFEST_ACCEPT};
+use super::store::{hex, Record, Store, JSON_LIMIT};
+use super::{reference, ImageError};
+use serde_json::Value;
+use std::fmt;
+use std::fs;
+use std::io::Read;
+use std::path::PathBuf;
+
+/// An OCI platform: `os/architecture[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Platform {
+    /// The platform this binary was built for: `linux/arm64`, `linux/amd64`,
+    /// `linux/arm/v7` (`v6` for an ARMv6 build).
+    pub fn host() -> Platform {
+        let (arch, variant) = match std::env::consts::ARCH {
+            "x86_64" => ("amd64", None),
+            "aarch64" => ("arm64", None),
+            "arm" if cfg!(target_feature = "v7") => ("arm", Some("v7")),
+            "arm" => ("arm", Some("v6")),
+            "x86" => ("386", None),
+            "powerpc64" => ("ppc64le", None),
+            other => (other, None),
+        };
+        Platform { os: "linux".into(), architecture: arch.into(), variant: variant.map(String::from) }
+    }
+
+    /// Parses `os/arch[/variant]` (`--platform`); `aarch64`, `x86_64` and
+    /// `armhf` are accepted for arm64, amd64 and arm/v7.
+    pub fn parse(s: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.is_empty()) {
+            return Err("want os/arch[/variant], like linux/arm/v7".into());
+        }
+        let (arch, mut variant) = match parts[1] {
+            "aarch64" => ("arm64", None),
+            "x86_64" | "x86-64" => ("amd64", None),
+            "armhf" => ("arm", Some("v7".to_string())),
+            "armel" => ("arm", Some("v6".to_string())),
+            a => (a, None),
+        };
+        if let Some(v) = parts.get(2) {
+            variant = Some(v.to_string());
+        }
+        if arch == "arm" && variant.is_none() {
+            variant = Some("v7".into());
+        }
+        Ok(Platform { os: parts[0].to_string(), architecture: arch.to_string(), variant })
+    }
+
+    /// How well an index entry for `offered` fits: lower is better, None
+    /// does not run here. ARM falls back to older variants (v7 → v6 → v5);
+    /// an arm entry without a variant counts as v7, as containerd does.
+    pub fn rank(&self, offered: &Platform) -> Option<usize> {
+        if offered.os != self.os || offered.architecture != self.architecture {
+            return None;
+        }
+        let ov = offered.variant.as_deref();
+        match self.architecture.as_str() {
+            "arm" => {
+                let order = ["v8", "v7", "v6", "v5"];
+                let want = self.variant.as_deref().unwrap_or("v7");
+                let start = order.iter().position(|v| *v == want)?;
+                order[start..].iter().position(|v| *v == ov.unwrap_or("v7"))
+            }
+            "arm64" => matches!(ov, None | Some("v8")).then_some(0),
+            _ => match (self.variant.as_deref(), ov) {
+                (None, None) => Some(0),
+                (None, Some(_)) => Some(1),
+                (Some(w), Some(o)) if w == o => Some(0),
+                (Some(_), None) => Some(1),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The normalized reference now in the store.
+    pub reference: String,
+    /// The platform manifest's digest.
+    pub manifest: String,
+    /// `sha256:<config digest>`, the image id.
+    pub id: String,
+    /// The platform picked from an index, or None for a single manifest.
+    pub platform: Option<String>,
+    /// The endpoint the image came from.
+    pub endpoint: String,
+    /// Layers downloaded, and layers the store already had.
+    pub fetched: usize,
+    pub reused: usize,
+    /// Bytes downloaded (blobs, manifests not counted).
+    pub bytes: u64,
+}
+
+/// A content descriptor, read from the JSON by hand (serde_json's `Value`
+/// is in the binary anyway; derived deserializers cost size on ARM).
+struct Descriptor {
+    media_type: String,
+    digest: String,
+    size: u64,
+    platform: Option<Platform>,
+}
+
+/// A manifest or an index: which one is told by which fields are present.
+struct Manifest {
+    schema_version: u64,
+    media_type: String,
+    config: Option<Descriptor>,
+    layers: Vec<Descriptor>,
+    manifests: Option<Vec<Descriptor>>,
+}
+
+fn descriptor(v: &Value) -> Option<Descriptor> {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let p = &v["platform"];
+    Some(Descriptor {
+        media_type: s(&v["mediaType"]),
+        digest: v["digest"].as_str()?.to_string(),
+        size: v["size"].as_u64().unwrap_or(0),
+        platform: p.is_object().then(|| Platform {
+            os: s(&p["os"]),
+            architecture: s(&p["architecture"]),
+            variant: p["variant"].as_str().filter(|x| !x.is_empty()).map(String::from),
+        }),
+    })
+}
+
+fn manifest(v: &Value) -> Result<Manifest, String> {
+    let list = |key: &str| -> Result<Vec<Descriptor>, String> {
+        v[key].as_array().map_or(&[][..], Vec::as_slice).iter().map(|d| descriptor(d).ok_or_else(|| format!("{key}: a descriptor without a digest"))).collect()
+    };
+    let config = match &v["config"] {
+        Value::Null => None,
+        c => Some(descriptor(c).ok_or("config: a descriptor without a digest")?),
+    };
+    Ok(Manifest {
+        schema_version: v["schemaVersion"].as_u64().unwrap_or(0),
+        media_type: v["mediaType"].as_str().unwrap_or("").to_string(),
+        config,
+        layers: list("layers")?,
+        manifests: if v["manifests"].is_array() { Some(list("manifests")?) } else { None },
+    })
+}
+
+impl Store {
+    /// Pulls `reference` (as users write it: `busybox`, `ghcr.io/a/b:1`,
+    /// `host:5000/x@sha256:...`) for `platform` into the store, trying the
+    /// endpoints `regs` gives for its registry in order.
+    pub fn pull(&self, regs: &Registries, reference: &str, platform: &Platform) -> Result<Pulled, ImageError> {
+        let r = reference::parse(reference)?;
+        let norm = reference::normalize(reference)?;
+        let mut errors = Vec::new();
+        for endpoint in regs.endpoints(&r.domain) {
+            match self.pull_from(regs, &endpoint, &r, &norm, platform) {
+                Ok(p) => return Ok(p),
+                // The image itself is unusable: no point asking elsewhere.
+                Err(e @ (ImageError::NoPlatform { .. } | ImageError::DigestMismatch { .. })) => return Err(e),
+                Err(e) => {
+                    log::debug!("pull {norm} from {endpoint}: {e}");
+                    errors.push(e);
+                }
+            }
+        }
+        match errors.len() {
+            1 => Err(errors.pop().expect("one error")),
+            _ => Err(ImageError::Registry {
+                url: norm,
+                reason: format!(
+                    "every endpoint failed: {}",
+                    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                ),
+            }),
+        }
+    }
+
+    fn pull_from(
+        &self,
+        regs: &Registries,
+        endpoint: &str,
+        r: &reference::Reference,
+        norm: &str,
+        platform: &Platform,
+    ) -> Result<Pulled, ImageError> {
+        let mut s = Session::new(regs, endpoint, &r.path)?;
+        let want = r.digest.clone().or_else(|| r.tag.clone()).unwrap_or_else(|| "latest".into());
+        let (mut digest, mut doc) = self.fetch_manifest(&mut s, &want, r.digest.as_deref())?;
+        let mut picked = None;
+        let mut depth = 0;
+        while let Some(list) = doc.manifests.take() {
+            depth += 1;
+            if depth > 2 {
+                return Err(ImageError::Registry { url: norm.into(), reason: "indexes nested too deeply".into() });
+            }
+            // Attestations (`unknown/unknown`) are not images.
+            let entries: Vec<(&Platform, &Descriptor)> =
+                list.iter().filter_map(|d| Some((d.platform.as_ref()?, d))).filter(|(p, _)| p.os != "unknown").collect();
+            let best = entries.iter().filter_map(|(p, d)| Some((platform.rank(p)?, p, *d))).min_by_key(|(rank, _, _)| *rank);
+            let Some((_, p, d)) = best else {
+                let offered = entries.iter().map(|(p, _)| p.to_string()).collect();
+                return Err(ImageError::NoPlatform { archive: PathBuf::from(norm), wanted: platform.to_string(), offered });
+            };
+            picked = Some(p.to_string());
+            let d = d.digest.clone();
+            (digest, doc) = self.fetch_manifest(&mut s, &d, Some(&d))?;
+        }
+        if doc.schema_version == 1 || doc.media_type.contains("manifest.v1") {
+            return Err(ImageError::Registry { url: norm.into(), reason: "schema 1 manifests are not supported".into() });
+        }
+        let config = doc.config.ok_or_else(|| ImageError::Registry { url: norm.into(), reason: format!("manifest {digest} has no config") })?;
+        let mut out = Pulled {
+            reference: norm.to_string(),
+            manifest: digest.clone(),
+            id: config.digest.clone(),
+            platform: picked,
+            endpoint: endpoint.to_string(),
+            fetched: 0,
+            reused: 0,
+            bytes: 0,
+        };
+        for l in &doc.layers {
+            if l.media_type.contains("zstd") {
+                return Err(ImageError::Registry { url: norm.into(), reason: format!("layer {} is zstd-compressed, not supported yet", l.digest) });
+            }
+        }
+        out.bytes += self.fetch_blob(&mut s, &config, "config")?.0;
+        let mut layers = Vec::new();
+        for l in &doc.layers {
+            if l.media_type.contains("foreign") || l.media_type.contains("nondistributable") {
+                return Err(ImageError::Registry { url: norm.into(), reason: format!("layer {} is a foreign (Windows) layer", l.digest) });
+            }
+            let (n, fetched) = self.fetch_blob(&mut s, l, "layer")?;
+            out.bytes += n;
+            if fetched {
+                out.fetched += 1;
+            } else {
+                out.reused += 1;
+            }
+            self.ensure_layer(&l.digest)?;
+            layers.push(l.digest.clone());
+        }
+        let mut size = 0;
+        for d in [&digest, &config.digest].into_iter().chain(&layers) {
+            size += fs::metadata(self.blob_path(d)?).map(|m| m.len()).unwrap_or(0);
+        }
+        let rec = Record { manifest: Some(digest), config: config.digest, layers, size };
+        let _g = self.lock_index();
+        let mut recs = self.records()?;
+        recs.insert(norm.to_string(), rec);
+        self.write_records(&recs)?;
+        Ok(out)
+    }
+
+    /// Fetches manifest `reference` (a tag or a digest) with a size limit,
+    /// checks it against `digest` when given, and stores it as a blob.
+    fn fetch_manifest(&self, s: &mut Session, reference: &str, digest: Option<&str>) -> Result<(String, Manifest), ImageError> {
+        let path = format!("manifests/{reference}");
+        let mut resp = s.get(&path, MANIFEST_ACCEPT, false)?;
+        let url = s.url(&path);
+        let too_large = resp.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).is_some_and(|n| n > JSON_LIMIT);
+        if too_large {
+            return Err(ImageError::TooLarge { what: "manifest".into(), path: PathBuf::from(&url), limit: JSON_LIMIT });
+        }
+        let body = resp.body_mut().with_config().limit(JSON_LIMIT).read_to_vec().map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => ImageError::TooLarge { what: "manifest".into(), path: PathBuf::from(&url), limit: JSON_LIMIT },
+            e => ImageError::Registry { url: url.clone(), reason: e.to_string() },
+        })?;
+        let actual = format!("sha256:{}", hex(ring::digest::digest(&ring::digest::SHA256, &body).as_ref()));
+        if let Some(want) = digest {
+            if want != actual {
+                return Err(ImageError::DigestMismatch { blob: format!("manifest {want}"), archive: PathBuf::from(&url), actual });
+            }
+        }
+        let v: Value = serde_json::from_slice(&body).map_err(|e| ImageError::Json { what: "manifest".into(), path: PathBuf::from(&url), source: e })?;
+        let doc = manifest(&v).map_err(|reason| ImageError::Registry { url: url.clone(), reason: format!("bad manifest: {reason}") })?;
+        self.put_blob(&mut body.as_slice(), Some(&actual), "manifest", &PathBuf::from(&url))?;
+        Ok((actual, doc))
+    }
+
+    /// Streams blob `d` into the store unless it is already there; returns the
+    /// bytes read and whether it was downloaded.
+    fn fetch_blob(&self, s: &mut Session, d: &Descriptor, what: &str) -> Result<(u64, bool), ImageError> {
+        if self.blob_path(&d.digest)?.is_file() {
+            return Ok((0, false));
+        }
+        let path = format!("blobs/{}", d.digest);
+        let url = s.url(&path);
+        let resp = s.get(&path, "*/*", true)?;
+        let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
+        // More than the descriptor's size is never read (the digest will not match).
+        let reader: Box<dyn Read> = if d.size > 0 { Box::new(reader.take(d.size)) } else { Box::new(reader) };
+        let mut counted = Counted { inner: reader, n: 0 };
+        match self.put_blob(&mut counted, Some(&d.digest), &format!("{what} {}", d.digest), &PathBuf::from(&url)) {
+            Ok((_, n, _)) => Ok((n, true)),
+            Err(ImageError::Io { source, .. }) if counted.n < d.size || d.size == 0 => Err(ImageError::Registry {
+                url,
+                reason: format!("{what} {} cut off after {} of {} bytes: {source}", d.digest, counted.n, d.size),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Counts what is read through it (to say where a download broke off).
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Platform {
+        Platform::parse(s).unwrap()
+    }
+
+    #[test]
+    fn platform_parsing() {
+        assert_eq!(p("linux/arm64").to_string(), "linux/arm64");
+        assert_eq!(p("linux/aarch64").to_string(), "linux/arm64");
+        assert_eq!(p("linux/arm").to_string(), "linux/arm/v7");
+        assert_eq!(p("linux/armhf").to_string(), "linux/arm/v7");
+        assert_eq!(p("linux/arm/v6").to_string(), "linux/arm/v6");
+        assert!(Platform::parse("linux").is_err() && Platform::parse("linux//x").is_err() && Platform::parse("a/b/c/d").is_err());
+        assert_eq!(Platform::host().os, "linux");
+    }
+
+    #[test]
+    fn platform_ranking() {
+        let offered = |s: &str| {
+            let mut x = p(s);
+            if s == "linux/arm" {
+                x.variant = None;
+            }
+            x
+        };
+        assert_eq!(p("linux/arm/v7").rank(&offered("linux/arm/v7")), Some(0));
+        assert_eq!(p("linux/arm/v7").rank(&offered("linux/arm/v6")), Some(1));
+        assert_eq!(p("linux/arm/v7").rank(&offered("linux/arm")), Some(0));
+        assert_eq!(p("linux/arm/v6").rank(&offered("linux/arm/v7")), None);
+        assert_eq!(p("linux/arm/v7").rank(&offered("linux/arm64")), None);
+        assert_eq!(p("linux/arm64").rank(&offered("linux/arm64/v8")), Some(0));
+        assert_eq!(p("linux/amd64").rank(&offered("linux/amd64")), Some(0));
+        assert_eq!(p("linux/amd64").rank(&offered("windows/amd64")), None);
+    }
+}

@@ -1,0 +1,529 @@
+//! `picolet images pull` against a real registry: Debian's `docker-registry`
+//! run as a child process on 127.0.0.1 (plain HTTP, or TLS with a CA made
+//! here and htpasswd auth), holding images pushed with skopeo from the test
+//! image archives, including a multi-platform index built by hand.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn sh(script: &str) {
+    let out = Command::new("bash").args(["-euo", "pipefail", "-c", script]).output().unwrap();
+    assert!(out.status.success(), "{script}\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+fn sha256(b: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, b);
+    format!("sha256:{}", d.as_ref().iter().map(|x| format!("{x:02x}")).collect::<String>())
+}
+
+/// A `docker-registry` child with its own storage and config.
+struct Registry {
+    dir: PathBuf,
+    port: u16,
+    /// `user:password` when TLS + htpasswd are on.
+    creds: Option<String>,
+    child: Child,
+}
+
+impl Registry {
+    fn start(name: &str, auth: bool) -> Registry {
+        let dir = std::env::temp_dir().join(format!("picolet-registry-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let d = dir.display();
+        let mut cfg = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\nhttp:\n  addr: 127.0.0.1:{port}\n"
+        );
+        if auth {
+            // A CA of our own and a server certificate for 127.0.0.1 signed by it.
+            sh(&format!(
+                "cd {d}
+                 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 \
+                   -subj /CN=picolet-test-ca -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+                 openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 2>/dev/null
+                 printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext
+                 openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext 2>/dev/null
+                 htpasswd -Bbn pi s3cret > htpasswd"
+            ));
+            cfg.push_str(&format!(
+                "  tls:\n    certificate: {d}/srv.pem\n    key: {d}/srv.key\nauth:\n  htpasswd:\n    realm: picolet-test\n    path: {d}/htpasswd\n"
+            ));
+        }
+        std::fs::write(dir.join("config.yml"), cfg).unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (apt-get install docker-registry)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not listen:\n{}", std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let creds = auth.then(|| "pi:s3cret".to_string());
+        Registry { dir, port, creds, child }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes `src` (a skopeo source such as `oci-archive:/x.tar`) as `repo:tag`.
+    fn push(&self, src: &str, repo_tag: &str, all: bool) {
+        self.push_with(src, repo_tag, all, &[]);
+    }
+
+    fn push_with(&self, src: &str, repo_tag: &str, all: bool, extra: &[&str]) {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"]).args(extra);
+        if all {
+            cmd.arg("--all");
+        }
+        if let Some(c) = &self.creds {
+            cmd.args(["--dest-creds", c]);
+        }
+        let out = cmd.arg(src).arg(format!("docker://{}/{repo_tag}", self.host())).output().unwrap();
+        assert!(out.status.success(), "skopeo push {src}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A registries.yaml for this registry: plain HTTP through a mirror
+    /// endpoint, or TLS with our CA and `password`.
+    fn config(&self, password: Option<&str>) -> PathBuf {
+        let path = self.dir.join(format!("registries-{}.yaml", password.unwrap_or("none")));
+        let text = match &self.creds {
+            None => format!("mirrors:\n  \"{h}\":\n    endpoint: [\"http://{h}\"]\n", h = self.host()),
+            Some(_) => {
+                let mut t = format!("configs:\n  \"{}\":\n    tls:\n      ca_file: {}\n", self.host(), self.dir.join("ca.pem").display());
+                if let Some(p) = password {
+                    t.push_str(&format!("    auth:\n      username: pi\n      password: {p}\n"));
+                }
+                t
+            }
+        };
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// `picolet images pull ...` with `root` and `registries`; (exit code, stdout, stderr).
+fn pull(root: &Path, registries: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_picolet"))
+        .args(["images", "pull"])
+        .args(args)
+        .arg(format!("--root-dir={}", root.display()))
+        .arg(format!("--registry-config={}", registries.display()))
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn list(root: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_picolet")).args(["images", "list"]).arg(format!("--root-dir={}", root.display())).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("picolet-pull-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Files under `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn pulled_image_runs_in_a_static_pod() {
+    let reg = Registry::start("pod", false);
+    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "tools/busybox:1.0", false);
+    let mut p = Picolet::new("pulled-pod");
+    let cfg = reg.config(None);
+    let image = format!("{}/tools/busybox:1.0", reg.host());
+    let (code, out, err) = pull(&p.root, &cfg, &[&image]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("pulled {image}")) && out.contains("1 layers fetched"), "{out}");
+    // Pulled again: nothing downloaded.
+    let (code, out, err) = pull(&p.root, &cfg, &[&image]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("0 layers fetched") && out.contains("1 already present"), "{out}");
+    assert!(list(&p.root).contains(&image));
+    // By digest, as `image: name@sha256:...` is written.
+    let digest = out.split("manifest ").nth(1).and_then(|r| r.split(')').next()).unwrap().to_string();
+    let by_digest = format!("{}/tools/busybox@{digest}", reg.host());
+    let (code, out, err) = pull(&p.root, &cfg, &[&by_digest]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("pulled {by_digest}")), "{out}");
+    assert!(list(&p.root).contains(&by_digest));
+    // A Docker schema 2 manifest (what `docker push` writes).
+    reg.push_with(&format!("docker-archive:{}", images_dir().join("busybox-docker.tar").display()), "tools/busybox:docker", false, &["--format", "v2s2"]);
+    let docker = format!("{}/tools/busybox:docker", reg.host());
+    let (code, out, err) = pull(&p.root, &cfg, &[&docker]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("pulled {docker}")), "{out}");
+    p.write_manifest(
+        "pulled.yaml",
+        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: pulled}}\nspec:\n  containers: [{{name: c, image: '{image}', command: [sh, -c, 'echo pulled image runs; exec sleep 1000']}}]\n"),
+    );
+    p.start();
+    let pod = p.wait_pod("pulled", "Running", |q| running(q, "c"));
+    assert_eq!(container(&pod, "c")["image"], image.as_str());
+    p.wait_log(&pod, "c", 0, "pulled image runs");
+}
+
+/// Builds an OCI layout holding an index with linux/amd64, linux/arm64 and
+/// linux/arm/v7 entries (all sharing busybox's layer, each with its own
+/// config); returns the layout dir and each platform's config digest.
+fn multi_arch_layout(dir: &Path) -> (PathBuf, Vec<(&'static str, String)>) {
+    let layout = dir.join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    sh(&format!("tar -C {} -xf {}", layout.display(), images_dir().join("busybox.tar").display()));
+    let blob = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let write_blob = |bytes: &[u8]| {
+        let d = sha256(bytes);
+        std::fs::write(blob(&d), bytes).unwrap();
+        (d, bytes.len())
+    };
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mdigest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(blob(&mdigest)).unwrap()).unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap()).unwrap();
+    let mut entries = Vec::new();
+    let mut configs = Vec::new();
+    for (name, arch, variant) in [("linux/amd64", "amd64", None), ("linux/arm64", "arm64", None), ("linux/arm/v7", "arm", Some("v7"))] {
+        let mut c = config.clone();
+        c["architecture"] = arch.into();
+        if let Some(v) = variant {
+            c["variant"] = v.into();
+        }
+        let (cd, cs) = write_blob(&serde_json::to_vec(&c).unwrap());
+        let mut m = manifest.clone();
+        m["config"]["digest"] = cd.clone().into();
+        m["config"]["size"] = cs.into();
+        let (md, ms) = write_blob(&serde_json::to_vec(&m).unwrap());
+        let mut plat = serde_json::json!({"os": "linux", "architecture": arch});
+        if let Some(v) = variant {
+            plat["variant"] = v.into();
+        }
+        entries.push(serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms, "platform": plat}));
+        configs.push((name, cd));
+    }
+    let idx = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries});
+    let (id, is) = write_blob(&serde_json::to_vec(&idx).unwrap());
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": id, "size": is,
+        "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    (layout, configs)
+}
+
+#[test]
+fn multi_arch_index_picks_the_platform() {
+    let reg = Registry::start("multi", false);
+    let dir = scratch("multi");
+    let (layout, configs) = multi_arch_layout(&dir);
+    reg.push(&format!("oci:{}:multi", layout.display()), "multi/busybox:v1", true);
+    let cfg = reg.config(None);
+    let image = format!("{}/multi/busybox:v1", reg.host());
+    let id = |p: &str| configs.iter().find(|(n, _)| *n == p).unwrap().1.trim_start_matches("sha256:")[..12].to_string();
+
+    // This machine's platform by default.
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "linux/amd64",
+        "aarch64" => "linux/arm64",
+        _ => "linux/arm/v7",
+    };
+    let root = dir.join("root");
+    let (code, out, err) = pull(&root, &cfg, &[&image]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("for {host}")) && out.contains(&id(host)), "{out}");
+
+    // --platform picks another entry (the layer is shared, so nothing is fetched).
+    let (code, out, err) = pull(&root, &cfg, &["--platform", "linux/arm/v7", &image]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("for linux/arm/v7") && out.contains(&id("linux/arm/v7")), "{out}");
+    assert!(out.contains("0 layers fetched"), "the layer is shared: {out}");
+    assert!(list(&root).contains(&id("linux/arm/v7")));
+
+    for missing in ["linux/s390x", "linux/arm/v6"] {
+        let (code, _, err) = pull(&root, &cfg, &["--platform", missing, &image]);
+        assert_eq!(code, 1, "{err}");
+        eprintln!("{err}");
+        assert!(
+            err.contains(&format!("no image for {missing}")) && err.contains("offered: linux/amd64, linux/arm64, linux/arm/v7"),
+            "{err}"
+        );
+    }
+    let (code, _, err) = pull(&root, &cfg, &["--platform", "arm", &image]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--platform") && err.contains("os/arch"), "{err}");
+    cleanup(&root);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn basic_auth_over_tls_with_our_own_ca() {
+    let reg = Registry::start("auth", true);
+    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "private/busybox:v1", false);
+    let image = format!("{}/private/busybox:v1", reg.host());
+    let root = scratch("auth");
+
+    let (code, _, err) = pull(&root, &reg.config(None), &[&image]);
+    assert_eq!(code, 1);
+    eprintln!("{err}");
+    assert!(err.contains("401") && err.contains("username and password"), "{err}");
+
+    let wrong = reg.config(Some("wrong"));
+    let (code, _, err) = pull(&root, &wrong, &[&image]);
+    assert_eq!(code, 1);
+    eprintln!("{err}");
+    assert!(err.contains("401") && err.contains("authentication failed") && err.contains(wrong.to_str().unwrap()), "{err}");
+    assert!(!list(&root).contains(&image));
+
+    let (code, out, err) = pull(&root, &reg.config(Some("s3cret")), &[&image]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("pulled {image}")) && out.contains(&format!("from https://{}", reg.host())), "{out}");
+    assert!(list(&root).contains(&image));
+
+    // Without our CA the certificate is not trusted.
+    let no_ca = reg.dir.join("no-ca.yaml");
+    std::fs::write(&no_ca, format!("configs:\n  \"{}\":\n    auth: {{username: pi, password: s3cret}}\n", reg.host())).unwrap();
+    let (code, _, err) = pull(&root, &no_ca, &[&image]);
+    assert_eq!(code, 1);
+    eprintln!("{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // ... unless verification is switched off.
+    let insecure = reg.dir.join("insecure.yaml");
+    std::fs::write(&insecure, format!("configs:\n  \"{}\":\n    auth: {{username: pi, password: s3cret}}\n    tls: {{insecure_skip_verify: true}}\n", reg.host())).unwrap();
+    let (code, _, err) = pull(&root, &insecure, &[&image]);
+    assert_eq!(code, 0, "{err}");
+    cleanup(&root);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn blob_with_the_wrong_digest_is_refused_and_nothing_half_written_stays() {
+    let reg = Registry::start("corrupt", false);
+    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "bad/busybox:v1", false);
+    // The layer is the registry's biggest blob: flip one byte in the middle.
+    let blobs = files(&reg.dir.join("data/docker/registry/v2/blobs"));
+    let layer = blobs.iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap().clone();
+    let digest = format!("sha256:{}", layer.parent().unwrap().file_name().unwrap().to_str().unwrap());
+    let mut bytes = std::fs::read(&layer).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&layer, &bytes).unwrap();
+
+    let root = scratch("corrupt");
+    let image = format!("{}/bad/busybox:v1", reg.host());
+    let (code, _, err) = pull(&root, &reg.config(None), &[&image]);
+    assert_eq!(code, 1);
+    eprintln!("{err}");
+    assert!(err.contains("sha256 mismatch") && err.contains(&digest), "{err}");
+    let store = root.join("images-store");
+    assert!(!store.join("blobs/sha256").join(&digest[7..]).exists(), "the bad layer is not in the store");
+    assert_eq!(files(&store.join("tmp")), Vec::<PathBuf>::new(), "no temp file left");
+    assert!(std::fs::read_dir(store.join("layers")).unwrap().next().is_none(), "no layer unpacked");
+    assert!(!list(&root).contains(&image));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// What the test proxy in front of a registry does.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    /// Asks for a Bearer token (its own `/token` realm) and forwards only
+    /// requests carrying it.
+    Bearer,
+    /// Answers manifests with 5 MiB of JSON-looking bytes, no Content-Length.
+    HugeManifest,
+    /// Forwards, but cuts blobs over 64 KiB (the layer) off halfway.
+    TruncatedBlob,
+    /// Answers 500 to everything.
+    ServerError,
+}
+
+/// A tiny HTTP/1.1 proxy (std only, one connection per request) in front of
+/// a registry, misbehaving as told; records the token requests it saw.
+struct Proxy {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    fn start(upstream: u16, fault: Fault) -> Proxy {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut head = Vec::new();
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        head.push(line.trim_end().to_string());
+                    }
+                    let Some(first) = head.first() else { return };
+                    let path = first.split(' ').nth(1).unwrap_or("/").to_string();
+                    let header = |name: &str| {
+                        head.iter().find_map(|h| {
+                            let (k, v) = h.split_once(':')?;
+                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                        })
+                    };
+                    let reply = |conn: &mut std::net::TcpStream, status: &str, extra: &str, body: &[u8]| {
+                        let _ = write!(conn, "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                        let _ = conn.write_all(body);
+                    };
+                    if fault == Fault::ServerError {
+                        return reply(&mut conn, "500 Internal Server Error", "", b"oops");
+                    }
+                    if fault == Fault::Bearer {
+                        if path.starts_with("/token") && first.starts_with("POST") {
+                            // OAuth2 refresh-token grant (an `identitytoken`).
+                            let n: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                            let mut body = vec![0; n];
+                            let _ = r.read_exact(&mut body);
+                            log.lock().unwrap().push(format!("POST {}", String::from_utf8_lossy(&body)));
+                            return reply(&mut conn, "200 OK", "Content-Type: application/json\r\n", br#"{"access_token":"tok-123"}"#);
+                        }
+                        if path.starts_with("/token") {
+                            log.lock().unwrap().push(format!("{path} auth={}", header("authorization").unwrap_or_default()));
+                            return reply(&mut conn, "200 OK", "Content-Type: application/json\r\n", br#"{"token":"tok-123","expires_in":300}"#);
+                        }
+                        if header("authorization").as_deref() != Some("Bearer tok-123") {
+                            let name = path.trim_start_matches("/v2/").split("/manifests/").next().unwrap_or("").split("/blobs/").next().unwrap_or("");
+                            let challenge = format!(
+                                "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"picolet-test\",scope=\"repository:{name}:pull\"\r\n"
+                            );
+                            return reply(&mut conn, "401 Unauthorized", &challenge, br#"{"errors":[{"code":"UNAUTHORIZED","message":"token please"}]}"#);
+                        }
+                    }
+                    if fault == Fault::HugeManifest && path.contains("/manifests/") {
+                        let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n");
+                        let chunk = vec![b' '; 64 << 10];
+                        for _ in 0..80 {
+                            if conn.write_all(&chunk).is_err() {
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                    let accept = header("accept").unwrap_or_else(|| "*/*".into());
+                    write!(up, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{upstream}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n").unwrap();
+                    let mut resp = Vec::new();
+                    up.read_to_end(&mut resp).unwrap();
+                    let body_at = resp.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4);
+                    // The layer, not the config: a big download broken off.
+                    if fault == Fault::TruncatedBlob && path.contains("/blobs/") && resp.len() - body_at > 64 << 10 {
+                        let cut = body_at + (resp.len() - body_at) / 2;
+                        let _ = conn.write_all(&resp[..cut]);
+                        return;
+                    }
+                    let _ = conn.write_all(&resp);
+                });
+            }
+        });
+        Proxy { port, seen }
+    }
+
+    /// registries.yaml sending `127.0.0.1:<proxy port>` to the proxy over HTTP.
+    fn config(&self, dir: &Path) -> PathBuf {
+        let path = dir.join(format!("proxy-{}.yaml", self.port));
+        std::fs::write(&path, format!("mirrors:\n  \"127.0.0.1:{p}\":\n    endpoint: [\"http://127.0.0.1:{p}\"]\n", p = self.port)).unwrap();
+        path
+    }
+}
+
+#[test]
+fn bearer_token_challenge_is_answered() {
+    let reg = Registry::start("bearer", false);
+    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "tok/busybox:v1", false);
+    let proxy = Proxy::start(reg.port, Fault::Bearer);
+    let root = scratch("bearer");
+    let image = format!("127.0.0.1:{}/tok/busybox:v1", proxy.port);
+    let (code, out, err) = pull(&root, &proxy.config(&root), &[&image]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("pulled {image}")), "{out}");
+    let seen = proxy.seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "a token was asked for");
+    assert!(seen.iter().all(|s| s.contains("service=picolet-test") && s.contains("scope=repository%3Atok%2Fbusybox%3Apull") && s.ends_with("auth=")), "{seen:?}");
+
+    // With an identitytoken, the token comes from the OAuth2 refresh-token grant.
+    proxy.seen.lock().unwrap().clear();
+    let cfg = root.join("identity.yaml");
+    let p = proxy.port;
+    std::fs::write(&cfg, format!("mirrors:\n  \"127.0.0.1:{p}\":\n    endpoint: [\"http://127.0.0.1:{p}\"]\nconfigs:\n  \"127.0.0.1:{p}\":\n    auth: {{identitytoken: refresh-me}}\n")).unwrap();
+    let root2 = root.join("again");
+    let (code, _, err) = pull(&root2, &cfg, &[&image]);
+    assert_eq!(code, 0, "{err}");
+    let seen = proxy.seen.lock().unwrap().clone();
+    assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("POST grant_type=refresh_token") && s.contains("refresh_token=refresh-me") && s.contains("service=picolet-test")), "{seen:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn misbehaving_registries_give_clear_errors_and_a_clean_store() {
+    let reg = Registry::start("faults", false);
+    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "f/busybox:v1", false);
+    for (fault, want) in [
+        (Fault::HugeManifest, "larger than 4194304 bytes"),
+        (Fault::TruncatedBlob, "cut off after"),
+        (Fault::ServerError, "500 Internal Server Error"),
+    ] {
+        let proxy = Proxy::start(reg.port, fault);
+        let root = scratch("faults");
+        let image = format!("127.0.0.1:{}/f/busybox:v1", proxy.port);
+        let (code, _, err) = pull(&root, &proxy.config(&root), &[&image]);
+        eprintln!("{err}");
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(want), "{err}");
+        let store = root.join("images-store");
+        assert_eq!(files(&store.join("tmp")), Vec::<PathBuf>::new(), "no temp file left");
+        assert!(std::fs::read_dir(store.join("layers")).unwrap().next().is_none(), "no layer unpacked");
+        assert!(!list(&root).contains(&image));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
