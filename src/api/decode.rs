@@ -192,7 +192,20 @@ pub fn yaml_value(text: &str) -> Result<Value, String> {
 /// One Pod from an API object (a list item or a watch event's object).
 pub fn pod_from_json(mut v: Value) -> Result<Pod, DecodeError> {
     drop_nulls(&mut v);
-    pod_from_value(v, 0, "")
+    let unknown = unknown_volume_types(&v);
+    let mut pod = pod_from_value(v, 0, "")?;
+    for (vol, kind) in pod.spec.volumes.iter_mut().zip(unknown) {
+        vol.unsupported = kind;
+    }
+    Ok(pod)
+}
+
+/// Per volume, the first key that is no volume type picolet knows (so an
+/// `nfs:` volume is reported as such, not as "no volume type").
+fn unknown_volume_types(pod: &Value) -> Vec<Option<String>> {
+    const KNOWN: [&str; 8] = ["name", "emptyDir", "hostPath", "configMap", "secret", "downwardAPI", "projected", "persistentVolumeClaim"];
+    let vols = pod["spec"]["volumes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    vols.iter().map(|v| v.as_object().and_then(|o| o.keys().find(|k| !KNOWN.contains(&k.as_str())).cloned())).collect()
 }
 
 fn yaml_to_json(y: Yaml) -> Result<Value, String> {

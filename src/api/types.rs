@@ -509,10 +509,10 @@ pub struct Volume {
     pub projected: Option<ProjectedVolumeSource>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub persistent_volume_claim: Option<serde_json::Value>,
-    /// Volume types picolet does not know (nfs, iscsi...), kept by name so
-    /// validation can say which one, instead of "no volume type".
-    #[serde(flatten, skip_serializing)]
-    pub unsupported: BTreeMap<String, serde_json::Value>,
+    /// A volume type picolet does not know (nfs, iscsi...), named by the
+    /// decoder so validation can say which, instead of "no volume type".
+    #[serde(skip)]
+    pub unsupported: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

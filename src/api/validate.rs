@@ -249,10 +249,9 @@ impl V {
                 ("persistentVolumeClaim", v.persistent_volume_claim.is_some()),
             ];
             let set: Vec<&str> = sources.iter().filter(|s| s.1).map(|s| s.0).collect();
-            let unknown = v.unsupported.keys().next();
             match set.len() {
-                0 if unknown.is_some() => self.push(
-                    format!("{f}.{}", unknown.unwrap()),
+                0 if v.unsupported.is_some() => self.push(
+                    format!("{f}.{}", v.unsupported.as_deref().unwrap_or("")),
                     "Unsupported value: picolet mounts emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes",
                 ),
                 0 => self.push(f.clone(), "Required value: must specify a volume type"),
@@ -1184,7 +1183,7 @@ mod tests {
         // An unknown volume type is named, not reported as missing.
         let mut p = good();
         let mut nfs = Volume { name: "n".into(), ..Default::default() };
-        nfs.unsupported.insert("nfs".into(), serde_json::json!({"server": "x"}));
+        nfs.unsupported = Some("nfs".into());
         p.spec.volumes = vec![nfs];
         let msg = errors(&p).join("\n");
         assert!(msg.contains("spec.volumes[0].nfs: Unsupported value"), "{msg}");
