@@ -260,7 +260,8 @@ fn run(cfg: Config) -> Result<(), String> {
             }
             if let (Some(c), Some(tx), true) = (&cluster, &fetch, api_news) {
                 if c.synced() {
-                    let _ = tx.send(api::fetch::Pods { api: c.desired().cloned().collect(), statics: desired.clone() });
+                    let needs = |pods: &mut dyn Iterator<Item = &api::Pod>| pods.map(api::objects::PodNeeds::of).collect();
+                    let _ = tx.send(api::fetch::Pods { api: needs(&mut c.desired()), statics: needs(&mut desired.iter()) });
                 }
             }
             match &cluster {

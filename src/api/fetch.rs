@@ -9,8 +9,7 @@
 //! are what let pods start again after a reboot while offline.
 
 use super::client::{ApiError, Client, Quiet};
-use super::objects::{references, token_needs, ObjectKind, ObjectStore};
-use super::Pod;
+use super::objects::{ObjectKind, ObjectStore, PodNeeds};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -91,17 +90,17 @@ impl Fetcher {
     }
 
     /// Requests the tokens that are due; false when one could not be had.
-    fn tokens(&mut self, pod: &Pod) -> bool {
+    fn tokens(&mut self, pod: &PodNeeds) -> bool {
         let mut ok = true;
-        let (ns, uid) = (&pod.metadata.namespace, &pod.metadata.uid);
-        for need in token_needs(pod) {
+        let (ns, uid) = (&pod.namespace, &pod.uid);
+        for need in pod.tokens.iter().cloned() {
             if !self.store.token_due(ns, uid, &need, SystemTime::now()) {
                 continue;
             }
             let mut spec = json!({
                 "expirationSeconds": need.expiration_seconds,
                 // Bound to the pod: the token dies with it.
-                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.metadata.name, "uid": uid},
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.name, "uid": uid},
             });
             if !need.audience.is_empty() {
                 spec["audiences"] = json!([need.audience]);
@@ -113,14 +112,14 @@ impl Fetcher {
                 Ok(reply) => {
                     self.quiet.ok("reading pods' objects");
                     if let Err(e) = self.store.put_token(ns, uid, &need, &reply) {
-                        log::warn!("storing the token of pod {ns}/{}: {e}", pod.metadata.name);
+                        log::warn!("storing the token of pod {ns}/{}: {e}", pod.name);
                     }
                 }
                 // Right after binding the API server may not know the pod
                 // yet (404): normal, retried in a second, not worth a line.
                 Err(e) if e.not_found() => ok = false,
                 Err(e) => {
-                    self.quiet.failed(&format!("requesting a token for pod {ns}/{}", pod.metadata.name), &e);
+                    self.quiet.failed(&format!("requesting a token for pod {ns}/{}", pod.name), &e);
                     ok = false;
                 }
             }
@@ -130,10 +129,10 @@ impl Fetcher {
 
     /// One pass: what is new always, everything when `full`. Returns
     /// whether everything could be read.
-    fn pass(&mut self, pods: &[Pod], full: bool) -> bool {
+    fn pass(&mut self, pods: &[PodNeeds], full: bool) -> bool {
         let mut ok = true;
         // Services first: API pods wait for them (their env needs them).
-        let mut namespaces: BTreeSet<String> = pods.iter().map(|p| p.metadata.namespace.clone()).collect();
+        let mut namespaces: BTreeSet<String> = pods.iter().map(|p| p.namespace.clone()).collect();
         namespaces.insert("default".into());
         for ns in namespaces {
             if full || !self.services.contains(&ns) {
@@ -142,8 +141,8 @@ impl Fetcher {
         }
         let mut keys: BTreeMap<Key, ()> = BTreeMap::new();
         for p in pods {
-            for r in references(p) {
-                keys.insert((r.kind, r.namespace, r.name), ());
+            for r in &p.refs {
+                keys.insert((r.kind, r.namespace.clone(), r.name.clone()), ());
             }
         }
         for key in keys.keys() {
@@ -161,12 +160,13 @@ impl Fetcher {
     }
 }
 
-/// What the pod loop tells the fetcher whenever the pods change.
+/// What the pod loop tells the fetcher whenever the pods change: only what
+/// each pod references, not the pods.
 pub struct Pods {
     /// Every API pod bound to the node (after the first list).
-    pub api: Vec<Pod>,
+    pub api: Vec<PodNeeds>,
     /// Static pods: never fetched for, but what they use is kept.
-    pub statics: Vec<Pod>,
+    pub statics: Vec<PodNeeds>,
 }
 
 /// Runs until the sender is gone.
@@ -184,13 +184,13 @@ pub fn run(client: Arc<Client>, store: ObjectStore, rx: Receiver<Pods>, wake: sm
         let wait = due.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(p) => {
-                let before: BTreeSet<(String, String)> = pods.iter().map(|p| (p.metadata.namespace.clone(), p.metadata.uid.clone())).collect();
+                let before: BTreeSet<(String, String)> = pods.iter().map(|p| (p.namespace.clone(), p.uid.clone())).collect();
                 (pods, statics) = (p.api, p.statics);
                 while let Ok(p) = rx.try_recv() {
                     (pods, statics) = (p.api, p.statics);
                 }
                 // Tokens of pods that went are useless (and bound to them).
-                let now: BTreeSet<(String, String)> = pods.iter().map(|p| (p.metadata.namespace.clone(), p.metadata.uid.clone())).collect();
+                let now: BTreeSet<(String, String)> = pods.iter().map(|p| (p.namespace.clone(), p.uid.clone())).collect();
                 for (ns, uid) in before.difference(&now) {
                     let _ = f.store.remove_tokens(ns, uid);
                 }
@@ -208,7 +208,7 @@ pub fn run(client: Arc<Client>, store: ObjectStore, rx: Receiver<Pods>, wake: sm
         }
         if full {
             // What no pod references any more leaves the disk (secrets too).
-            let all: Vec<Pod> = pods.iter().chain(&statics).cloned().collect();
+            let all: Vec<PodNeeds> = pods.iter().chain(&statics).cloned().collect();
             if let Err(e) = f.store.prune(&all) {
                 log::warn!("pruning the object store: {e}");
             }

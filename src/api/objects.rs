@@ -85,6 +85,28 @@ pub struct TokenNeed {
     pub expiration_seconds: i64,
 }
 
+/// What the object fetcher needs to know of a pod (not the pod itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodNeeds {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub refs: Vec<ObjectRef>,
+    pub tokens: Vec<TokenNeed>,
+}
+
+impl PodNeeds {
+    pub fn of(pod: &Pod) -> PodNeeds {
+        PodNeeds {
+            namespace: pod.metadata.namespace.clone(),
+            name: pod.metadata.name.clone(),
+            uid: pod.metadata.uid.clone(),
+            refs: references(pod),
+            tokens: token_needs(pod),
+        }
+    }
+}
+
 /// A ConfigMap or Secret as stored: its identity and its data, decoded.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObjData {
@@ -457,14 +479,14 @@ impl ObjectStore {
     /// Removes ConfigMaps, Secrets and tokens that none of `pods` (every pod
     /// bound to the node) references. Services are kept. Returns how many
     /// files or token directories went.
-    pub fn prune(&self, pods: &[Pod]) -> Result<usize, StoreError> {
+    pub fn prune(&self, pods: &[PodNeeds]) -> Result<usize, StoreError> {
         let mut keep = std::collections::BTreeSet::new();
         let mut uids = std::collections::BTreeSet::new();
         for p in pods {
-            for r in references(p) {
-                keep.insert((r.namespace, r.kind.dir(), format!("{}.json", r.name)));
+            for r in &p.refs {
+                keep.insert((r.namespace.clone(), r.kind.dir(), format!("{}.json", r.name)));
             }
-            uids.insert((p.metadata.namespace.clone(), p.metadata.uid.clone()));
+            uids.insert((p.namespace.clone(), p.uid.clone()));
         }
         let mut removed = 0;
         for ns in list_dir(&self.dir)? {
@@ -912,7 +934,7 @@ mod tests {
         let tok = json!({"token": "t", "expirationTimestamp": "2030-01-01T00:00:00Z"});
         s.put_token("web", "uid-1", need, &tok).unwrap();
         s.put_token("web", "uid-gone", need, &tok).unwrap();
-        assert_eq!(s.prune(&[p]).unwrap(), 3);
+        assert_eq!(s.prune(&[PodNeeds::of(&p)]).unwrap(), 3);
         assert!(s.get_config_map("web", "cfg").unwrap().is_some());
         assert!(s.get_config_map("web", "old").unwrap().is_none());
         assert!(s.get_secret("other", "tls").unwrap().is_none());
