@@ -151,6 +151,7 @@ mod tests {
             host_ip: "127.0.0.1".into(),
             memory_capacity: 1 << 30,
             cgroup_parent: None,
+            pull: None,
         };
         let store = Store::open(&root.join("images-store")).unwrap();
         let fake = Fake::default();
