@@ -36,7 +36,7 @@ struct Done {
     result: Result<(image::pull::Pulled, Duration), String>,
 }
 
-struct Failure {
+pub(super) struct Failure {
     message: String,
     delay: Duration,
     until: Instant,
@@ -45,8 +45,8 @@ struct Failure {
 pub(super) struct Pulls {
     /// Pulls under way, by normalized reference, with the containers
     /// (`uid`, name, image as written) waiting for each.
-    in_flight: HashMap<String, Vec<(String, String, String)>>,
-    failed: HashMap<String, Failure>,
+    pub(super) in_flight: HashMap<String, Vec<(String, String, String)>>,
+    pub(super) failed: HashMap<String, Failure>,
     /// Containers whose image a pull just brought: their `Pulled` Event was
     /// sent with the pull's figures, not "already present".
     announced: std::collections::HashSet<String>,
