@@ -143,6 +143,9 @@ fn run(cfg: Config) -> Result<(), String> {
     let store = open_store(&cfg)?;
     let reaper = runtime::reaper::ReaperClient::connect_or_spawn(&root).map_err(|e| e.to_string())?;
     let runc = runtime::runc::Runc::new(cfg.runtime_path.clone(), root.join("runc"), reaper);
+    let registries = image::Registries::load(&cfg.registry_config).map_err(|e| e.to_string())?;
+    // A finished image pull wakes the pod loop.
+    let (pull_wake, pull_woke) = smol::channel::bounded::<()>(1);
     let settings = Settings {
         root: root.clone(),
         logs_dir: cfg.pod_logs_dir.clone(),
@@ -150,6 +153,7 @@ fn run(cfg: Config) -> Result<(), String> {
         host_ip: node::host_ip(),
         memory_capacity: node::memory_capacity(),
         cgroup_parent,
+        pull: Some(pod::worker::PullConfig { registries: Arc::new(registries), platform: image::Platform::host(), wake: Some(pull_wake) }),
     };
     let runtime_version = runtime::runc::Runtime::version(&runc);
     log::info!(
@@ -323,6 +327,11 @@ fn run(cfg: Config) -> Result<(), String> {
                 false
             };
             let timer = smol::future::or(timer, api_wake);
+            let pulled = async {
+                let _ = pull_woke.recv().await;
+                false
+            };
+            let timer = smol::future::or(timer, pulled);
             woken = match &watch {
                 Some(w) => smol::future::or(timer, async { w.readable().await.is_ok() }).await,
                 None => timer.await,

@@ -527,3 +527,42 @@ fn misbehaving_registries_give_clear_errors_and_a_clean_store() {
         let _ = std::fs::remove_dir_all(&root);
     }
 }
+
+/// Pods pull what the store lacks: two pods wanting the same new image share
+/// one download; an image the registry does not have is ErrImagePull, then
+/// ImagePullBackOff.
+#[test]
+fn pods_pull_their_images_once_and_back_off_on_failure() {
+    let reg = Registry::start("podpull", false);
+    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "tools/busybox:2.0", false);
+    let mut p = Picolet::new("podpull");
+    p.extra_args.push(format!("--registry-config={}", reg.config(None).display()));
+    let image = format!("{}/tools/busybox:2.0", reg.host());
+    for name in ["one", "two"] {
+        p.write_manifest(
+            &format!("{name}.yaml"),
+            &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers: [{{name: c, image: '{image}', command: [sh, -c, 'echo {name} runs; exec sleep 1000']}}]\n"),
+        );
+    }
+    p.start();
+    for name in ["one", "two"] {
+        let pod = p.wait_pod(name, "Running", |q| running(q, "c"));
+        assert_eq!(container(&pod, "c")["image"], image.as_str());
+        p.wait_log(&pod, "c", 0, &format!("{name} runs"));
+    }
+    let log = p.picolet_log();
+    assert_eq!(log.matches(&format!("pulling image {image}")).count(), 1, "{log}");
+    assert_eq!(log.matches(&format!("pulled image {image}")).count(), 1, "{log}");
+
+    let missing = format!("{}/tools/nope:1.0", reg.host());
+    p.write_manifest(
+        "missing.yaml",
+        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: missing}}\nspec:\n  containers: [{{name: c, image: '{missing}', command: [sleep, '1000']}}]\n"),
+    );
+    let pod = p.wait_pod("missing", "ImagePullBackOff", |q| container(q, "c")["state"]["waiting"]["reason"] == "ImagePullBackOff");
+    let msg = container(&pod, "c")["state"]["waiting"]["message"].as_str().unwrap_or("").to_string();
+    assert!(msg.contains("Back-off pulling image") && msg.contains(&missing), "{msg}");
+    let log = p.picolet_log();
+    assert!(log.contains("container c: ErrImagePull"), "{log}");
+    assert_eq!(common::phase(&pod), "Pending");
+}

@@ -26,6 +26,7 @@ pub struct PodEvent {
 
 // The upstream reasons (pkg/kubelet/events) picolet emits.
 pub const PULLED: &str = "Pulled";
+pub const PULLING: &str = "Pulling";
 pub const CREATED: &str = "Created";
 pub const STARTED: &str = "Started";
 pub const FAILED: &str = "Failed";
@@ -71,6 +72,7 @@ pub fn waiting_events(reason: &str, message: &str, image: &str, container: &str,
             (true, FAILED, format!("Failed to pull image {image:?}: {message}")),
             (true, FAILED, "Error: ErrImagePull".into()),
         ],
+        "ImagePullBackOff" => vec![(false, BACK_OFF, format!("Back-off pulling image {image:?}"))],
         "InvalidImageName" => vec![
             (true, INSPECT_FAILED, format!("Failed to apply default image tag {image:?}: {message}")),
             (true, FAILED, "Error: InvalidImageName".into()),
@@ -87,6 +89,10 @@ pub fn waiting_events(reason: &str, message: &str, image: &str, container: &str,
 
 pub fn pulled(image: &str) -> String {
     format!("Container image {image:?} already present on machine")
+}
+
+pub fn pulling(image: &str) -> String {
+    format!("Pulling image {image:?}")
 }
 
 pub fn created(container: &str) -> String {

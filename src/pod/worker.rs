@@ -33,6 +33,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 mod events;
+mod pull;
+pub use pull::PullConfig;
 mod health;
 pub use health::{Job, JobReport};
 
@@ -56,6 +58,8 @@ pub struct Settings {
     /// The cgroup v2 parent of pod cgroups (`<own>/kubepods`); None when
     /// picolet runs without resource management (cgroupsPerQOS=false).
     pub cgroup_parent: Option<String>,
+    /// Registries and platform for pulling images pods need; None: no pulls.
+    pub pull: Option<PullConfig>,
 }
 
 /// What `<root>/pods/<uid>/pod.json` keeps: the pod as last desired, so a
@@ -137,6 +141,8 @@ pub struct Manager<R: Runtime> {
     sandbox_grace: Duration,
     /// Events for a cluster client to take (events.rs).
     events: super::events::Queue,
+    /// Image pulls under way and recently failed (pull.rs).
+    pulls: pull::Pulls,
 }
 
 impl<R: Runtime> Manager<R> {
@@ -168,6 +174,7 @@ impl<R: Runtime> Manager<R> {
             removed: Vec::new(),
             sandbox_grace: SANDBOX_GRACE,
             events: Default::default(),
+            pulls: Default::default(),
         };
         m.recover();
         m
@@ -239,6 +246,7 @@ impl<R: Runtime> Manager<R> {
 
     /// One reconciliation pass against the full desired set.
     pub fn sync<'a>(&mut self, desired: impl IntoIterator<Item = &'a Pod>) {
+        self.drain_pulls();
         let now = Instant::now();
         let mut seen = std::collections::HashSet::new();
         for pod in desired {
@@ -580,17 +588,12 @@ impl<R: Runtime> Manager<R> {
                 let msg = format!("Container image \"{}\" is not present with pull policy of Never", c.image);
                 return self.set_waiting(uid, &c.name, "ErrImageNeverPull", msg);
             }
-            Ok(None) => {
-                let msg = format!(
-                    "image \"{}\" is not in the local store and picolet has no registry client yet: put an archive of it in {}",
-                    c.image,
-                    self.cfg.root.join("images").display()
-                );
-                return self.set_waiting(uid, &c.name, "ErrImagePull", msg);
-            }
+            Ok(None) => return self.need_pull(uid, c),
             Err(e) => return self.set_waiting(uid, &c.name, "InvalidImageName", e.to_string()),
         };
-        self.pulled_event(uid, c);
+        if !self.take_announced(uid, &c.name) {
+            self.pulled_event(uid, c);
+        }
         let (sandbox, volumes) = self.pods[uid].sandbox.clone().expect("sandbox ensured");
         let ctx = FieldContext {
             pod: &pod,

@@ -151,6 +151,7 @@ mod tests {
             host_ip: "127.0.0.1".into(),
             memory_capacity: 1 << 30,
             cgroup_parent: None,
+            pull: None,
         };
         let store = Store::open(&root.join("images-store")).unwrap();
         let fake = Fake::default();
@@ -194,6 +195,54 @@ mod tests {
         };
         m.pods.get_mut(uid).unwrap().attempts.entry("web".into()).or_default().push(r.clone());
         r
+    }
+
+    #[test]
+    fn one_pull_for_two_pods_then_err_image_pull_and_back_off() {
+        let (mut m, _, root) = manager("pull-fails");
+        m.cfg.pull = Some(super::super::PullConfig {
+            registries: Default::default(),
+            platform: crate::image::Platform::host(),
+            wake: None,
+        });
+        // Nothing listens on port 9: the pull fails at once.
+        let pods: Vec<Pod> = ["u-a", "u-b"]
+            .iter()
+            .map(|uid| {
+                let mut p = pod(uid);
+                p.metadata.name = format!("{uid}-pod");
+                p.spec.containers[0].image = "127.0.0.1:9/x:1".into();
+                p.spec.containers[0].image_pull_policy = "IfNotPresent".into();
+                p
+            })
+            .collect();
+        m.sync(&pods);
+        assert_eq!(m.pulls.in_flight.len(), 1);
+        assert_eq!(m.pulls.in_flight.values().next().unwrap().len(), 2);
+        let got = m.take_events();
+        let pulling: Vec<_> = got.iter().filter(|e| e.reason == "Pulling").map(|e| e.message.as_str()).collect();
+        assert_eq!(pulling, ["Pulling image \"127.0.0.1:9/x:1\""; 2]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !m.pulls.in_flight.is_empty() || m.pulls.failed.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the pull did not end");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            m.sync(&pods);
+        }
+        let got = m.take_events();
+        for uid in ["u-a", "u-b"] {
+            let reasons: Vec<_> = got.iter().filter(|e| e.pod_uid == uid).map(|e| (e.warning, e.reason)).collect();
+            assert_eq!(reasons[..2], [(true, "Failed"), (true, "Failed")], "{reasons:?}");
+            let st = &m.pods[uid];
+            assert!(["ErrImagePull", "ImagePullBackOff"].contains(&st.waiting["web"].0.as_str()));
+        }
+        assert!(got.iter().any(|e| e.message.starts_with("Failed to pull image \"127.0.0.1:9/x:1\": ")));
+        // Within the back-off: no new pull, ImagePullBackOff and a BackOff Event.
+        m.sync(&pods);
+        assert!(m.pulls.in_flight.is_empty());
+        assert_eq!(m.pods["u-a"].waiting["web"].0, "ImagePullBackOff");
+        let all: Vec<_> = got.into_iter().chain(m.take_events()).collect();
+        assert!(all.iter().any(|e| !e.warning && e.reason == "BackOff" && e.message == "Back-off pulling image \"127.0.0.1:9/x:1\""));
+        let _ = std::fs::remove_dir_all(root);
     }
 
     #[test]
