@@ -42,10 +42,11 @@ die() { say "$*"; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (picolet mounts overlayfs and runs runc)"
 for c in runc curl jq openssl; do command -v $c >/dev/null || die "$c not found (sudo tests/run.sh installs what is needed)"; done
 
-BASE='' CDIR='' PIDS=() ROOTS=()
+BASE='' CDIR='' SLEEP_PID='' PIDS=() ROOTS=()
 cleanup() {
     [ -n "$BASE" ] || return 0
     local p r
+    [ -z "$SLEEP_PID" ] || kill "$SLEEP_PID" 2>/dev/null
     for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
     for r in "${ROOTS[@]}"; do cleanup_root "$r"; done
     [ -n "$CDIR" ] && [ -d "$CDIR" ] && bash tests/cluster/down.sh "$CDIR" >&2
@@ -64,6 +65,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# Long waits in the background, so a signal's trap runs at once.
+pause() { sleep "$1" & SLEEP_PID=$!; wait "$SLEEP_PID"; SLEEP_PID=''; }
 
 say "release build"
 cargo build --release --locked -q || die "cargo build failed"
@@ -282,7 +285,7 @@ say "memory: picolet idle with 0 cluster pods"
 start_picolet mem ${MEM_ENV:-}
 wait_for 60 "node mem Ready" node_ready mem
 wait_for 60 "the busybox import" imported
-sleep 5
+pause 5
 REAPER=$(cat "$DIR/root/reaper.pid")
 read_proc() { # label → row of the memory table
     echo "| $1 | $(mib "$(status_kib "$PID" VmRSS)") | $(mib "$(pss_kib "$PID")") | $(status_kib "$PID" Threads) | $(ls "/proc/$PID/fd" | wc -l) | $(mib "$(status_kib "$REAPER" VmRSS)") | $(mib "$(pss_kib "$REAPER")") |"
@@ -297,11 +300,11 @@ all_running() {
 wait_for 180 "$PODS pods Running" all_running
 ALL_RUNNING_MS=$(ms $(($(now_ns) - T0)))
 say "memory: $PODS pods Running after ${ALL_RUNNING_MS} ms; ${IDLE} s idle"
-sleep "$IDLE"
+pause "$IDLE"
 MEM_ROWS+=("$(read_proc "$PODS pods Running, then $IDLE s idle")")
 say "API requests and CPU over ${WINDOW} s idle with $PODS pods"
 w0=$(utc_micro); c0=$(cpu_ticks "$PID")
-sleep "$WINDOW"
+pause "$WINDOW"
 w1=$(utc_micro); c1=$(cpu_ticks "$PID")
 CPU=$(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v w="$WINDOW" 'BEGIN { printf "%.2f", 100 * t / hz / w }')
 sleep 1 # requests received in the window and answered just after it
