@@ -20,6 +20,20 @@ fn node_ready(c: &Cluster, p: &Picolet) -> Value {
     n
 }
 
+struct Event {
+    reason: String,
+    message: String,
+    count: i64,
+}
+
+/// The Events about one object, as `kubectl get events` lists them.
+fn events(c: &Cluster, ns: &str, name: &str) -> Vec<Event> {
+    let sel = format!("involvedObject.name={name}");
+    let list = c.get(&["events", "-n", ns, "--field-selector", &sel]).unwrap_or(Value::Null);
+    let s = |e: &Value, k: &str| e[k].as_str().unwrap_or("").to_string();
+    list["items"].as_array().into_iter().flatten().map(|e| Event { reason: s(e, "reason"), message: s(e, "message"), count: e["count"].as_i64().unwrap_or(0) }).collect()
+}
+
 fn container_running(pod: &Value, name: &str) -> bool {
     pod["status"]["containerStatuses"].as_array().into_iter().flatten().any(|s| s["name"] == name && s["state"]["running"].is_object())
 }
@@ -123,11 +137,7 @@ fn bound_and_scheduled_pods_run_and_report_status() {
     p.wait_log(&pod, "app", 0, "hello from bound");
 
     // Events with upstream reasons, as `kubectl get events` shows them.
-    let reasons = |name: &str| -> Vec<(String, i64)> {
-        let sel = format!("involvedObject.name={name}");
-        let list = c.get(&["events", "-n", "pods", "--field-selector", &sel]).unwrap_or(Value::Null);
-        list["items"].as_array().into_iter().flatten().map(|e| (e["reason"].as_str().unwrap_or("").to_string(), e["count"].as_i64().unwrap_or(0))).collect()
-    };
+    let reasons = |name: &str| -> Vec<(String, i64)> { events(c, "pods", name).into_iter().map(|e| (e.reason, e.count)).collect() };
     c.wait("Pulled, Created and Started events", Some(&p), || {
         let r: Vec<String> = reasons("bound").into_iter().map(|(r, _)| r).collect();
         ["Pulled", "Created", "Started"].iter().all(|want| r.iter().any(|x| x == want))
@@ -315,14 +325,9 @@ fn probe_failures_and_liveness_kills_are_events() {
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: sick, namespace: probes}}\nspec:\n  nodeName: {}\n  containers:\n  - name: app\n    image: busybox\n    command: [sleep, '1000']\n    livenessProbe: {{exec: {{command: [sh, -c, 'echo not today; exit 1']}}, periodSeconds: 1, failureThreshold: 2}}\n",
         p.node
     ));
-    let events = |name: &str| -> Vec<(String, String)> {
-        let sel = format!("involvedObject.name={name}");
-        let list = c.get(&["events", "-n", "probes", "--field-selector", &sel]).unwrap_or(Value::Null);
-        list["items"].as_array().into_iter().flatten().map(|e| (e["reason"].as_str().unwrap_or("").to_string(), e["message"].as_str().unwrap_or("").to_string())).collect()
-    };
     c.wait("Unhealthy and Killing events", Some(&p), || {
-        let ev = events("sick");
-        ev.iter().any(|(r, m)| r == "Unhealthy" && m.contains("Liveness probe failed") && m.contains("not today"))
-            && ev.iter().any(|(r, m)| r == "Killing" && m.contains("failed liveness probe, will be restarted"))
+        let ev = events(c, "probes", "sick");
+        ev.iter().any(|e| e.reason == "Unhealthy" && e.message.contains("Liveness probe failed") && e.message.contains("not today"))
+            && ev.iter().any(|e| e.reason == "Killing" && e.message.contains("failed liveness probe, will be restarted"))
     });
 }

@@ -355,35 +355,40 @@ spec:
     assert!(!p.picolet_log().contains("without runc failed"), "{}", p.picolet_log());
 }
 
+/// A server process for a probe to talk to: started with `cmd`, ready once it
+/// prints "listening", killed however the test ends.
+struct Server(std::process::Child);
+
+impl Server {
+    fn start(cmd: &mut std::process::Command) -> Server {
+        let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().expect("start the test server");
+        let mut server = Server(child);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(server.0.stdout.take().unwrap()), &mut line).unwrap();
+        assert_eq!(line.trim(), "listening");
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 #[test]
 fn grpc_probe_against_a_real_health_server() {
     let mut p = Picolet::new("probe-grpc");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let state = p.base.join("grpc-state");
     std::fs::write(&state, "NOT_SERVING").unwrap();
-    let server = std::process::Command::new("python3")
-        .arg(repo().join("tests/grpc/health_server.py"))
-        .arg(port.to_string())
-        .arg(&state)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3 with grpcio (tests/run.sh installs it)");
-    // Stopped however the test ends.
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut server = Kill(server);
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.0.stdout.take().unwrap()), &mut line).unwrap();
-    assert_eq!(line.trim(), "listening");
+    // python3 with grpcio (tests/run.sh installs it).
+    let _server = Server::start(std::process::Command::new("python3").arg(repo().join("tests/grpc/health_server.py")).arg(port.to_string()).arg(&state));
     // hostNetwork: the probe reaches the server on the node's loopback.
     p.write_manifest(
         "grpc.yaml",
@@ -408,10 +413,7 @@ fn grpc_probe_against_a_real_health_server() {
 #[test]
 fn https_probe_speaks_tls_without_verifying_the_certificate() {
     let mut p = Picolet::new("probe-https");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     // A self-signed server, as pods usually have: upstream does not verify it.
     let www = p.base.join("www");
     std::fs::create_dir_all(&www).unwrap();
@@ -432,23 +434,7 @@ fn https_probe_speaks_tls_without_verifying_the_certificate() {
         cert.display().to_string(),
         key.display().to_string()
     );
-    let server = std::process::Command::new("python3")
-        .args(["-c", &script])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut server = Kill(server);
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.0.stdout.take().unwrap()), &mut line).unwrap();
-    assert_eq!(line.trim(), "listening");
+    let _server = Server::start(std::process::Command::new("python3").args(["-c", &script]));
     p.write_manifest(
         "tls.yaml",
         &format!(
