@@ -285,14 +285,16 @@ fn run(cfg: Config) -> Result<(), String> {
                 ex.spawn(run_job(j, report_tx.clone())).detach();
             }
             let changed = manager.take_changed();
-            if let Some(c) = cluster.as_mut().filter(|_| changed || api_news) {
-                c.publish(&manager.pods(), &desired);
-            }
-            if changed {
+            if changed || (api_news && cluster.is_some()) {
                 let pods = manager.pods();
-                let running = pods.iter().filter(|p| p.status.as_ref().is_some_and(|s| s.phase == "Running")).count();
-                node::notify::status(&format!("{} pods, {running} running", pods.len()));
-                *published.lock().unwrap_or_else(|p| p.into_inner()) = pods;
+                if let Some(c) = cluster.as_mut() {
+                    c.publish(&pods, &desired);
+                }
+                if changed {
+                    let running = pods.iter().filter(|p| p.status.as_ref().is_some_and(|s| s.phase == "Running")).count();
+                    node::notify::status(&format!("{} pods, {running} running", pods.len()));
+                    *published.lock().unwrap_or_else(|p| p.into_inner()) = pods;
+                }
             }
             if !ready {
                 // The read-only port is bound and the first sync has run.
