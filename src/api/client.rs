@@ -15,7 +15,7 @@ use std::time::Duration;
 use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
 
 /// The system's trusted roots (Debian, Raspberry Pi OS, Alpine).
-const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Largest ordinary response body (a pod list for 110 pods is ~1 MiB).
 const BODY_LIMIT: u64 = 32 << 20;
@@ -78,7 +78,8 @@ fn pem_items(pem: &[u8], what: &str) -> Result<Vec<PemItem<'static>>, String> {
     ureq::tls::parse_pem(pem).collect::<Result<Vec<_>, _>>().map_err(|e| format!("{what}: {e}"))
 }
 
-fn certs(pem: &[u8], what: &str) -> Result<Vec<Certificate<'static>>, String> {
+/// The certificates in a PEM text (`what` names it in errors); none is an error.
+pub fn certs(pem: &[u8], what: &str) -> Result<Vec<Certificate<'static>>, String> {
     let certs: Vec<_> = pem_items(pem, what)?
         .into_iter()
         .filter_map(|i| match i {

@@ -7,7 +7,6 @@
 //! directory, as in client-go. Exec plugins and auth providers are refused
 //! with a clear error rather than ignored.
 
-use base64::Engine;
 use serde_json::Value;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -102,10 +101,7 @@ fn parse(text: &str, base: &Path) -> Result<Kubeconfig, String> {
     let file_or_data = |v: &Value, file_key: &str, data_key: &str| -> Result<Option<Vec<u8>>, String> {
         if let Some(data) = s(v, data_key) {
             let clean: String = data.split_whitespace().collect();
-            return base64::engine::general_purpose::STANDARD
-                .decode(clean)
-                .map(Some)
-                .map_err(|e| format!("{data_key}: not base64: {e}"));
+            return crate::api::objects::base64_decode(&clean).map(Some).ok_or_else(|| format!("{data_key}: not base64"));
         }
         match s(v, file_key) {
             Some(f) => {

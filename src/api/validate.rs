@@ -636,14 +636,7 @@ impl V {
         let h = &p.handler;
         let n = [h.exec.is_some(), h.http_get.is_some(), h.tcp_socket.is_some(), h.grpc.is_some()].iter().filter(|x| **x).count();
         self.handler_count(f, n);
-        if let Some(e) = &h.exec {
-            if e.command.is_empty() {
-                self.required(format!("{f}.exec.command"));
-            }
-        }
-        if let Some(g) = &h.http_get {
-            self.http_get(&format!("{f}.httpGet"), g, c);
-        }
+        self.exec_and_http(f, h.exec.as_ref(), h.http_get.as_ref(), c);
         if let Some(t) = &h.tcp_socket {
             self.probe_port(&format!("{f}.tcpSocket.port"), &t.port, c);
         }
@@ -674,18 +667,21 @@ impl V {
         }
     }
 
+    /// The handler kinds probes and hooks share.
+    fn exec_and_http(&mut self, f: &str, exec: Option<&crate::api::types::ExecAction>, http_get: Option<&HttpGetAction>, c: &Container) {
+        if exec.is_some_and(|e| e.command.is_empty()) {
+            self.required(format!("{f}.exec.command"));
+        }
+        if let Some(g) = http_get {
+            self.http_get(&format!("{f}.httpGet"), g, c);
+        }
+    }
+
     fn hook(&mut self, f: &str, h: &LifecycleHandler, c: &Container) {
         // tcpSocket is kept by the API for compatibility and fails when run, as upstream.
         let n = [h.exec.is_some(), h.http_get.is_some(), h.tcp_socket.is_some(), h.sleep.is_some()].iter().filter(|x| **x).count();
         self.handler_count(f, n);
-        if let Some(e) = &h.exec {
-            if e.command.is_empty() {
-                self.required(format!("{f}.exec.command"));
-            }
-        }
-        if let Some(g) = &h.http_get {
-            self.http_get(&format!("{f}.httpGet"), g, c);
-        }
+        self.exec_and_http(f, h.exec.as_ref(), h.http_get.as_ref(), c);
         if let Some(s) = &h.sleep {
             if s.seconds < 0 {
                 self.invalid(format!("{f}.sleep.seconds"), s.seconds, "must be greater than or equal to 0");

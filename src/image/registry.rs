@@ -23,16 +23,13 @@
 //! refused), imagePullSecrets.
 
 use super::ImageError;
-use base64::Engine;
+use crate::api::client::{certs, SYSTEM_ROOTS};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use yaml_rust2::{Yaml, YamlLoader};
-
-/// The system's trusted roots (Debian, Raspberry Pi OS, Alpine).
-const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Where `--registry-config` points by default.
 pub const DEFAULT_REGISTRY_CONFIG: &str = "/etc/picolet/registries.yaml";
@@ -57,7 +54,7 @@ impl HostConfig {
             return Some(format!("Basic {a}"));
         }
         let (u, p) = (self.username.as_deref()?, self.password.as_deref().unwrap_or(""));
-        Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))))
+        Some(format!("Basic {}", crate::api::objects::base64_encode(format!("{u}:{p}").as_bytes())))
     }
 }
 
@@ -210,15 +207,12 @@ impl Session {
         if endpoint.starts_with("https://") {
             let mut roots: Vec<Certificate<'static>> = Vec::new();
             if let Ok(pem) = std::fs::read(SYSTEM_ROOTS) {
-                roots.extend(certs(&pem));
+                roots.extend(certs(&pem, SYSTEM_ROOTS).unwrap_or_default());
             }
             if let Some(ca) = &host.ca_file {
-                let pem = std::fs::read(ca).map_err(|e| err(format!("tls.ca_file {}: {e}", ca.display())))?;
-                let c = certs(&pem);
-                if c.is_empty() {
-                    return Err(err(format!("tls.ca_file {}: no PEM certificate", ca.display())));
-                }
-                roots.extend(c);
+                let what = format!("tls.ca_file {}", ca.display());
+                let pem = std::fs::read(ca).map_err(|e| err(format!("{what}: {e}")))?;
+                roots.extend(certs(&pem, &what).map_err(err)?);
             }
             if roots.is_empty() && !host.insecure_skip_verify {
                 return Err(err(format!("no trusted roots: {SYSTEM_ROOTS} is missing and no tls.ca_file is configured")));
@@ -366,15 +360,6 @@ fn check(url: &str, mut resp: Response, had_auth: bool, cfg: Option<&Path>) -> R
         reason.push_str(&format!(": authentication failed, check the credentials in {file}"));
     }
     Err(ImageError::Registry { url: url.to_string(), reason })
-}
-
-fn certs(pem: &[u8]) -> Vec<Certificate<'static>> {
-    ureq::tls::parse_pem(pem)
-        .filter_map(|i| match i {
-            Ok(PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect()
 }
 
 /// `Bearer realm="x",service="y",scope="a:b:pull,push"` → ("Bearer", {realm: x, ...}).
