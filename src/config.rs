@@ -67,6 +67,27 @@ pub struct Config {
     pub node_status_report_frequency: Duration,
     /// Config `nodeLeaseDurationSeconds`.
     pub node_lease_duration_seconds: u32,
+    /// `--address`, config `address`: where `:10250` listens.
+    pub address: String,
+    /// `--tls-cert-file`/`--tls-private-key-file`: the serving certificate; none: self-signed under the root dir.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_private_key_file: Option<PathBuf>,
+    /// `--client-ca-file`, config `authentication.x509.clientCAFile`.
+    pub client_ca_file: Option<PathBuf>,
+    /// `--anonymous-auth`, config `authentication.anonymous.enabled` (default false, as v1beta1).
+    pub anonymous_auth: bool,
+    /// `--authentication-token-webhook`, config `authentication.webhook.enabled` (default true, as v1beta1).
+    pub authentication_token_webhook: bool,
+    /// `--authentication-token-webhook-cache-ttl`, config `authentication.webhook.cacheTTL` (2m).
+    pub authentication_token_webhook_cache_ttl: Duration,
+    /// `--authorization-mode`, config `authorization.mode`: "Webhook" (default, as v1beta1) or "AlwaysAllow".
+    pub authorization_mode: String,
+    /// Config `authorization.webhook.cacheAuthorizedTTL` (5m) and `cacheUnauthorizedTTL` (30s).
+    pub authorization_webhook_cache_authorized_ttl: Duration,
+    pub authorization_webhook_cache_unauthorized_ttl: Duration,
+    /// `--healthz-port` (0 disables), `--healthz-bind-address`: plain `/healthz`.
+    pub healthz_port: u16,
+    pub healthz_bind_address: String,
 }
 
 impl Default for Config {
@@ -96,6 +117,18 @@ impl Default for Config {
             node_status_update_frequency: Duration::from_secs(10),
             node_status_report_frequency: Duration::from_secs(300),
             node_lease_duration_seconds: 40,
+            address: "0.0.0.0".into(),
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            client_ca_file: None,
+            anonymous_auth: false,
+            authentication_token_webhook: true,
+            authentication_token_webhook_cache_ttl: Duration::from_secs(120),
+            authorization_mode: "Webhook".into(),
+            authorization_webhook_cache_authorized_ttl: Duration::from_secs(300),
+            authorization_webhook_cache_unauthorized_ttl: Duration::from_secs(30),
+            healthz_port: 10248,
+            healthz_bind_address: "127.0.0.1".into(),
         }
     }
 }
@@ -363,6 +396,76 @@ const FLAGS: &[FlagSpec] = &[
         field: "",
         help: "show this help (also -h)",
     },
+    FlagSpec {
+        name: "--address",
+        value: Some("IP"),
+        default: "0.0.0.0",
+        field: "address",
+        help: "where the kubelet server (--port, HTTPS) listens",
+    },
+    FlagSpec {
+        name: "--tls-cert-file",
+        value: Some("FILE"),
+        default: "self-signed, under the root dir",
+        field: "tlsCertFile",
+        help: "the kubelet server's serving certificate (PEM, chain allowed)",
+    },
+    FlagSpec {
+        name: "--tls-private-key-file",
+        value: Some("FILE"),
+        default: "",
+        field: "tlsPrivateKeyFile",
+        help: "the key of --tls-cert-file",
+    },
+    FlagSpec {
+        name: "--client-ca-file",
+        value: Some("FILE"),
+        default: "",
+        field: "authentication.x509.clientCAFile",
+        help: "CA bundle that signs client certificates the kubelet server accepts",
+    },
+    FlagSpec {
+        name: "--anonymous-auth",
+        value: None,
+        default: "false",
+        field: "authentication.anonymous.enabled",
+        help: "serve unauthenticated requests as system:anonymous (then authorized like any user)",
+    },
+    FlagSpec {
+        name: "--authentication-token-webhook",
+        value: None,
+        default: "true",
+        field: "authentication.webhook.enabled",
+        help: "check bearer tokens with the API server's TokenReview",
+    },
+    FlagSpec {
+        name: "--authentication-token-webhook-cache-ttl",
+        value: Some("DURATION"),
+        default: "2m",
+        field: "authentication.webhook.cacheTTL",
+        help: "how long TokenReview answers are cached",
+    },
+    FlagSpec {
+        name: "--authorization-mode",
+        value: Some("MODE"),
+        default: "Webhook",
+        field: "authorization.mode",
+        help: "Webhook (SubjectAccessReview) or AlwaysAllow",
+    },
+    FlagSpec {
+        name: "--healthz-port",
+        value: Some("PORT"),
+        default: "10248",
+        field: "healthzPort",
+        help: "port of the plain /healthz endpoint; 0 disables it",
+    },
+    FlagSpec {
+        name: "--healthz-bind-address",
+        value: Some("IP"),
+        default: "127.0.0.1",
+        field: "healthzBindAddress",
+        help: "where the /healthz endpoint listens",
+    },
     FlagSpec { name: "--version", value: None, default: "", field: "", help: "show the version" },
 ];
 
@@ -536,6 +639,18 @@ fn build(flags: &Flags) -> Result<Config, ConfigError> {
             "--node-labels" => c.node_labels = labels(v).map_err(|r| bad(name, v, &r))?,
             "--max-pods" => c.max_pods = v.parse().map_err(|_| bad(name, v, "not a whole number"))?,
             "--port" => c.port = v.parse().map_err(|_| bad(name, v, "not a port"))?,
+            "--address" => c.address = v.clone(),
+            "--tls-cert-file" => c.tls_cert_file = non_empty_path(v),
+            "--tls-private-key-file" => c.tls_private_key_file = non_empty_path(v),
+            "--client-ca-file" => c.client_ca_file = non_empty_path(v),
+            "--anonymous-auth" => c.anonymous_auth = v == "true",
+            "--authentication-token-webhook" => c.authentication_token_webhook = v == "true",
+            "--authentication-token-webhook-cache-ttl" => {
+                c.authentication_token_webhook_cache_ttl = parse_duration(v).map_err(|r| bad(name, v, &r))?
+            }
+            "--authorization-mode" => c.authorization_mode = authorization_mode(v).map_err(|r| bad(name, v, r))?,
+            "--healthz-port" => c.healthz_port = v.parse().map_err(|_| bad(name, v, "not a port"))?,
+            "--healthz-bind-address" => c.healthz_bind_address = v.clone(),
             "--node-status-update-frequency" => {
                 c.node_status_update_frequency = positive_duration(v).map_err(|r| bad(name, v, &r))?
             }
@@ -574,6 +689,14 @@ fn bad_flag(flag: &str, value: &str, reason: &str) -> ConfigError {
 
 fn non_empty_path(v: &str) -> Option<PathBuf> {
     Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty())
+}
+
+/// The authorization modes picolet has; upstream also allows a list, picolet one of these.
+fn authorization_mode(v: &str) -> Result<String, &'static str> {
+    match v {
+        "Webhook" | "AlwaysAllow" => Ok(v.to_string()),
+        _ => Err("must be Webhook or AlwaysAllow"),
+    }
 }
 
 fn positive_duration(v: &str) -> Result<Duration, String> {
@@ -688,8 +811,79 @@ fn apply_file(c: &mut Config, path: &Path, text: &str) -> Result<(), ConfigError
                     .map(|i| i.as_str().map(String::from).ok_or_else(|| bad("not a list of strings")))
                     .collect::<Result<_, _>>()?;
             }
+            "address" | "healthzBindAddress" => {
+                let s = v.as_str().ok_or_else(|| bad("not a string"))?.to_string();
+                if key == "address" { c.address = s } else { c.healthz_bind_address = s }
+            }
+            "healthzPort" => {
+                let i = v.as_i64().ok_or_else(|| bad("not an integer"))?;
+                c.healthz_port = u16::try_from(i).map_err(|_| bad("not a port"))?;
+            }
+            "tlsCertFile" | "tlsPrivateKeyFile" => {
+                let s = v.as_str().ok_or_else(|| bad("not a string"))?;
+                let p = non_empty_path(s).map(|p| base.join(p));
+                if key == "tlsCertFile" { c.tls_cert_file = p } else { c.tls_private_key_file = p }
+            }
+            "authentication" => apply_authentication(c, v, &|f, r| nested_bad(path, "authentication", f, r))?,
+            "authorization" => apply_authorization(c, v, &|f, r| nested_bad(path, "authorization", f, r))?,
             other => log::debug!("config file {}: ignoring field {other}", path.display()),
         }
+    }
+    Ok(())
+}
+
+fn nested_bad(path: &Path, top: &str, field: &str, reason: &str) -> ConfigError {
+    ConfigError::InvalidField { path: path.to_path_buf(), field: format!("{top}.{field}"), value: String::new(), reason: reason.to_string() }
+}
+
+/// `field` of mapping `v` (`a.b` walks nested mappings).
+fn yaml_at<'a>(v: &'a Yaml, field: &str) -> Option<&'a Yaml> {
+    field.split('.').try_fold(v, |v, k| match v {
+        Yaml::Hash(m) => m.get(&Yaml::String(k.into())),
+        _ => None,
+    })
+}
+
+type Bad<'a> = &'a dyn Fn(&str, &str) -> ConfigError;
+
+fn yaml_bool(v: &Yaml, field: &str, bad: Bad) -> Result<Option<bool>, ConfigError> {
+    yaml_at(v, field).map(|b| b.as_bool().ok_or_else(|| bad(field, "not true or false"))).transpose()
+}
+
+fn yaml_duration(v: &Yaml, field: &str, bad: Bad) -> Result<Option<Duration>, ConfigError> {
+    yaml_at(v, field)
+        .map(|d| d.as_str().ok_or_else(|| bad(field, "not a duration string")).and_then(|s| parse_duration(s).map_err(|r| bad(field, &r))))
+        .transpose()
+}
+
+/// KubeletConfiguration `authentication`: x509.clientCAFile, webhook.{enabled,cacheTTL}, anonymous.enabled.
+fn apply_authentication(c: &mut Config, v: &Yaml, bad: Bad) -> Result<(), ConfigError> {
+    if let Some(f) = yaml_at(v, "x509.clientCAFile") {
+        c.client_ca_file = non_empty_path(f.as_str().ok_or_else(|| bad("x509.clientCAFile", "not a string"))?);
+    }
+    if let Some(b) = yaml_bool(v, "webhook.enabled", bad)? {
+        c.authentication_token_webhook = b;
+    }
+    if let Some(d) = yaml_duration(v, "webhook.cacheTTL", bad)? {
+        c.authentication_token_webhook_cache_ttl = d;
+    }
+    if let Some(b) = yaml_bool(v, "anonymous.enabled", bad)? {
+        c.anonymous_auth = b;
+    }
+    Ok(())
+}
+
+/// KubeletConfiguration `authorization`: mode, webhook.{cacheAuthorizedTTL,cacheUnauthorizedTTL}.
+fn apply_authorization(c: &mut Config, v: &Yaml, bad: Bad) -> Result<(), ConfigError> {
+    if let Some(m) = yaml_at(v, "mode") {
+        let m = m.as_str().ok_or_else(|| bad("mode", "not a string"))?;
+        c.authorization_mode = authorization_mode(m).map_err(|r| bad("mode", r))?;
+    }
+    if let Some(d) = yaml_duration(v, "webhook.cacheAuthorizedTTL", bad)? {
+        c.authorization_webhook_cache_authorized_ttl = d;
+    }
+    if let Some(d) = yaml_duration(v, "webhook.cacheUnauthorizedTTL", bad)? {
+        c.authorization_webhook_cache_unauthorized_ttl = d;
     }
     Ok(())
 }

@@ -8,6 +8,15 @@
 //!
 //! Not here: TLS, authentication, keep-alive, chunked encoding, request bodies, streaming.
 
+pub mod auth;
+pub mod exec;
+pub mod info;
+pub mod kubelet;
+pub mod logs;
+pub mod metrics;
+pub mod stats;
+pub mod tls;
+
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
