@@ -14,6 +14,7 @@ pub mod info;
 pub mod kubelet;
 pub mod logs;
 pub mod metrics;
+pub mod spdy;
 pub mod stats;
 pub mod tls;
 
