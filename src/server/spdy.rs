@@ -26,7 +26,6 @@ const MAX_HEADER_BLOCK: usize = 64 * 1024;
 
 /// RST_STREAM status codes (SPDY/3 section 2.6.3).
 pub const PROTOCOL_ERROR: u32 = 1;
-pub const REFUSED_STREAM: u32 = 3;
 pub const CANCEL: u32 = 5;
 
 /// Header names (lowercase) and values; a name with several values appears

@@ -1,0 +1,436 @@
+//! An upgraded SPDY/3.1 connection, served by the connection's own thread.
+//!
+//! One loop polls the TLS socket together with whatever descriptors the
+//! endpoint's [`Handler`] names (a process's pipes, a pty, a pod's socket,
+//! an inotify fd), so input (stdin, resizes, pings) and output flow at once
+//! without helper threads. Memory stays bounded both ways: output is read
+//! from the handler's descriptors only while [`Out::room`] says the frames
+//! not yet handed to TLS are under [`OUT_HIGH`], and the socket is read only
+//! while the handler [`Handler::wants_input`]; a client that stops reading
+//! stalls the producer (the process blocks on its pipe) instead of growing
+//! buffers.
+//!
+//! Streams are opened by the client only (a kubelet never creates any); the
+//! connection ends when the handler is done and the client has closed, or
+//! when the client goes away ([`Handler::abort`]), or after four idle hours
+//! as upstream's `streamingConnectionIdleTimeout`.
+
+use super::kubelet::{Conn, Request};
+use super::spdy::{self, Decoder, Encoder, Frame, Headers};
+use nix::libc;
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// Encoded frames not yet handed to TLS, beyond which handlers stop reading.
+pub const OUT_HIGH: usize = 128 * 1024;
+/// Largest DATA frame sent (what Go's io.Copy moves at once).
+pub const MAX_DATA: usize = 32 * 1024;
+/// Plaintext read ahead of the decoder.
+const IN_MAX: usize = 64 * 1024;
+/// rustls' own outgoing buffer.
+const TLS_BUFFER: usize = 64 * 1024;
+/// A connection with no frames either way for this long is closed.
+const IDLE: Duration = Duration::from_secs(4 * 3600);
+/// After the handler is done, how long the client gets to close.
+const LINGER: Duration = Duration::from_secs(10);
+
+/// What the loop needs from an endpoint.
+pub trait Handler {
+    /// A new stream from the client: true accepts it (SYN_REPLY), false
+    /// refuses it (RST_STREAM). Nothing may be sent from here.
+    fn accept(&mut self, id: u32, headers: &Headers) -> bool;
+    /// An accepted stream, now replied to.
+    fn opened(&mut self, out: &mut Out, id: u32, headers: &Headers);
+    fn data(&mut self, out: &mut Out, id: u32, data: &[u8]);
+    /// The client half-closed stream `id` (FIN).
+    fn fin(&mut self, out: &mut Out, id: u32);
+    /// The client reset stream `id`.
+    fn reset(&mut self, out: &mut Out, id: u32);
+    /// Whether more stream data can be taken now; false stops reading the socket.
+    fn wants_input(&self) -> bool {
+        true
+    }
+    /// Descriptors to poll and the events wanted (`libc::POLLIN`...).
+    fn fds(&self, out: &Out, fds: &mut Vec<(RawFd, i16)>);
+    /// Their `revents`, in the order [`Handler::fds`] gave them.
+    fn ready(&mut self, out: &mut Out, revents: &[i16]);
+    /// When [`Handler::tick`] is due, if ever.
+    fn deadline(&self, _out: &Out) -> Option<Instant> {
+        None
+    }
+    fn tick(&mut self, _out: &mut Out, _now: Instant) {}
+    /// Everything is said: the client may close now.
+    fn done(&self) -> bool;
+    /// The client went away before the handler was done.
+    fn abort(&mut self);
+}
+
+/// Our half of each open stream and the frames on their way out.
+pub struct Out {
+    enc: Encoder,
+    buf: Vec<u8>,
+    /// Stream → (we sent FIN, the client sent FIN).
+    streams: HashMap<u32, (bool, bool)>,
+}
+
+impl Out {
+    fn new() -> Out {
+        Out { enc: Encoder::default(), buf: Vec::new(), streams: HashMap::new() }
+    }
+
+    /// How many more bytes may be produced now.
+    pub fn room(&self) -> usize {
+        OUT_HIGH.saturating_sub(self.buf.len())
+    }
+
+    /// Whether we may still send on `id`.
+    pub fn writable(&self, id: u32) -> bool {
+        matches!(self.streams.get(&id), Some((false, _)))
+    }
+
+    /// Sends `data` on `id` (dropped if the stream is closed on our side).
+    pub fn data(&mut self, id: u32, data: &[u8]) {
+        if self.writable(id) {
+            for chunk in data.chunks(MAX_DATA) {
+                Encoder::data(&mut self.buf, id, false, chunk);
+            }
+        }
+    }
+
+    /// Half-closes `id` (FIN).
+    pub fn fin(&mut self, id: u32) {
+        if let Some(s) = self.streams.get_mut(&id) {
+            if !s.0 {
+                s.0 = true;
+                Encoder::data(&mut self.buf, id, true, &[]);
+                if s.1 {
+                    self.streams.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Resets `id` (RST_STREAM, CANCEL), both directions.
+    pub fn reset(&mut self, id: u32) {
+        if self.streams.remove(&id).is_some() {
+            Encoder::rst_stream(&mut self.buf, id, spdy::CANCEL);
+        }
+    }
+
+    fn remote_fin(&mut self, id: u32) -> bool {
+        match self.streams.get_mut(&id) {
+            Some(s) if !s.1 => {
+                s.1 = true;
+                if s.0 {
+                    self.streams.remove(&id);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Checks an upgrade request and negotiates the subprotocol as upstream's
+/// `httpstream.Handshake`: the first of the client's `X-Stream-Protocol-Version`
+/// values that `supported` has. On success answers 101 and returns the
+/// protocol; otherwise answers the error and returns None.
+pub fn upgrade(req: &Request, conn: &mut Conn, supported: &[&'static str]) -> io::Result<Option<&'static str>> {
+    let has = |name: &str, want: &str| req.headers.iter().any(|(k, v)| k == name && v.to_ascii_lowercase().contains(want));
+    if !has("connection", "upgrade") || !has("upgrade", "spdy/3.1") {
+        return conn.text(400, "unable to upgrade: missing upgrade headers in request\n").map(|_| None);
+    }
+    let offered: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "x-stream-protocol-version")
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if offered.is_empty() {
+        return conn.text(400, "unable to upgrade: X-Stream-Protocol-Version is required\n").map(|_| None);
+    }
+    let Some(chosen) = offered.iter().find_map(|o| supported.iter().find(|s| *s == o)) else {
+        let body = format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {supported:?}\n");
+        let mut head = format!("HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+        for s in supported {
+            head.push_str(&format!("X-Accepted-Stream-Protocol-Versions: {s}\r\n"));
+        }
+        head.push_str("\r\n");
+        conn.write_all(head.as_bytes())?;
+        conn.write_all(body.as_bytes())?;
+        conn.flush()?;
+        return Ok(None);
+    };
+    let head = format!("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {chosen}\r\n\r\n");
+    conn.write_all(head.as_bytes())?;
+    conn.flush()?;
+    Ok(Some(chosen))
+}
+
+/// Serves the upgraded connection until it ends. The socket is left
+/// blocking, with a write timeout so closing it cannot hang.
+pub fn serve(conn: &mut Conn, h: &mut dyn Handler) -> io::Result<()> {
+    conn.sock.set_nonblocking(true)?;
+    conn.tls.set_buffer_limit(Some(TLS_BUFFER));
+    let result = Loop { conn: &mut *conn, dec: Decoder::default(), inbuf: Vec::new(), peer_eof: false, last_id: 0, goaway: false }.run(h);
+    conn.sock.set_nonblocking(false)?;
+    conn.sock.set_write_timeout(Some(Duration::from_secs(5)))?;
+    result
+}
+
+struct Loop<'c> {
+    conn: &'c mut Conn,
+    dec: Decoder,
+    /// Plaintext not yet decoded.
+    inbuf: Vec<u8>,
+    /// The client closed (TLS close_notify or TCP EOF).
+    peer_eof: bool,
+    /// Highest stream id the client opened.
+    last_id: u32,
+    /// The client sent GOAWAY: no new streams.
+    goaway: bool,
+}
+
+impl Loop<'_> {
+    fn run(&mut self, h: &mut dyn Handler) -> io::Result<()> {
+        let mut out = Out::new();
+        let mut fds: Vec<(RawFd, i16)> = Vec::new();
+        let mut pollfds: Vec<libc::pollfd> = Vec::new();
+        let mut last_frame = Instant::now();
+        let mut done_at: Option<Instant> = None;
+        loop {
+            // Frames already received, then plaintext rustls already holds.
+            loop {
+                while h.wants_input() {
+                    match self.dec.decode(&self.inbuf) {
+                        Ok(Some((frame, used))) => {
+                            self.inbuf.drain(..used);
+                            last_frame = Instant::now();
+                            self.dispatch(frame, h, &mut out);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            h.abort();
+                            Encoder::goaway(&mut out.buf, self.last_id, 1);
+                            let _ = self.flush(&mut out);
+                            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                        }
+                    }
+                }
+                if !h.wants_input() || !self.read_plaintext()? {
+                    break;
+                }
+            }
+            let before = out.buf.len();
+            self.flush(&mut out)?;
+            if out.buf.len() != before {
+                last_frame = Instant::now();
+            }
+            if h.done() && done_at.is_none() {
+                done_at = Some(Instant::now());
+            }
+            if self.peer_eof && self.inbuf.is_empty() {
+                if done_at.is_none() {
+                    h.abort();
+                }
+                return Ok(());
+            }
+            let now = Instant::now();
+            if done_at.is_some_and(|d| now >= d + LINGER) || now >= last_frame + IDLE {
+                if done_at.is_none() {
+                    log::debug!("streaming connection idle for {}s, closing", IDLE.as_secs());
+                    h.abort();
+                }
+                return Ok(());
+            }
+
+            fds.clear();
+            h.fds(&out, &mut fds);
+            let mut sock_events = 0;
+            if !self.peer_eof && h.wants_input() && self.inbuf.len() < IN_MAX {
+                sock_events |= libc::POLLIN;
+            }
+            if self.conn.tls.wants_write() {
+                sock_events |= libc::POLLOUT;
+            }
+            pollfds.clear();
+            pollfds.push(libc::pollfd { fd: self.conn.sock.as_raw_fd(), events: sock_events, revents: 0 });
+            pollfds.extend(fds.iter().map(|&(fd, events)| libc::pollfd { fd, events, revents: 0 }));
+            let mut wake = last_frame + IDLE;
+            if let Some(d) = done_at {
+                wake = wake.min(d + LINGER);
+            }
+            if let Some(d) = h.deadline(&out) {
+                wake = wake.min(d);
+            }
+            let timeout = wake.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: pollfds is a valid array of pollfd for its length.
+            let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let sock = pollfds[0].revents;
+            if sock & (libc::POLLHUP | libc::POLLERR) != 0 {
+                // Reset or shut down both ways: nobody will read what is left.
+                if done_at.is_none() {
+                    h.abort();
+                }
+                return Ok(());
+            }
+            if sock & libc::POLLIN != 0 {
+                self.read_socket()?;
+            }
+            if sock & libc::POLLOUT != 0 {
+                self.write_socket()?;
+            }
+            let revents: Vec<i16> = pollfds[1..].iter().map(|p| p.revents).collect();
+            if revents.iter().any(|&r| r != 0) {
+                h.ready(&mut out, &revents);
+            }
+            if h.deadline(&out).is_some_and(|d| Instant::now() >= d) {
+                h.tick(&mut out, Instant::now());
+            }
+        }
+    }
+
+    fn dispatch(&mut self, frame: Frame, h: &mut dyn Handler, out: &mut Out) {
+        match frame {
+            Frame::SynStream { id, fin, unidirectional, headers, .. } => {
+                // Client streams are odd and increasing (spdystream checks the same).
+                if self.goaway || id % 2 == 0 || id <= self.last_id {
+                    Encoder::rst_stream(&mut out.buf, id, spdy::PROTOCOL_ERROR);
+                    return;
+                }
+                self.last_id = id;
+                if !h.accept(id, &headers) {
+                    Encoder::rst_stream(&mut out.buf, id, spdy::CANCEL);
+                    return;
+                }
+                out.enc.syn_reply(&mut out.buf, id, false, &[]);
+                out.streams.insert(id, (unidirectional, false));
+                h.opened(out, id, &headers);
+                if fin && out.remote_fin(id) {
+                    h.fin(out, id);
+                }
+            }
+            Frame::Data { id, fin, data } => {
+                if !matches!(out.streams.get(&id), Some((_, false))) {
+                    return; // unknown or half-closed by the client: ignored, as spdystream does
+                }
+                if !data.is_empty() {
+                    h.data(out, id, &data);
+                }
+                if fin && out.remote_fin(id) {
+                    h.fin(out, id);
+                }
+            }
+            Frame::RstStream { id, .. } => {
+                if out.streams.remove(&id).is_some() {
+                    h.reset(out, id);
+                }
+            }
+            // Client pings are odd: echo them.
+            Frame::Ping(id) if id % 2 == 1 => Encoder::ping(&mut out.buf, id),
+            Frame::GoAway { .. } => self.goaway = true,
+            // No flow control, no server push, nothing else to do.
+            _ => {}
+        }
+    }
+
+    /// Moves plaintext from rustls into `inbuf`; true if any came.
+    fn read_plaintext(&mut self) -> io::Result<bool> {
+        let room = IN_MAX.saturating_sub(self.inbuf.len());
+        if room == 0 || self.peer_eof {
+            return Ok(false);
+        }
+        let at = self.inbuf.len();
+        self.inbuf.resize(at + room.min(16 * 1024), 0);
+        let r = self.conn.tls.reader().read(&mut self.inbuf[at..]);
+        let n = match r {
+            Ok(0) => {
+                self.peer_eof = true;
+                0
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                self.peer_eof = true;
+                0
+            }
+            Err(e) => {
+                self.inbuf.truncate(at);
+                return Err(e);
+            }
+        };
+        self.inbuf.truncate(at + n);
+        Ok(n > 0)
+    }
+
+    /// Reads TLS records from the socket until it would block.
+    fn read_socket(&mut self) -> io::Result<()> {
+        loop {
+            match self.conn.tls.read_tls(&mut self.conn.sock) {
+                Ok(0) => {
+                    self.peer_eof = true;
+                    break;
+                }
+                Ok(_) => match self.conn.tls.process_new_packets() {
+                    // Leave the rest in the socket until the plaintext is taken:
+                    // rustls refuses to read more while its plaintext buffer is full.
+                    Ok(state) if state.plaintext_bytes_to_read() > 0 => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = self.write_socket();
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted) => {
+                    self.peer_eof = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands queued frames to rustls and writes what the socket takes.
+    fn flush(&mut self, out: &mut Out) -> io::Result<()> {
+        while !out.buf.is_empty() {
+            match self.conn.tls.writer().write(&out.buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    out.buf.drain(..n);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.write_socket()
+    }
+
+    fn write_socket(&mut self) -> io::Result<()> {
+        while self.conn.tls.wants_write() {
+            match self.conn.tls.write_tls(&mut self.conn.sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
+                    self.peer_eof = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}

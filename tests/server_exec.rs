@@ -1,0 +1,276 @@
+//! `kubectl exec`, `attach` and `port-forward` against picolet through the
+//! real API server (kubectl speaks WebSocket to it, it speaks SPDY/3.1 to
+//! the kubelet server), and `/run` through the node proxy.
+
+mod common;
+use common::cluster::{cluster, node, Cluster};
+use common::Picolet;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn node_ready(c: &Cluster, p: &Picolet) {
+    c.wait(&format!("node {} Ready", p.node), Some(p), || {
+        let n = c.get(&["node", &p.node]).unwrap_or_default();
+        n["status"]["conditions"].as_array().into_iter().flatten().any(|x| x["type"] == "Ready" && x["status"] == "True")
+    });
+}
+
+fn running(pod: &Value, name: &str) -> bool {
+    pod["status"]["containerStatuses"].as_array().into_iter().flatten().any(|s| s["name"] == name && s["state"]["running"].is_object())
+}
+
+/// Starts a node and a pod on it (in namespace `ns`) whose `app` container
+/// runs `command`; waits until it runs.
+fn pod_on_node(c: &Cluster, name: &str, ns: &str, extra: &str, command: &str) -> Picolet {
+    let mut p = node(c, name);
+    p.start();
+    node_ready(c, &p);
+    c.namespace(ns);
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: pod, namespace: {ns}}}\nspec:\n  nodeName: {}\n  restartPolicy: Never\n  containers:\n  - {{name: app, image: busybox, command: {command}}}\n{extra}",
+        p.node
+    ));
+    c.wait_pod(ns, "pod", "app running", &p, |pod| running(pod, "app"));
+    p
+}
+
+/// kubectl with `args`, `input` on its stdin.
+fn kubectl(c: &Cluster, args: &[&str], input: &[u8]) -> Output {
+    let mut child = c.kubectl_cmd().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kubectl");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn exec_runs_commands_with_stdin_output_and_exit_codes() {
+    let c = cluster();
+    let extra = "  - {name: quick, image: busybox, command: [sh, -c, 'exit 0']}\n";
+    let p = pod_on_node(c, "exec", "ex", extra, "[sleep, '100000']");
+    let ex = |args: &[&str], input: &[u8]| {
+        let mut a = vec!["exec", "-n", "ex", "pod", "-c", "app"];
+        a.extend_from_slice(args);
+        kubectl(c, &a, input)
+    };
+
+    let out = ex(&["--", "echo", "hi"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi\n");
+
+    // stdout and stderr apart.
+    let out = ex(&["--", "sh", "-c", "echo out; echo err >&2"], b"");
+    assert_eq!((text(&out.stdout).as_str(), text(&out.stderr).as_str()), ("out\n", "err\n"));
+
+    // stdin piped in, to its end.
+    let out = ex(&["-i", "--", "cat"], b"x\n");
+    assert_eq!(text(&out.stdout), "x\n", "{}", text(&out.stderr));
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let out = ex(&["-i", "--", "wc", "-c"], &big);
+    assert_eq!(text(&out.stdout).trim(), "1000000", "{}", text(&out.stderr));
+
+    // Large output arrives whole.
+    let out = ex(&["--", "sh", "-c", "yes abcdefghij | head -c 3000000"], b"");
+    assert_eq!(out.stdout.len(), 3_000_000, "{}", text(&out.stderr));
+
+    // The exit code comes back as kubectl's own.
+    let out = ex(&["--", "sh", "-c", "exit 3"], b"");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("command terminated with exit code 3"), "{}", text(&out.stderr));
+
+    // A command that does not exist: an error, not a hang.
+    let out = ex(&["--", "no-such-command"], b"");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no-such-command"), "{}", text(&out.stderr));
+
+    // A container that is not running.
+    c.wait_pod("ex", "pod", "quick terminated", &p, |pod| {
+        pod["status"]["containerStatuses"].as_array().into_iter().flatten().any(|s| s["name"] == "quick" && s["state"]["terminated"].is_object())
+    });
+    let out = kubectl(c, &["exec", "-n", "ex", "pod", "-c", "quick", "--", "true"], b"");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("container not found"), "{}", text(&out.stderr));
+
+    // /run through the node proxy: the output of a command.
+    let path = format!("/api/v1/nodes/{}/proxy/run/ex/pod/app?cmd=echo+run+ok", p.node);
+    let out = kubectl(c, &["create", "--raw", &path, "-f", "/dev/null"], b"");
+    assert_eq!(text(&out.stdout).trim(), "run ok", "{}", text(&out.stderr));
+}
+
+/// Runs `kubectl exec -it ... sh` under a pty of 40x100, checks what the
+/// shell sees, resizes to 50x120, checks again, exits with 7.
+const TTY_SCRIPT: &str = r#"
+import fcntl, os, re, select, struct, subprocess, sys, termios, time
+m, s = os.openpty()
+fcntl.ioctl(m, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 100, 0, 0))
+def ctty():
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+p = subprocess.Popen(sys.argv[1:], stdin=s, stdout=s, stderr=s, start_new_session=True, preexec_fn=ctty)
+os.close(s)
+buf = b''
+deadline = time.time() + 60
+def expect(pat):
+    global buf
+    while True:
+        mt = re.search(pat, buf)
+        if mt:
+            buf = buf[mt.end():]
+            return mt
+        left = deadline - time.time()
+        if left <= 0:
+            print('TIMEOUT waiting for %r; got %r' % (pat, buf)); sys.exit(2)
+        if select.select([m], [], [], left)[0]:
+            try:
+                d = os.read(m, 4096)
+            except OSError:
+                d = b''
+            if not d:
+                print('EOF waiting for %r; got %r' % (pat, buf)); sys.exit(3)
+            buf += d
+def send(t):
+    os.write(m, t.encode())
+def size(n):
+    send('stty size; echo S%d-$((%d+1))\n' % (n, n))
+    mt = expect(rb'(\d+) (\d+)\r?\nS%d-%d' % (n, n + 1))
+    return mt.group(1).decode() + 'x' + mt.group(2).decode()
+send('echo READY-$((6*7))\n')
+expect(rb'READY-42')
+print('size1', size(1))
+fcntl.ioctl(m, termios.TIOCSWINSZ, struct.pack('HHHH', 50, 120, 0, 0))
+# The resize travels on its own stream: ask until the shell sees it.
+n = 2
+while size(n) != '50x120' and time.time() < deadline:
+    n += 2
+print('size2', size(n + 2))
+send('tty; echo T-$((3+3))\n')
+print('tty', expect(rb'(/dev/pts/\d+)\r?\nT-6').group(1).decode())
+send('exit 7\n')
+print('rc', p.wait())
+"#;
+
+#[test]
+fn exec_with_a_terminal_follows_its_size() {
+    let c = cluster();
+    let _p = pod_on_node(c, "tty", "tty", "", "[sleep, '100000']");
+    let kubectl = c.bin.join("kubectl");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(TTY_SCRIPT)
+        .arg(&kubectl)
+        .arg("--kubeconfig")
+        .arg(&c.admin)
+        .args(["exec", "-it", "-n", "tty", "pod", "--", "sh"])
+        .output()
+        .expect("python3");
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}{}", text(&out.stderr));
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines[0], "size1 40x100", "{report}");
+    assert_eq!(lines[1], "size2 50x120", "{report}");
+    assert!(lines[2].starts_with("tty /dev/pts/"), "{report}");
+    assert_eq!(lines[3], "rc 7", "{report}");
+}
+
+#[test]
+fn attach_streams_output_until_the_container_ends() {
+    let c = cluster();
+    let cmd = "[sh, -c, 'i=0; while [ ! -f /tmp/stop ]; do echo tick-$i; echo tock-$i >&2; i=$((i+1)); sleep 0.2; done; echo bye']";
+    let p = pod_on_node(c, "att", "att", "", cmd);
+    let mut child = c
+        .kubectl_cmd()
+        .args(["attach", "-n", "att", "pod", "-c", "app"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl attach");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    // New output arrives while attached.
+    let mut seen = Vec::new();
+    let mut line = String::new();
+    while seen.len() < 3 {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "attach ended early: {seen:?}\n{}", p.picolet_log());
+        seen.push(line.trim().to_string());
+    }
+    assert!(seen.iter().all(|l| l.starts_with("tick-")), "{seen:?}");
+    // The container ends: so does the attach, with its last words and success.
+    assert!(kubectl(c, &["exec", "-n", "att", "pod", "--", "touch", "/tmp/stop"], b"").status.success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(rest.trim_end().ends_with("bye"), "{rest}");
+    let status = child.wait().unwrap();
+    let err = err_reader.join().unwrap();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("tock-"), "{err}");
+    // The ticks came in order, with none missing.
+    let mut all: Vec<String> = seen;
+    all.extend(rest.lines().map(str::to_string));
+    let n: Vec<u32> = all.iter().filter_map(|l| l.strip_prefix("tick-")?.parse().ok()).collect();
+    assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{n:?}");
+}
+
+#[test]
+fn port_forward_reaches_a_server_in_the_pod() {
+    let c = cluster();
+    let p = pod_on_node(c, "pf", "pf", "", "[httpd, -f, -p, '8080', -h, /var/www]");
+    let mut child = c
+        .kubectl_cmd()
+        .args(["port-forward", "-n", "pf", "pod", ":8080", ":9"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward");
+    // "Forwarding from 127.0.0.1:NNNN -> 8080", then the same for 9.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut ports = Vec::new();
+    let mut line = String::new();
+    while ports.len() < 2 {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "port-forward ended\n{}", p.picolet_log());
+        if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+            ports.push(rest.split(' ').next().unwrap().parse::<u16>().unwrap());
+        }
+    }
+    let get = |port: u16| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp
+    };
+    // Several connections, one after another and at once.
+    for _ in 0..2 {
+        let resp = get(ports[0]);
+        assert!(resp.starts_with("HTTP/1.") && resp.ends_with("hello from busybox\n"), "{resp}");
+    }
+    let at_once: Vec<_> = (0..4).map(|_| std::thread::spawn(move || get(ports[0]))).collect();
+    for t in at_once {
+        assert!(t.join().unwrap().ends_with("hello from busybox\n"));
+    }
+    // Nothing listens on 9: that connection ends without data, and kubectl says why.
+    assert_eq!(get(ports[1]), "");
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("connection refused") || err.contains("failed to connect"), "{err}");
+}
