@@ -200,5 +200,11 @@ pub fn client_user(cert: &CertificateDer<'_>) -> Option<User> {
     Some(user)
 }
 
+/// A self-signed certificate naming `cn@<time>`, for other modules' tests.
+#[cfg(test)]
+pub(super) fn test_certificate(node_name: &str) -> CertificateDer<'static> {
+    CertificateDer::from(cert::generate(node_name, None, unix_now()).unwrap().cert)
+}
+
 #[cfg(test)]
 mod tests;

@@ -199,8 +199,11 @@ pub fn cert_info(der: &[u8]) -> Option<CertInfo<'_>> {
     Some(CertInfo { subject, not_before, not_after })
 }
 
-/// Each (attribute type OID content, value) of a Name, in order.
-pub fn name_attributes(name: &[u8]) -> Option<Vec<(&[u8], u8, &[u8])>> {
+/// One attribute of a Name: its type (OID content), the value's tag and content.
+pub type Attribute<'a> = (&'a [u8], u8, &'a [u8]);
+
+/// Each attribute of a Name, in order.
+pub fn name_attributes(name: &[u8]) -> Option<Vec<Attribute<'_>>> {
     let mut out = Vec::new();
     let mut rdns = Reader(name);
     while !rdns.0.is_empty() {
