@@ -159,9 +159,10 @@ metadata: {name: node-viewer, namespace: default}
             assert!(code != 401 && code != 403, "{method} {path} as {who:?}: {code} {body}");
         }
     }
-    // What the verbs map to, as upstream: GET → get on nodes/proxy.
+    // What the verbs map to, as upstream: GET → get on nodes/proxy. Container
+    // logs are nodes/proxy too (nodes/log is the node's own /logs/).
     let (_, body) = curl(port, "GET", "/containerLogs/default/x/y", &args(&nobody)).unwrap();
-    assert_eq!(body.trim_end(), "Forbidden (user=nobody, verb=get, resource=nodes, subresource(s)=[log])");
+    assert_eq!(body.trim_end(), "Forbidden (user=nobody, verb=get, resource=nodes, subresource(s)=[proxy])");
     let (_, body) = curl(port, "POST", "/exec/default/x/y", &args(&nobody)).unwrap();
     assert_eq!(body.trim_end(), "Forbidden (user=nobody, verb=create, resource=nodes, subresource(s)=[proxy])");
     p.kill();
