@@ -108,7 +108,13 @@ fn self_signed(s: &TlsSettings, provider: &rustls::crypto::CryptoProvider, now: 
         Err(e) if crt.exists() || key.exists() => log::warn!("replacing the self-signed serving certificate: {e}"),
         Err(_) => {}
     }
-    let ip = s.node_ip.and_then(|ip| ip.parse().ok());
+    let ip = s.node_ip.and_then(|ip| match ip.parse() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            log::warn!("node IP {ip:?} is not an IP address: left out of the serving certificate");
+            None
+        }
+    });
     let g = cert::generate(s.node_name, ip, now).map_err(TlsError)?;
     let write = |path: &Path, data: String, mode| {
         write_atomic_mode(path, data.as_bytes(), mode).map_err(|e| TlsError(format!("writing {}: {e}", path.display())))
