@@ -133,7 +133,7 @@ start_picolet() {
     # shellcheck disable=SC2046 # host_flags: several flags, or none
     env "$@" "$BINARY" --kubeconfig "$DIR/node.kubeconfig" --hostname-override "$name" --root-dir "$DIR/root" \
         --pod-logs-dir "$DIR/logs" --image-import-dir "$BASE/import" --read-only-port "$PORT" \
-        $(host_flags) >"$DIR/picolet.log" 2>&1 &
+        --address 127.0.0.1 --port "$(free_port)" --healthz-port 0 $(host_flags) >"$DIR/picolet.log" 2>&1 &
     PID=$!
     PIDS+=("$PID")
 }
