@@ -36,6 +36,14 @@ fn pod_on_node(c: &Cluster, name: &str, ns: &str, extra: &str, command: &str) ->
     p
 }
 
+/// kubectl for a long-running command, killed after the harness's deadline
+/// so a broken stream fails the test instead of hanging it.
+fn kubectl_bounded(c: &Cluster, args: &[&str]) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("120").arg(c.bin.join("kubectl")).arg("--kubeconfig").arg(&c.admin).args(args);
+    cmd
+}
+
 /// kubectl with `args`, `input` on its stdin.
 fn kubectl(c: &Cluster, args: &[&str], input: &[u8]) -> Output {
     let mut child = c.kubectl_cmd().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kubectl");
@@ -101,10 +109,24 @@ fn exec_runs_commands_with_stdin_output_and_exit_codes() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("container not found"), "{}", text(&out.stderr));
 
-    // /run through the node proxy: the output of a command.
-    let path = format!("/api/v1/nodes/{}/proxy/run/ex/pod/app?cmd=echo+run+ok", p.node);
-    let out = kubectl(c, &["create", "--raw", &path, "-f", "/dev/null"], b"");
-    assert_eq!(text(&out.stdout).trim(), "run ok", "{}", text(&out.stderr));
+    // /run (straight to the kubelet server: the API server's node proxy
+    // refuses loopback node addresses): a command's output, or its failure.
+    let run = |cmd: &str| {
+        let pki = c.dir.join("pki");
+        let out = Command::new("curl")
+            .args(["-sk", "--max-time", "60", "-X", "POST", "-w", "\n%{http_code}", "--cert"])
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"))
+            .arg(format!("https://127.0.0.1:{}/run/ex/pod/app?cmd={cmd}", p.server_port))
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    assert_eq!(run("echo+run+ok"), "run ok\n\n200");
+    // (`cmd` is split on spaces, as upstream: no quoting.)
+    let failed = run("cat+/nowhere");
+    assert!(failed.ends_with("\n500") && failed.contains("exited with 1") && failed.contains("/nowhere"), "{failed}");
 }
 
 /// Runs `kubectl exec -it ... sh` under a pty of 40x100, checks what the
@@ -186,9 +208,7 @@ fn attach_streams_output_until_the_container_ends() {
     let c = cluster();
     let cmd = "[sh, -c, 'i=0; while [ ! -f /tmp/stop ]; do echo tick-$i; echo tock-$i >&2; i=$((i+1)); sleep 0.2; done; echo bye']";
     let p = pod_on_node(c, "att", "att", "", cmd);
-    let mut child = c
-        .kubectl_cmd()
-        .args(["attach", "-n", "att", "pod", "-c", "app"])
+    let mut child = kubectl_bounded(c, &["attach", "-n", "att", "pod", "-c", "app"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -230,9 +250,7 @@ fn attach_streams_output_until_the_container_ends() {
 fn port_forward_reaches_a_server_in_the_pod() {
     let c = cluster();
     let p = pod_on_node(c, "pf", "pf", "", "[httpd, -f, -p, '8080', -h, /var/www]");
-    let mut child = c
-        .kubectl_cmd()
-        .args(["port-forward", "-n", "pf", "pod", ":8080", ":9"])
+    let mut child = kubectl_bounded(c, &["port-forward", "-n", "pf", "pod", ":8080", ":9"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -262,7 +280,8 @@ fn port_forward_reaches_a_server_in_the_pod() {
         let resp = get(ports[0]);
         assert!(resp.starts_with("HTTP/1.") && resp.ends_with("hello from busybox\n"), "{resp}");
     }
-    let at_once: Vec<_> = (0..4).map(|_| std::thread::spawn(move || get(ports[0]))).collect();
+    let first = ports[0];
+    let at_once: Vec<_> = (0..4).map(|_| std::thread::spawn(move || get(first))).collect();
     for t in at_once {
         assert!(t.join().unwrap().ends_with("hello from busybox\n"));
     }

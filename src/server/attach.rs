@@ -10,10 +10,10 @@
 //! terminal would merge them.
 //!
 //! Woken by inotify on the log directory (writes, rotation) and on the
-//! container's directory (`record.json` marking the logs complete).
+//! container's directory (`logs.done` marking the log complete).
 
 use super::remotecommand::{Channel, Outcome, Source};
-use crate::runtime::record::{self, Record};
+use crate::runtime::record;
 use nix::libc;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use std::fs::File;
@@ -27,6 +27,9 @@ use std::time::Instant;
 const READ_MAX: usize = 32 * 1024;
 /// An unterminated log line longer than this is passed on as it is.
 const MAX_LINE: usize = 64 * 1024;
+/// Made in the container's directory once both its output pipes are copied
+/// into the log (main.rs, `pump_logs`).
+const LOGS_DONE: &str = "logs.done";
 
 pub struct Attach {
     path: PathBuf,
@@ -42,7 +45,7 @@ pub struct Attach {
     behind: bool,
     /// The container may have finished: look at its record at the next EOF.
     check_exit: bool,
-    /// The record says the log is complete: read to its end and stop.
+    /// The log is complete: read to its end and stop.
     draining: bool,
     done: bool,
     outcome: Option<Outcome>,
@@ -56,7 +59,7 @@ pub fn attach(log_dir: &Path, restart: u32, root: &Path, id: &str, tty: bool) ->
     let dir_events = AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_MOVED_FROM;
     inotify.add_watch(log_dir, dir_events).map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("watching {}: {e}", log_dir.display())))?;
     let container_wd = inotify
-        .add_watch(&container_dir, AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_DELETE_SELF)
+        .add_watch(&container_dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_DELETE_SELF)
         .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("watching {}: {e}", container_dir.display())))?;
     let mut file = File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     file.seek(SeekFrom::End(0))?;
@@ -98,10 +101,7 @@ pub fn parse_line(line: &[u8]) -> Option<(Channel, Vec<u8>)> {
 impl Attach {
     /// The container's log is complete (or the container is gone).
     fn container_finished(&self) -> bool {
-        match std::fs::read(self.container_dir.join("record.json")) {
-            Ok(b) => serde_json::from_slice::<Record>(&b).map_or(false, |r| r.logs_done),
-            Err(e) => e.kind() == io::ErrorKind::NotFound,
-        }
+        self.container_dir.join(LOGS_DONE).exists() || !self.container_dir.exists()
     }
 
     /// The log at our path is a new file (the one we read was rotated away).
@@ -163,9 +163,8 @@ impl Source for Attach {
                 }
                 Ok(0) => {
                     self.behind = false;
-                    // The record is saved after the last log line is written:
-                    // once it says the logs are complete, one more read to
-                    // the end gets everything.
+                    // logs.done is made after the last log line is written:
+                    // once it is there, one more read to the end gets everything.
                     if std::mem::take(&mut self.check_exit) && self.container_finished() {
                         self.draining = true;
                         self.behind = true;
@@ -204,5 +203,100 @@ impl Source for Attach {
 
     fn deadline(&self) -> Option<Instant> {
         self.behind.then(Instant::now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn parses_cri_lines() {
+        assert_eq!(parse_line(b"2024-01-01T00:00:00Z stdout F hello"), Some((Channel::Stdout, b"hello\n".to_vec())));
+        assert_eq!(parse_line(b"2024-01-01T00:00:00Z stderr P part"), Some((Channel::Stderr, b"part".to_vec())));
+        assert_eq!(parse_line(b"2024-01-01T00:00:00Z stdout F "), Some((Channel::Stdout, b"\n".to_vec())));
+        assert_eq!(parse_line(b"garbage"), None);
+    }
+
+    fn append(path: &Path, text: &str) {
+        std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap().write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Waits (bounded) for the inotify fd, then lets the source read once
+    /// with `room`; with `drain`, again while it says it is behind.
+    fn step(a: &mut Attach, room: usize, drain: bool) -> (Vec<(Channel, String)>, Option<Outcome>) {
+        let mut fds = Vec::new();
+        a.fds(true, &mut fds);
+        let mut p = libc::pollfd { fd: fds[0].0, events: fds[0].1, revents: 0 };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, 10_000) };
+        let mut got = Vec::new();
+        a.ready(&[p.revents], room, &mut |ch, b| got.push((ch, String::from_utf8_lossy(b).into_owned())));
+        while drain && a.deadline().is_some() {
+            a.ready(&[], room, &mut |ch, b| got.push((ch, String::from_utf8_lossy(b).into_owned())));
+        }
+        (got, a.outcome())
+    }
+
+    #[test]
+    fn follows_new_output_across_rotation_until_the_logs_are_done() {
+        let base = std::env::temp_dir().join(format!("picolet-attach-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (logs, root) = (base.join("logs"), base.join("root"));
+        let cdir = record::dir(&root, "c1");
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::create_dir_all(&cdir).unwrap();
+        let log = logs.join("2.log");
+        append(&log, "t stdout F before attaching\n");
+        let mut a = attach(&logs, 2, &root, "c1", false).unwrap();
+        let mut first = Vec::new();
+        while a.deadline().is_some() {
+            a.ready(&[], 1024, &mut |ch, b| first.push((ch, b.to_vec())));
+        }
+        assert!(first.is_empty(), "history was sent: {first:?}");
+
+        append(&log, "t stdout F one\nt stderr P par");
+        let (got, done) = step(&mut a, 1024, true);
+        assert_eq!(got, vec![(Channel::Stdout, "one\n".to_string())]);
+        assert_eq!(done, None);
+        // The partial line ends, then a rotation with a line in each file.
+        append(&log, "t\nt stderr F tial\nt stdout F last in old\n");
+        std::fs::rename(&log, logs.join("2.log.20240101-000000")).unwrap();
+        append(&log, "t stdout F first in new\n");
+        let mut all = Vec::new();
+        while all.len() < 4 {
+            let (got, _) = step(&mut a, 1024, true);
+            all.extend(got);
+        }
+        assert_eq!(
+            all,
+            vec![
+                (Channel::Stderr, "part".to_string()),
+                (Channel::Stderr, "tial\n".to_string()),
+                (Channel::Stdout, "last in old\n".to_string()),
+                (Channel::Stdout, "first in new\n".to_string())
+            ]
+        );
+        // Little room: a read takes no more (the second line waits whole),
+        // and the source asks to be called again.
+        append(&log, "t stdout F 0123456789\nt stdout F abcdefghij\n");
+        let (got, _) = step(&mut a, 30, false);
+        assert_eq!(got, vec![(Channel::Stdout, "0123456789\n".to_string())]);
+        assert!(a.deadline().is_some());
+        // The container ends: the last lines, then success.
+        append(&log, "t stdout F bye\n");
+        std::fs::write(cdir.join(LOGS_DONE), b"").unwrap();
+        let mut rest = Vec::new();
+        let outcome = loop {
+            let (got, done) = step(&mut a, 1024, true);
+            rest.extend(got);
+            if let Some(o) = done {
+                break o;
+            }
+        };
+        assert_eq!(rest, vec![(Channel::Stdout, "abcdefghij\n".to_string()), (Channel::Stdout, "bye\n".to_string())]);
+        assert_eq!(outcome, Outcome::Success);
+        let _ = std::fs::remove_dir_all(&base);
     }
 }
