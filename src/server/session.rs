@@ -133,14 +133,18 @@ impl Out {
     }
 }
 
+/// Why an upgrade request is refused: (status, message, the protocols to
+/// list in `X-Accepted-Stream-Protocol-Versions`).
+pub type UpgradeRefusal = (u16, String, bool);
+
 /// Checks an upgrade request and negotiates the subprotocol as upstream's
-/// `httpstream.Handshake`: the first of the client's `X-Stream-Protocol-Version`
-/// values that `supported` has. On success answers 101 and returns the
-/// protocol; otherwise answers the error and returns None.
-pub fn upgrade(req: &Request, conn: &mut Conn, supported: &[&'static str]) -> io::Result<Option<&'static str>> {
+/// `httpstream.Handshake`: the first of the client's
+/// `X-Stream-Protocol-Version` values (repeated or comma-separated) that
+/// `supported` has.
+pub fn negotiate(req: &Request, supported: &[&'static str]) -> Result<&'static str, UpgradeRefusal> {
     let has = |name: &str, want: &str| req.headers.iter().any(|(k, v)| k == name && v.to_ascii_lowercase().contains(want));
     if !has("connection", "upgrade") || !has("upgrade", "spdy/3.1") {
-        return conn.text(400, "unable to upgrade: missing upgrade headers in request\n").map(|_| None);
+        return Err((400, "unable to upgrade: missing upgrade headers in request".into(), false));
     }
     let offered: Vec<&str> = req
         .headers
@@ -151,24 +155,42 @@ pub fn upgrade(req: &Request, conn: &mut Conn, supported: &[&'static str]) -> io
         .filter(|p| !p.is_empty())
         .collect();
     if offered.is_empty() {
-        return conn.text(400, "unable to upgrade: X-Stream-Protocol-Version is required\n").map(|_| None);
+        return Err((400, "unable to upgrade: X-Stream-Protocol-Version is required".into(), false));
     }
-    let Some(chosen) = offered.iter().find_map(|o| supported.iter().find(|s| *s == o)) else {
-        let body = format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {supported:?}\n");
-        let mut head = format!("HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    match offered.iter().find_map(|o| supported.iter().find(|s| *s == o)) {
+        Some(chosen) => Ok(chosen),
+        None => Err((403, format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {supported:?}"), true)),
+    }
+}
+
+/// [`negotiate`], then the answer: 101 with the chosen protocol (returned),
+/// or the refusal (None).
+pub fn upgrade(req: &Request, conn: &mut Conn, supported: &[&'static str]) -> io::Result<Option<&'static str>> {
+    let (status, body, list) = match negotiate(req, supported) {
+        Ok(chosen) => {
+            let head = format!("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {chosen}\r\n\r\n");
+            conn.write_all(head.as_bytes())?;
+            conn.flush()?;
+            return Ok(Some(chosen));
+        }
+        Err(r) => r,
+    };
+    let body = body + "\n";
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
+        super::kubelet::reason(status),
+        body.len()
+    );
+    if list {
         for s in supported {
             head.push_str(&format!("X-Accepted-Stream-Protocol-Versions: {s}\r\n"));
         }
-        head.push_str("\r\n");
-        conn.write_all(head.as_bytes())?;
-        conn.write_all(body.as_bytes())?;
-        conn.flush()?;
-        return Ok(None);
-    };
-    let head = format!("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {chosen}\r\n\r\n");
+    }
+    head.push_str("\r\n");
     conn.write_all(head.as_bytes())?;
+    conn.write_all(body.as_bytes())?;
     conn.flush()?;
-    Ok(Some(chosen))
+    Ok(None)
 }
 
 /// Serves the upgraded connection until it ends. The socket is left
@@ -432,5 +454,178 @@ impl Loop<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn req(headers: &[(&str, &str)]) -> Request {
+        Request { headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), ..Default::default() }
+    }
+
+    const SUPPORTED: [&str; 2] = ["v4.channel.k8s.io", "v3.channel.k8s.io"];
+
+    #[test]
+    fn negotiates_as_upstream() {
+        let up = [("connection", "Upgrade"), ("upgrade", "SPDY/3.1")];
+        let with = |protos: &[&'static str]| {
+            let mut h = up.to_vec();
+            h.extend(protos.iter().map(|p| ("x-stream-protocol-version", *p)));
+            negotiate(&req(&h), &SUPPORTED)
+        };
+        // The client's order wins; headers repeat or carry lists.
+        assert_eq!(with(&["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io"]), Ok("v4.channel.k8s.io"));
+        assert_eq!(with(&["v3.channel.k8s.io, v4.channel.k8s.io"]), Ok("v3.channel.k8s.io"));
+        let (status, msg, list) = with(&["v9.channel.k8s.io"]).unwrap_err();
+        assert_eq!((status, list), (403, true), "{msg}");
+        assert_eq!(with(&[]).unwrap_err().0, 400);
+        // Not an upgrade to SPDY.
+        let ws = req(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("x-stream-protocol-version", "v4.channel.k8s.io")]);
+        assert_eq!(negotiate(&ws, &SUPPORTED).unwrap_err().0, 400);
+    }
+
+    /// Echoes stream data back, refuses streams of type "refuse", is done
+    /// once a stream of type "last" is half-closed by the client.
+    #[derive(Default)]
+    struct Echo {
+        last: Option<u32>,
+        done: bool,
+        aborted: bool,
+    }
+
+    impl Handler for Echo {
+        fn accept(&mut self, _id: u32, headers: &Headers) -> bool {
+            spdy::header(headers, "streamtype") != Some("refuse")
+        }
+        fn opened(&mut self, _out: &mut Out, id: u32, headers: &Headers) {
+            if spdy::header(headers, "streamtype") == Some("last") {
+                self.last = Some(id);
+            }
+        }
+        fn data(&mut self, out: &mut Out, id: u32, data: &[u8]) {
+            out.data(id, data);
+        }
+        fn fin(&mut self, out: &mut Out, id: u32) {
+            out.fin(id);
+            self.done |= Some(id) == self.last;
+        }
+        fn reset(&mut self, _out: &mut Out, _id: u32) {}
+        fn fds(&self, _out: &Out, _fds: &mut Vec<(RawFd, i16)>) {}
+        fn ready(&mut self, _out: &mut Out, _revents: &[i16]) {}
+        fn done(&self) -> bool {
+            self.done
+        }
+        fn abort(&mut self) {
+            self.aborted = true;
+        }
+    }
+
+    /// A TLS server running `serve` with an [`Echo`] on one connection, and
+    /// a client connected to it; the server thread returns the handler.
+    fn start(name: &str) -> (std::thread::JoinHandle<Echo>, rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>) {
+        let dir = std::env::temp_dir().join(format!("picolet-session-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let settings = super::super::tls::TlsSettings {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            root_dir: &dir,
+            node_name: "localhost",
+            node_ip: None,
+        };
+        let config = super::super::tls::server_config(&settings).unwrap();
+        let pem = std::fs::read(dir.join("pki/kubelet.crt")).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in crate::api::client::certs(&pem, "test").unwrap() {
+            roots.add(rustls::pki_types::CertificateDer::from(c.der().to_vec())).unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (sock, _) = listener.accept().unwrap();
+            let mut conn = Conn { tls: rustls::ServerConnection::new(config).unwrap(), sock };
+            while conn.tls.is_handshaking() {
+                conn.tls.complete_io(&mut conn.sock).unwrap();
+            }
+            let mut h = Echo::default();
+            serve(&mut conn, &mut h).unwrap();
+            h
+        });
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client_config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tls = rustls::ClientConnection::new(Arc::new(client_config), "localhost".try_into().unwrap()).unwrap();
+        let sock = std::net::TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        (server, rustls::StreamOwned::new(tls, sock))
+    }
+
+    /// Reads frames until `n` have come (DATA pieces joined per frame end).
+    fn read_frames(client: &mut impl Read, dec: &mut Decoder, buf: &mut Vec<u8>, n: usize) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while frames.len() < n {
+            while let Some((f, used)) = dec.decode(buf).unwrap() {
+                buf.drain(..used);
+                frames.push(f);
+            }
+            if frames.len() >= n {
+                break;
+            }
+            let k = client.read(&mut chunk).unwrap();
+            assert!(k > 0, "server closed after {frames:?}");
+            buf.extend_from_slice(&chunk[..k]);
+        }
+        frames
+    }
+
+    #[test]
+    fn serves_streams_pings_and_ends_when_the_client_closes() {
+        let (server, mut client) = start("echo");
+        let mut enc = Encoder::default();
+        let mut out = Vec::new();
+        enc.syn_stream(&mut out, 1, false, &[("streamtype", "last")]);
+        enc.syn_stream(&mut out, 3, false, &[("streamtype", "refuse")]);
+        Encoder::data(&mut out, 1, false, b"hello");
+        Encoder::ping(&mut out, 1);
+        Encoder::data(&mut out, 1, true, b"");
+        client.write_all(&out).unwrap();
+        let (mut dec, mut buf) = (Decoder::default(), Vec::new());
+        let frames = read_frames(&mut client, &mut dec, &mut buf, 5);
+        assert_eq!(
+            frames,
+            vec![
+                Frame::SynReply { id: 1, fin: false, headers: vec![] },
+                Frame::RstStream { id: 3, status: spdy::CANCEL },
+                Frame::Data { id: 1, fin: false, data: b"hello".to_vec() },
+                Frame::Ping(1),
+                Frame::Data { id: 1, fin: true, data: vec![] },
+            ]
+        );
+        // Done: the server waits for the client to close, then returns.
+        client.conn.send_close_notify();
+        client.flush().unwrap();
+        let h = server.join().unwrap();
+        assert!(h.done && !h.aborted);
+    }
+
+    #[test]
+    fn a_client_that_leaves_aborts_the_handler() {
+        let (server, mut client) = start("leave");
+        let mut out = Vec::new();
+        Encoder::default().syn_stream(&mut out, 1, false, &[("streamtype", "last")]);
+        client.write_all(&out).unwrap();
+        let (mut dec, mut buf) = (Decoder::default(), Vec::new());
+        assert_eq!(read_frames(&mut client, &mut dec, &mut buf, 1), vec![Frame::SynReply { id: 1, fin: false, headers: vec![] }]);
+        drop(client);
+        let h = server.join().unwrap();
+        assert!(!h.done && h.aborted);
     }
 }
