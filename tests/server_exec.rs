@@ -61,6 +61,88 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A WebSocket client straight to the kubelet server (as kube-apiserver
+/// passes `channel.k8s.io` protocols through), with the cluster admin's
+/// certificate. argv: port, path, subprotocol, cert, key, then messages to
+/// send as `<channel>:<text>`. Prints each message received as JSON
+/// `[channel, text]`, then `close` when the server closes.
+const WS_CLIENT: &str = r#"
+import base64, json, os, socket, ssl, struct, sys
+port, path, proto, cert, key = sys.argv[1:6]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.load_cert_chain(cert, key)
+s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(port)), timeout=60), server_hostname='localhost')
+k = base64.b64encode(os.urandom(16)).decode()
+s.sendall(('GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n\r\n' % (path, k, proto)).encode())
+buf = b''
+while b'\r\n\r\n' not in buf:
+    d = s.recv(4096)
+    if not d:
+        print('no response'); sys.exit(1)
+    buf += d
+head, buf = buf.split(b'\r\n\r\n', 1)
+if not head.startswith(b'HTTP/1.1 101'):
+    print(head.decode()); sys.exit(1)
+b64 = 'base64' in proto
+def send(ch, data):
+    payload = (str(ch).encode() + base64.b64encode(data)) if b64 else bytes([ch]) + data
+    mask = os.urandom(4)
+    hdr = bytes([0x81 if b64 else 0x82])
+    hdr += bytes([0x80 | len(payload)]) if len(payload) < 126 else bytes([0x80 | 126]) + struct.pack('>H', len(payload))
+    s.sendall(hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+def need(n):
+    global buf
+    while len(buf) < n:
+        d = s.recv(65536)
+        if not d:
+            raise EOFError
+        buf += d
+    out, buf = buf[:n], buf[n:]
+    return out
+for m in sys.argv[6:]:
+    ch, text = m.split(':', 1)
+    send(int(ch), text.encode().decode('unicode_escape').encode('latin-1'))
+try:
+    while True:
+        b0, b1 = need(2)
+        n = b1 & 0x7f
+        if n == 126:
+            n = struct.unpack('>H', need(2))[0]
+        elif n == 127:
+            n = struct.unpack('>Q', need(8))[0]
+        data = need(n)
+        op = b0 & 0x0f
+        if op == 8:
+            print('close'); break
+        if op in (1, 2):
+            ch, body = (data[0] - 48, base64.b64decode(data[1:])) if b64 else (data[0], data[1:])
+            print(json.dumps([ch, body.decode('latin-1')]))
+except EOFError:
+    print('eof')
+"#;
+
+/// Runs [`WS_CLIENT`]; the messages received (channel, text) and whether
+/// the server closed the WebSocket properly.
+fn websocket(c: &Cluster, p: &Picolet, path: &str, proto: &str, send: &[&str]) -> (Vec<(u64, String)>, bool) {
+    let pki = c.dir.join("pki");
+    let out = Command::new("timeout")
+        .args(["120", "python3", "-c", WS_CLIENT, &p.server_port.to_string(), path, proto])
+        .arg(pki.join("admin.crt"))
+        .arg(pki.join("admin.key"))
+        .args(send)
+        .output()
+        .unwrap();
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}{}", text(&out.stderr));
+    let msgs = report
+        .lines()
+        .filter_map(|l| serde_json::from_str::<(u64, String)>(l).ok())
+        .collect();
+    (msgs, report.lines().last() == Some("close"))
+}
+
 #[test]
 fn exec_runs_commands_with_stdin_output_and_exit_codes() {
     let c = cluster();
@@ -108,6 +190,21 @@ fn exec_runs_commands_with_stdin_output_and_exit_codes() {
     let out = kubectl(c, &["exec", "-n", "ex", "pod", "-c", "quick", "--", "true"], b"");
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("container not found"), "{}", text(&out.stderr));
+
+    // WebSocket straight to the kubelet (what the API server passes through
+    // for clients other than kubectl): the v4 status, and base64 channels.
+    let path = "/exec/ex/pod/app?command=sh&command=-c&command=head+-n1;echo+e+>%262;exit+5&input=1&output=1&error=1";
+    let (msgs, closed) = websocket(c, &p, path, "v4.channel.k8s.io", &["0:hello\\n"]);
+    assert!(closed, "{msgs:?}");
+    assert_eq!(msgs[0], (1, String::new()), "first: the empty 'connected' message");
+    let data = |ch: u64| msgs.iter().filter(|m| m.0 == ch).map(|m| m.1.as_str()).collect::<String>();
+    assert_eq!((data(1).as_str(), data(2).as_str()), ("hello\n", "e\n"), "{msgs:?}");
+    let status: Value = serde_json::from_str(&data(3)).unwrap();
+    assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
+    assert_eq!(status["details"]["causes"][0]["message"], "5", "{status}");
+    let (msgs, closed) = websocket(c, &p, path, "base64.channel.k8s.io", &["0:hi\\n"]);
+    assert!(closed);
+    assert!(msgs.contains(&(1, "hi\n".to_string())), "{msgs:?}");
 
     // /run (straight to the kubelet server: the API server's node proxy
     // refuses loopback node addresses): a command's output, or its failure.
@@ -285,6 +382,15 @@ fn port_forward_reaches_a_server_in_the_pod() {
     for t in at_once {
         assert!(t.join().unwrap().ends_with("hello from busybox\n"));
     }
+    // The same over WebSocket straight to the kubelet: each channel starts
+    // with its port; the session ends once the server in the pod has answered.
+    let (msgs, closed) = websocket(c, &p, "/portForward/pf/pod?port=8080", "v4.channel.k8s.io", &["0:GET /index.html HTTP/1.0\\r\\n\\r\\n"]);
+    assert!(closed, "{msgs:?}");
+    let port: String = 8080u16.to_le_bytes().iter().map(|&b| char::from(b)).collect();
+    assert_eq!(&msgs[..2], &[(0, port.clone()), (1, port)], "{msgs:?}");
+    let body: String = msgs[2..].iter().filter(|m| m.0 == 0).map(|m| m.1.as_str()).collect();
+    assert!(body.starts_with("HTTP/1.") && body.ends_with("hello from busybox\n"), "{body}");
+
     // Nothing listens on 9: that connection ends without data, and kubectl says why.
     assert_eq!(get(ports[1]), "");
     let _ = child.kill();

@@ -1,19 +1,20 @@
 //! `/exec`, `/attach`, `/portForward` and `/run`: the streaming endpoints the
 //! API server proxies `kubectl exec/attach/port-forward` to. kubectl speaks
 //! WebSocket to the API server, which speaks SPDY/3.1 to kubelets
-//! ([`super::session`]); the protocols on top are in
-//! [`super::remotecommand`] and [`super::portforward`].
+//! ([`super::session`]); other clients' WebSocket `channel.k8s.io`
+//! protocols reach the kubelet as they are ([`super::websocket`]). The
+//! protocols on top are in [`super::remotecommand`] and
+//! [`super::portforward`].
 //!
-//! Not supported: WebSocket straight to the kubelet (kube-apiserver only
-//! sends it when its stream translation is switched off, and falls back to
-//! SPDY otherwise), stdin for `attach` (containers have no stdin, see
+//! Not supported: stdin for `attach` (containers have no stdin, see
 //! [`super::attach`]).
 
 use super::kubelet::{find_container, find_pod, Conn, Context, Request, Target};
-use super::remotecommand::{Options, Outcome, Remote, Source, Starter, PROTOCOLS};
-use super::{attach, execproc, portforward, session};
+use super::remotecommand::{self, Options, Outcome, Remote, Source, Starter, PROTOCOLS, WEBSOCKET_PROTOCOLS};
+use super::session::{self, Wire};
+use super::{attach, execproc, portforward, websocket};
 use crate::runtime::record;
-use std::io;
+use std::io::{self, Write};
 
 /// Largest `/run` output kept.
 const RUN_OUTPUT_MAX: usize = 4 << 20;
@@ -36,10 +37,27 @@ fn refuse(conn: &mut Conn, (status, msg): (u16, String)) -> io::Result<()> {
     conn.text(status, &msg)
 }
 
-/// Refuses a WebSocket upgrade, which picolet does not speak.
-fn websocket(req: &Request, conn: &mut Conn) -> Option<io::Result<()>> {
-    let ws = req.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-    ws.then(|| conn.text(400, "unable to upgrade: WebSocket is not supported by this kubelet, use SPDY/3.1\n"))
+/// Answers a WebSocket handshake: Some(wire, protocol) once upgraded.
+fn upgrade_websocket(req: &Request, conn: &mut Conn, supported: &[&'static str]) -> io::Result<Option<(Wire, &'static str)>> {
+    match websocket::handshake(req, supported) {
+        Ok((protocol, head)) => {
+            conn.write_all(head.as_bytes())?;
+            conn.flush()?;
+            Ok(Some((Wire::WebSocket { base64: protocol.contains("base64") }, protocol)))
+        }
+        Err(r) => refuse(conn, r).map(|_| None),
+    }
+}
+
+/// Upgrades to SPDY or WebSocket and runs the remote-command session.
+fn serve_remote(req: &Request, conn: &mut Conn, opts: Options, start: Starter) -> io::Result<()> {
+    if websocket::is_websocket(req) {
+        let Some((wire, protocol)) = upgrade_websocket(req, conn, &WEBSOCKET_PROTOCOLS)? else { return Ok(()) };
+        let mut h = Remote::new(remotecommand::websocket_semantics(protocol), opts, start);
+        return session::serve_with(conn, &mut h, wire, &remotecommand::websocket_channels(opts));
+    }
+    let Some(protocol) = session::upgrade(req, conn, &PROTOCOLS)? else { return Ok(()) };
+    session::serve(conn, &mut Remote::new(protocol, opts, start))
 }
 
 /// `/exec/{ns}/{pod}[/{uid}]/{container}?command=...&input=1&output=1&error=1&tty=1`.
@@ -56,10 +74,6 @@ pub fn exec(ctx: &Context, req: &Request, conn: &mut Conn, ns: &str, pod: &str, 
         Ok(t) => t,
         Err(r) => return refuse(conn, r),
     };
-    if let Some(r) = websocket(req, conn) {
-        return r;
-    }
-    let Some(protocol) = session::upgrade(req, conn, &PROTOCOLS)? else { return Ok(()) };
     log::info!("exec in {ns}/{pod}/{} by {}: {cmd:?}", t.container, req.user.name);
     let dir = record::dir(&ctx.root, &t.container_id);
     let id = t.container_id.clone();
@@ -70,7 +84,7 @@ pub fn exec(ctx: &Context, req: &Request, conn: &mut Conn, ns: &str, pod: &str, 
             Err(e) => Err(format!("failed to exec in container: {e}")),
         }
     });
-    session::serve(conn, &mut Remote::new(protocol, opts, start))
+    serve_remote(req, conn, opts, start)
 }
 
 /// `/attach/{ns}/{pod}[/{uid}]/{container}?output=1&error=1...`.
@@ -83,16 +97,12 @@ pub fn attach(ctx: &Context, req: &Request, conn: &mut Conn, ns: &str, pod: &str
         Ok(t) => t,
         Err(r) => return refuse(conn, r),
     };
-    if let Some(r) = websocket(req, conn) {
-        return r;
-    }
-    let Some(protocol) = session::upgrade(req, conn, &PROTOCOLS)? else { return Ok(()) };
     log::info!("attach to {ns}/{pod}/{} by {}", t.container, req.user.name);
     let start: Starter = Box::new(move || match attach::attach(&t.log_dir, t.restart_count, &ctx.root, &t.container_id, opts.tty) {
         Ok(a) => Ok(Box::new(a) as Box<dyn Source>),
         Err(e) => Err(format!("error attaching to container: {e}")),
     });
-    session::serve(conn, &mut Remote::new(protocol, opts, start))
+    serve_remote(req, conn, opts, start)
 }
 
 /// `/run/{ns}/{pod}[/{uid}]/{container}?cmd=...` (POST): runs a command and
@@ -135,13 +145,20 @@ pub fn port_forward(ctx: &Context, req: &Request, conn: &mut Conn, ns: &str, pod
         }
         Some(path)
     };
-    if let Some(r) = websocket(req, conn) {
-        return r;
+    let target = portforward::Target { pod: format!("{ns}/{pod}"), uid: p.metadata.uid.clone(), netns };
+    if websocket::is_websocket(req) {
+        let ports = match portforward::websocket_ports(req) {
+            Ok(p) => p,
+            Err(e) => return refuse(conn, (400, e)),
+        };
+        let Some((wire, _)) = upgrade_websocket(req, conn, &portforward::WEBSOCKET_PROTOCOLS)? else { return Ok(()) };
+        log::info!("port-forward to {ns}/{pod} ports {ports:?} by {}", req.user.name);
+        let channels = portforward::websocket_channels(&ports);
+        return session::serve_with(conn, &mut portforward::PortForward::new(target), wire, &channels);
     }
     if session::upgrade(req, conn, &portforward::PROTOCOLS)?.is_none() {
         return Ok(());
     }
     log::info!("port-forward to {ns}/{pod} by {}", req.user.name);
-    let target = portforward::Target { pod: format!("{ns}/{pod}"), uid: p.metadata.uid.clone(), netns };
     session::serve(conn, &mut portforward::PortForward::new(target))
 }

@@ -22,6 +22,7 @@ pub mod session;
 pub mod spdy;
 pub mod stats;
 pub mod tls;
+pub mod websocket;
 
 use std::fmt;
 use std::io::{self, Read, Write};

@@ -11,6 +11,11 @@
 //! hostNetwork pods connect from the host. A failure is written on the error
 //! stream and both streams are reset. When one direction ends, the other gets
 //! a second to finish (as containerd), then both streams are closed.
+//!
+//! Over WebSocket (upstream's v4 protocol) the ports come from the `port`
+//! query, one connection each, on channels 2i (data) and 2i+1 (error), each
+//! starting with the port as two little-endian bytes; the session ends when
+//! all of them have.
 
 use super::session::{Handler, Out, MAX_DATA};
 use super::spdy::{header, Headers};
@@ -24,6 +29,38 @@ use std::time::{Duration, Instant};
 
 /// The one protocol version there is.
 pub const PROTOCOLS: [&str; 1] = ["portforward.k8s.io"];
+/// Over WebSocket ("": none named, binary).
+pub const WEBSOCKET_PROTOCOLS: [&str; 3] = ["v4.channel.k8s.io", "v4.base64.channel.k8s.io", ""];
+
+/// The `port` query values (repeated or comma-separated) of a WebSocket
+/// port-forward, as upstream's `NewV4Options`.
+pub fn websocket_ports(req: &super::kubelet::Request) -> Result<Vec<u16>, String> {
+    let mut ports = Vec::new();
+    for v in req.query_all("port") {
+        for p in v.split(',') {
+            match p.trim().parse::<u16>() {
+                Ok(n) if n > 0 => ports.push(n),
+                _ => return Err(format!("unable to parse {p:?} as a port")),
+            }
+        }
+    }
+    if ports.is_empty() {
+        return Err("query parameter \"port\" is required".into());
+    }
+    Ok(ports)
+}
+
+/// The WebSocket channels for `ports`, as streams: data 2i, error 2i+1.
+pub fn websocket_channels(ports: &[u16]) -> Vec<(u32, Headers)> {
+    let mut c = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        for (kind, id) in [("data", 2 * i), ("error", 2 * i + 1)] {
+            let h = vec![("streamtype".into(), kind.into()), ("port".into(), port.to_string()), ("requestid".into(), i.to_string())];
+            c.push((id as u32, h));
+        }
+    }
+    c
+}
 
 /// How long a pair has to get its second stream (upstream's default).
 const STREAM_CREATION: Duration = Duration::from_secs(30);
@@ -64,11 +101,13 @@ pub struct PortForward {
     /// Pairs in poll order (rebuilt by `fds`).
     order: std::cell::RefCell<Vec<String>>,
     read_buf: Vec<u8>,
+    /// Channels over WebSocket (fixed, set up at the start).
+    websocket: bool,
 }
 
 impl PortForward {
     pub fn new(target: Target) -> PortForward {
-        PortForward { target, pairs: HashMap::new(), streams: HashMap::new(), order: Default::default(), read_buf: Vec::new() }
+        PortForward { target, pairs: HashMap::new(), streams: HashMap::new(), order: Default::default(), read_buf: Vec::new(), websocket: false }
     }
 
     /// Ends pair `rid`: both streams closed (or reset), the socket dropped.
@@ -196,6 +235,11 @@ impl Handler for PortForward {
         }
         *slot = Some(id);
         self.streams.insert(id, rid.clone());
+        if out.websocket() {
+            // Each channel starts with its port, little-endian (upstream's v4).
+            out.message(id, &port.to_le_bytes());
+            self.websocket = true;
+        }
         if p.data.is_some() && p.error.is_some() {
             self.connect(out, &rid);
         }
@@ -314,9 +358,10 @@ impl Handler for PortForward {
         }
     }
 
-    /// Port-forwarding lasts until the client closes the connection.
+    /// Over SPDY port-forwarding lasts until the client closes the
+    /// connection; over WebSocket until every port's connection has ended.
     fn done(&self) -> bool {
-        false
+        self.websocket && self.pairs.is_empty()
     }
 
     fn abort(&mut self) {

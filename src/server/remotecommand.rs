@@ -12,6 +12,10 @@
 //! or InternalError); v1–v3 send an error's text only. Resize events are
 //! JSON objects `{"Width":w,"Height":h}` one after another.
 //!
+//! Over WebSocket the same channels are numbered (stdin 0, stdout 1, stderr
+//! 2, error 3, resize 4) and all open from the start
+//! ([`websocket_channels`]).
+//!
 //! The command itself is a [`Source`]: a process (`execproc`) or a
 //! container's log (`attach`).
 
@@ -24,6 +28,33 @@ use std::time::{Duration, Instant};
 /// What picolet speaks over SPDY, preferred first (upstream's list; v5 only
 /// adds a WebSocket close signal).
 pub const PROTOCOLS: [&str; 4] = ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
+
+/// What picolet speaks over WebSocket ("": none named, binary).
+pub const WEBSOCKET_PROTOCOLS: [&str; 5] = ["v4.channel.k8s.io", "v4.base64.channel.k8s.io", "channel.k8s.io", "base64.channel.k8s.io", ""];
+
+/// The SPDY protocol whose behaviour a WebSocket protocol has: v4 sends
+/// the status as JSON; the older ones send error text, as SPDY v3 (and,
+/// unlike SPDY v1/v2, always have a resize channel).
+pub fn websocket_semantics(protocol: &str) -> &'static str {
+    if protocol.starts_with("v4.") {
+        PROTOCOLS[0]
+    } else {
+        PROTOCOLS[1]
+    }
+}
+
+/// The WebSocket channels of a session, as streams: stdin 0, stdout 1,
+/// stderr 2, error 3, resize 4 (the ones `opts` asks for, and error).
+pub fn websocket_channels(opts: Options) -> Vec<(u32, Headers)> {
+    let named = |id: u32, t: &str| (id, vec![("streamtype".to_string(), t.to_string())]);
+    let mut c = vec![named(3, "error")];
+    for (want, id, t) in [(opts.stdin, 0, "stdin"), (opts.stdout, 1, "stdout"), (opts.stderr, 2, "stderr"), (opts.tty, 4, "resize")] {
+        if want {
+            c.push(named(id, t));
+        }
+    }
+    c
+}
 
 /// How long the client has to open all its streams (upstream's default).
 const STREAM_CREATION: Duration = Duration::from_secs(30);
@@ -274,10 +305,17 @@ impl Handler for Remote<'_> {
         if self.received < self.expected {
             return;
         }
-        // v1 closes stdin at once (its historical behaviour).
+        // SPDY v1 closes stdin at once (its historical behaviour).
         if self.protocol == PROTOCOLS[3] {
-            if let Some(id) = self.ids.stdin.take() {
+            if let Some(id) = self.ids.stdin {
                 out.fin(id);
+            }
+        }
+        // On WebSocket, an empty message on the first output channel tells
+        // the client the session is set up (upstream does the same).
+        if out.websocket() {
+            if let Some(id) = self.ids.stdout.or(self.ids.stderr).or(self.ids.error) {
+                out.message(id, &[]);
             }
         }
         let start = self.start.take().expect("checked above");

@@ -17,6 +17,7 @@
 
 use super::kubelet::{Conn, Request};
 use super::spdy::{self, Decoder, Encoder, Frame, Headers};
+use super::websocket;
 use nix::libc;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -67,17 +68,42 @@ pub trait Handler {
     fn abort(&mut self);
 }
 
+/// What the connection speaks after the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Spdy,
+    /// Channels over WebSocket messages; base64 for the `*base64*` protocols.
+    WebSocket { base64: bool },
+}
+
 /// Our half of each open stream and the frames on their way out.
 pub struct Out {
+    wire: Wire,
     enc: Encoder,
     buf: Vec<u8>,
     /// Stream → (we sent FIN, the client sent FIN).
     streams: HashMap<u32, (bool, bool)>,
+    /// A WebSocket close frame was sent: nothing more may follow.
+    closing: bool,
 }
 
 impl Out {
-    fn new() -> Out {
-        Out { enc: Encoder::default(), buf: Vec::new(), streams: HashMap::new() }
+    fn new(wire: Wire) -> Out {
+        Out { wire, enc: Encoder::default(), buf: Vec::new(), streams: HashMap::new(), closing: false }
+    }
+
+    /// Whether streams are WebSocket channels (all open from the start, no half-close).
+    pub fn websocket(&self) -> bool {
+        self.wire != Wire::Spdy
+    }
+
+    /// A WebSocket channel message even when `data` is empty (upstream's
+    /// "connection established" message); on SPDY the same as [`Out::data`].
+    pub fn message(&mut self, id: u32, data: &[u8]) {
+        match self.wire {
+            Wire::WebSocket { base64 } if self.writable(id) && !self.closing => websocket::channel_message(&mut self.buf, base64, id as u8, data),
+            _ => self.data(id, data),
+        }
     }
 
     /// How many more bytes may be produced now.
@@ -92,9 +118,13 @@ impl Out {
 
     /// Sends `data` on `id` (dropped if the stream is closed on our side).
     pub fn data(&mut self, id: u32, data: &[u8]) {
-        if self.writable(id) {
-            for chunk in data.chunks(MAX_DATA) {
-                Encoder::data(&mut self.buf, id, false, chunk);
+        if !self.writable(id) || self.closing {
+            return;
+        }
+        for chunk in data.chunks(MAX_DATA) {
+            match self.wire {
+                Wire::Spdy => Encoder::data(&mut self.buf, id, false, chunk),
+                Wire::WebSocket { base64 } => websocket::channel_message(&mut self.buf, base64, id as u8, chunk),
             }
         }
     }
@@ -104,7 +134,10 @@ impl Out {
         if let Some(s) = self.streams.get_mut(&id) {
             if !s.0 {
                 s.0 = true;
-                Encoder::data(&mut self.buf, id, true, &[]);
+                // A WebSocket channel has no half-close: it ends with the connection.
+                if self.wire == Wire::Spdy {
+                    Encoder::data(&mut self.buf, id, true, &[]);
+                }
                 if s.1 {
                     self.streams.remove(&id);
                 }
@@ -114,7 +147,7 @@ impl Out {
 
     /// Resets `id` (RST_STREAM, CANCEL), both directions.
     pub fn reset(&mut self, id: u32) {
-        if self.streams.remove(&id).is_some() {
+        if self.streams.remove(&id).is_some() && self.wire == Wire::Spdy {
             Encoder::rst_stream(&mut self.buf, id, spdy::CANCEL);
         }
     }
@@ -193,20 +226,41 @@ pub fn upgrade(req: &Request, conn: &mut Conn, supported: &[&'static str]) -> io
     Ok(None)
 }
 
-/// Serves the upgraded connection until it ends. The socket is left
-/// blocking, with a write timeout so closing it cannot hang.
+/// Serves an upgraded SPDY connection until it ends.
 pub fn serve(conn: &mut Conn, h: &mut dyn Handler) -> io::Result<()> {
+    serve_with(conn, h, Wire::Spdy, &[])
+}
+
+/// Serves an upgraded connection until it ends. On WebSocket, `channels`
+/// are the streams that exist from the start (they are opened with the
+/// handler before anything is read). The socket is left blocking, with a
+/// write timeout so closing it cannot hang.
+pub fn serve_with(conn: &mut Conn, h: &mut dyn Handler, wire: Wire, channels: &[(u32, Headers)]) -> io::Result<()> {
     conn.sock.set_nonblocking(true)?;
     conn.tls.set_buffer_limit(Some(TLS_BUFFER));
-    let result = Loop { conn: &mut *conn, dec: Decoder::default(), inbuf: Vec::new(), peer_eof: false, last_id: 0, goaway: false }.run(h);
+    let reader = match wire {
+        Wire::Spdy => Reader::Spdy(Decoder::default()),
+        Wire::WebSocket { base64 } => Reader::WebSocket(websocket::Decoder::default(), base64),
+    };
+    let mut out = Out::new(wire);
+    for (id, headers) in channels {
+        out.streams.insert(*id, (false, false));
+        h.opened(&mut out, *id, headers);
+    }
+    let result = Loop { conn: &mut *conn, reader, inbuf: Vec::new(), peer_eof: false, last_id: 0, goaway: false, ws_closed: false }.run(h, out);
     conn.sock.set_nonblocking(false)?;
     conn.sock.set_write_timeout(Some(Duration::from_secs(5)))?;
     result
 }
 
+enum Reader {
+    Spdy(Decoder),
+    WebSocket(websocket::Decoder, bool),
+}
+
 struct Loop<'c> {
     conn: &'c mut Conn,
-    dec: Decoder,
+    reader: Reader,
     /// Plaintext not yet decoded.
     inbuf: Vec<u8>,
     /// The client closed (TLS close_notify or TCP EOF).
@@ -215,11 +269,12 @@ struct Loop<'c> {
     last_id: u32,
     /// The client sent GOAWAY: no new streams.
     goaway: bool,
+    /// The client sent a WebSocket close: it is gone.
+    ws_closed: bool,
 }
 
 impl Loop<'_> {
-    fn run(&mut self, h: &mut dyn Handler) -> io::Result<()> {
-        let mut out = Out::new();
+    fn run(&mut self, h: &mut dyn Handler, mut out: Out) -> io::Result<()> {
         let mut fds: Vec<(RawFd, i16)> = Vec::new();
         let mut pollfds: Vec<libc::pollfd> = Vec::new();
         let mut last_frame = Instant::now();
@@ -227,19 +282,18 @@ impl Loop<'_> {
         loop {
             // Frames already received, then plaintext rustls already holds.
             loop {
-                while h.wants_input() {
-                    match self.dec.decode(&self.inbuf) {
-                        Ok(Some((frame, used))) => {
-                            self.inbuf.drain(..used);
-                            last_frame = Instant::now();
-                            self.dispatch(frame, h, &mut out);
-                        }
-                        Ok(None) => break,
+                while h.wants_input() && !self.ws_closed {
+                    match self.decode(h, &mut out) {
+                        Ok(true) => last_frame = Instant::now(),
+                        Ok(false) => break,
                         Err(e) => {
                             h.abort();
-                            Encoder::goaway(&mut out.buf, self.last_id, 1);
+                            match self.reader {
+                                Reader::Spdy(_) => Encoder::goaway(&mut out.buf, self.last_id, 1),
+                                Reader::WebSocket(..) => websocket::close(&mut out.buf, 1002),
+                            }
                             let _ = self.flush(&mut out);
-                            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                            return Err(e);
                         }
                     }
                 }
@@ -254,8 +308,13 @@ impl Loop<'_> {
             }
             if h.done() && done_at.is_none() {
                 done_at = Some(Instant::now());
+                if out.websocket() && !out.closing {
+                    websocket::close(&mut out.buf, 1000);
+                    out.closing = true;
+                    self.flush(&mut out)?;
+                }
             }
-            if self.peer_eof && self.inbuf.is_empty() {
+            if (self.peer_eof && self.inbuf.is_empty()) || self.ws_closed {
                 if done_at.is_none() {
                     h.abort();
                 }
@@ -320,6 +379,58 @@ impl Loop<'_> {
             if h.deadline(&out).is_some_and(|d| Instant::now() >= d) {
                 h.tick(&mut out, Instant::now());
             }
+        }
+    }
+
+    /// Decodes and dispatches the next frame in `inbuf`; false when it
+    /// holds no whole frame.
+    fn decode(&mut self, h: &mut dyn Handler, out: &mut Out) -> io::Result<bool> {
+        let bad = |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+        match &mut self.reader {
+            Reader::Spdy(d) => match d.decode(&self.inbuf).map_err(|e| bad(&e))? {
+                Some((frame, used)) => {
+                    self.inbuf.drain(..used);
+                    self.dispatch(frame, h, out);
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+            Reader::WebSocket(d, base64) => {
+                let base64 = *base64;
+                match d.decode(&self.inbuf).map_err(|e| bad(&e))? {
+                    Some((event, used)) => {
+                        self.inbuf.drain(..used);
+                        if let Some(e) = event {
+                            self.dispatch_websocket(e, base64, h, out);
+                        }
+                        Ok(true)
+                    }
+                    None => Ok(false),
+                }
+            }
+        }
+    }
+
+    fn dispatch_websocket(&mut self, event: websocket::Event, base64: bool, h: &mut dyn Handler, out: &mut Out) {
+        match event {
+            websocket::Event::Message(m) => {
+                // Not a channel message, or for a channel that is not open: ignored, as upstream.
+                if let Some((ch, data)) = websocket::parse_channel_message(base64, &m) {
+                    let id = u32::from(ch);
+                    if !data.is_empty() && matches!(out.streams.get(&id), Some((_, false))) {
+                        h.data(out, id, &data);
+                    }
+                }
+            }
+            websocket::Event::Ping(p) if !out.closing => websocket::pong(&mut out.buf, &p),
+            websocket::Event::Close(code) => {
+                if !out.closing {
+                    websocket::close(&mut out.buf, code.unwrap_or(1000));
+                    out.closing = true;
+                }
+                self.ws_closed = true;
+            }
+            _ => {}
         }
     }
 
