@@ -264,6 +264,10 @@ def size(n):
     return mt.group(1).decode() + 'x' + mt.group(2).decode()
 send('echo READY-$((6*7))\n')
 expect(rb'READY-42')
+if os.environ.get('HANGUP'):
+    p.kill()
+    print('rc', p.wait())
+    sys.exit(0)
 print('size1', size(1))
 fcntl.ioctl(m, termios.TIOCSWINSZ, struct.pack('HHHH', 50, 120, 0, 0))
 # The resize travels on its own stream: ask until the shell sees it.
@@ -280,7 +284,7 @@ print('rc', p.wait())
 #[test]
 fn exec_with_a_terminal_follows_its_size() {
     let c = cluster();
-    let _p = pod_on_node(c, "tty", "tty", "", "[sleep, '100000']");
+    let p = pod_on_node(c, "tty", "tty", "", "[sleep, '100000']");
     let kubectl = c.bin.join("kubectl");
     let out = Command::new("python3")
         .arg("-c")
@@ -298,6 +302,24 @@ fn exec_with_a_terminal_follows_its_size() {
     assert_eq!(lines[1], "size2 50x120", "{report}");
     assert!(lines[2].starts_with("tty /dev/pts/"), "{report}");
     assert_eq!(lines[3], "rc 7", "{report}");
+
+    // kubectl killed mid-session: its shell is hung up, not left behind.
+    let out = Command::new("python3")
+        .env("HANGUP", "1")
+        .arg("-c")
+        .arg(TTY_SCRIPT)
+        .arg(&kubectl)
+        .arg("--kubeconfig")
+        .arg(&c.admin)
+        .args(["exec", "-it", "-n", "tty", "pod", "--", "sh"])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let shells = || {
+        let ps = c.kubectl(&["exec", "-n", "tty", "pod", "--", "ps", "-o", "comm"]);
+        ps.lines().filter(|l| l.trim() == "sh").count()
+    };
+    c.wait("the orphaned shell to be hung up", Some(&p), || shells() == 0);
 }
 
 #[test]

@@ -154,9 +154,17 @@ impl Exec {
                 }
             }
         }
-        // Closing the pipe is the process's EOF; a pty has no such thing.
-        if self.stdin_eof && self.stdin_buf.is_empty() && !self.tty {
-            self.stdin = None;
+        if self.stdin_eof && self.stdin_buf.is_empty() && self.stdin.is_some() {
+            if !self.tty {
+                // Closing the pipe is the process's EOF.
+                self.stdin = None;
+            } else if signal_pid_file(&self.pid_file, nix::sys::signal::Signal::SIGHUP) {
+                // A terminal's input ending is a hangup, as containerd closing
+                // the console: an interactive shell exits instead of staying
+                // behind with nobody attached. (Retried until runc has written
+                // the pid.)
+                self.stdin = None;
+            }
         }
     }
 
@@ -185,7 +193,7 @@ impl Source for Exec {
     }
 
     fn ready(&mut self, revents: &[i16], mut room: usize, emit: &mut dyn FnMut(Channel, &[u8])) {
-        if revents.first().is_some_and(|&r| r != 0) {
+        if revents.first().is_some_and(|&r| r != 0) || (self.stdin_eof && self.stdin.is_some()) {
             self.write_stdin();
         }
         for (i, ch) in [(0, Channel::Stdout), (1, Channel::Stderr)] {
@@ -264,11 +272,20 @@ fn outcome_of(status: std::process::ExitStatus, log_file: &Path, what: &str) -> 
     }
 }
 
-fn kill_pid_file(path: &Path) {
+/// Sends `sig` to the pid runc wrote; false when there is none yet.
+fn signal_pid_file(path: &Path, sig: nix::sys::signal::Signal) -> bool {
     let pid = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<i32>().ok());
-    if let Some(pid) = pid.filter(|&p| p > 1) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    match pid.filter(|&p| p > 1) {
+        Some(pid) => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+            true
+        }
+        None => false,
     }
+}
+
+fn kill_pid_file(path: &Path) {
+    signal_pid_file(path, nix::sys::signal::Signal::SIGKILL);
 }
 
 impl Drop for Exec {

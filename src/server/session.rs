@@ -267,7 +267,7 @@ struct Loop<'c> {
     peer_eof: bool,
     /// Highest stream id the client opened.
     last_id: u32,
-    /// The client sent GOAWAY: no new streams.
+    /// The client sent GOAWAY: its frames are no longer read.
     goaway: bool,
     /// The client sent a WebSocket close: it is gone.
     ws_closed: bool,
@@ -435,10 +435,13 @@ impl Loop<'_> {
     }
 
     fn dispatch(&mut self, frame: Frame, h: &mut dyn Handler, out: &mut Out) {
+        if self.goaway {
+            return;
+        }
         match frame {
             Frame::SynStream { id, fin, unidirectional, headers, .. } => {
                 // Client streams are odd and increasing (spdystream checks the same).
-                if self.goaway || id % 2 == 0 || id <= self.last_id {
+                if id % 2 == 0 || id <= self.last_id {
                     Encoder::rst_stream(&mut out.buf, id, spdy::PROTOCOL_ERROR);
                     return;
                 }
@@ -472,7 +475,19 @@ impl Loop<'_> {
             }
             // Client pings are odd: echo them.
             Frame::Ping(id) if id % 2 == 1 => Encoder::ping(&mut out.buf, id),
-            Frame::GoAway { .. } => self.goaway = true,
+            Frame::GoAway { .. } => {
+                // As spdystream: after GOAWAY nothing more is read from the
+                // peer, and every stream's input ends (a stdin sees EOF, so the
+                // command it feeds can finish even though the client left).
+                self.goaway = true;
+                let mut open: Vec<u32> = out.streams.iter().filter(|(_, s)| !s.1).map(|(id, _)| *id).collect();
+                open.sort_unstable();
+                for id in open {
+                    if out.remote_fin(id) {
+                        h.fin(out, id);
+                    }
+                }
+            }
             // No flow control, no server push, nothing else to do.
             _ => {}
         }
@@ -723,6 +738,25 @@ mod tests {
         // Done: the server waits for the client to close, then returns.
         client.conn.send_close_notify();
         client.flush().unwrap();
+        let h = server.join().unwrap();
+        assert!(h.done && !h.aborted);
+    }
+
+    /// A client's GOAWAY ends the input of every stream, as spdystream's
+    /// server side does; frames after it are not read.
+    #[test]
+    fn goaway_ends_every_streams_input() {
+        let (server, mut client) = start("goaway");
+        let mut enc = Encoder::default();
+        let mut out = Vec::new();
+        enc.syn_stream(&mut out, 1, false, &[("streamtype", "last")]);
+        Encoder::goaway(&mut out, 0, 0);
+        Encoder::data(&mut out, 1, false, b"ignored");
+        client.write_all(&out).unwrap();
+        let (mut dec, mut buf) = (Decoder::default(), Vec::new());
+        let frames = read_frames(&mut client, &mut dec, &mut buf, 2);
+        assert_eq!(frames, vec![Frame::SynReply { id: 1, fin: false, headers: vec![] }, Frame::Data { id: 1, fin: true, data: vec![] }]);
+        drop(client);
         let h = server.join().unwrap();
         assert!(h.done && !h.aborted);
     }
