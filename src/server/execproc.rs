@@ -77,7 +77,15 @@ fn pty() -> io::Result<(OwnedFd, OwnedFd)> {
     let name = ptsname_r(&master)?;
     let slave = nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
     // SAFETY: both descriptors were just opened and are owned by nothing else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(master.into_raw_fd()), OwnedFd::from_raw_fd(slave)) })
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master.into_raw_fd()), OwnedFd::from_raw_fd(slave)) };
+    // Raw from the start: the container's own pty does the line discipline.
+    // (runc makes its terminal raw too, but only once the command runs, so
+    // early output would get a second \r.)
+    use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+    let mut t = tcgetattr(&slave)?;
+    cfmakeraw(&mut t);
+    tcsetattr(&slave, SetArg::TCSANOW, &t)?;
+    Ok((master, slave))
 }
 
 /// Starts the command.

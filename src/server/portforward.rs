@@ -103,11 +103,13 @@ pub struct PortForward {
     read_buf: Vec<u8>,
     /// Channels over WebSocket (fixed, set up at the start).
     websocket: bool,
+    /// The client sent GOAWAY: no new connections will come.
+    goaway: bool,
 }
 
 impl PortForward {
     pub fn new(target: Target) -> PortForward {
-        PortForward { target, pairs: HashMap::new(), streams: HashMap::new(), order: Default::default(), read_buf: Vec::new(), websocket: false }
+        PortForward { target, pairs: HashMap::new(), streams: HashMap::new(), order: Default::default(), read_buf: Vec::new(), websocket: false, goaway: false }
     }
 
     /// Ends pair `rid`: both streams closed (or reset), the socket dropped.
@@ -358,10 +360,15 @@ impl Handler for PortForward {
         }
     }
 
+    fn goaway(&mut self) {
+        self.goaway = true;
+    }
+
     /// Over SPDY port-forwarding lasts until the client closes the
-    /// connection; over WebSocket until every port's connection has ended.
+    /// connection (or says GOAWAY and its connections end); over WebSocket
+    /// until every port's connection has ended.
     fn done(&self) -> bool {
-        self.websocket && self.pairs.is_empty()
+        (self.websocket || self.goaway) && self.pairs.is_empty()
     }
 
     fn abort(&mut self) {

@@ -49,6 +49,9 @@ pub trait Handler {
     fn fin(&mut self, out: &mut Out, id: u32);
     /// The client reset stream `id`.
     fn reset(&mut self, out: &mut Out, id: u32);
+    /// The client sent GOAWAY: it opens no more streams (their input has
+    /// ended through [`Handler::fin`]).
+    fn goaway(&mut self) {}
     /// Whether more stream data can be taken now; false stops reading the socket.
     fn wants_input(&self) -> bool {
         true
@@ -487,6 +490,7 @@ impl Loop<'_> {
                         h.fin(out, id);
                     }
                 }
+                h.goaway();
             }
             // No flow control, no server push, nothing else to do.
             _ => {}
