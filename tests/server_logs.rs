@@ -1,7 +1,7 @@
 //! `kubectl logs` against picolet's `/containerLogs` through the real API
 //! server: plain, `-f`, `--previous`, `--tail`, `--since`, `--since-time`,
 //! `--timestamps`, `--limit-bytes`, `-c`, over logs that rotated into gzipped
-//! files; and `/runningpods/`, `/configz` through the node proxy.
+//! files; and `/runningpods/`, `/configz` from the kubelet server directly.
 
 mod common;
 use common::cluster::{cluster, node, Cluster};
@@ -72,6 +72,23 @@ fn put(dir: &Path, name: &str, text: &str) {
 
 fn lines(n: std::ops::RangeInclusive<u32>) -> String {
     n.map(|i| format!("line {i}\n")).collect()
+}
+
+/// GET `path` from the node's kubelet server with the cluster admin's
+/// certificate: (status, body).
+fn kubelet_get(c: &Cluster, p: &Picolet, path: &str) -> (u16, String) {
+    let pki = c.dir.join("pki");
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "--max-time", "20", "-w", "\n%{http_code}", "--cert"])
+        .arg(pki.join("admin.crt"))
+        .arg("--key")
+        .arg(pki.join("admin.key"))
+        .arg(format!("https://127.0.0.1:{}{path}", p.server_port))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 #[test]
@@ -214,21 +231,43 @@ fn kubectl_logs_reads_the_kubelets_container_logs() {
     assert_eq!(next("the end of the stream"), None, "kubectl logs -f ends with the container");
     assert!(child.wait().unwrap().success());
 
-    // A bad option straight to the kubelet (kubectl would refuse it): 400 naming it.
-    let base = format!("/api/v1/nodes/{}/proxy", p.node);
-    let out = c.kubectl_cmd().args(["get", "--raw", &format!("{base}/containerLogs/{NS}/many/app?tailLines=-1")]).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("invalid tailLines \"-1\""), "{err}");
+    // A follower of a quiet container whose client leaves: the kubelet
+    // notices the closed connection without anything to write, and ends it.
+    let mut quiet = c.kubectl_cmd().args(["logs", "-f", "-n", NS, "many", "--tail=1"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(quiet.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+    assert_eq!(first, "line 300\n");
+    let before = p.picolet_log().matches("client went away").count();
+    quiet.kill().unwrap();
+    quiet.wait().unwrap();
+    p.wait_until("the kubelet to end the follower whose client left", || p.picolet_log().matches("client went away").count() > before);
+
+    // Straight to the kubelet (the API server's node proxy refuses loopback
+    // nodes), as the cluster admin. A bad option kubectl would refuse: 400 naming it.
+    let (code, body) = kubelet_get(c, &p, &format!("/containerLogs/{NS}/many/app?tailLines=-1"));
+    assert_eq!((code, body.as_str()), (400, "invalid tailLines \"-1\": must be greater than or equal to 0"));
+    let (code, body) = kubelet_get(c, &p, &format!("/containerLogs/{NS}/many/app?tailLines=2&timestamps=false"));
+    assert_eq!((code, body.as_str()), (200, "line 299\nline 300\n"));
 
     // /runningpods/ and /configz.
-    let rp: Value = serde_json::from_str(&c.kubectl(&["get", "--raw", &format!("{base}/runningpods/")])).unwrap();
+    let running_pods = || -> Value {
+        let (code, body) = kubelet_get(c, &p, "/runningpods/");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let named = |list: &Value, name: &str| list["items"].as_array().unwrap().iter().find(|i| i["metadata"]["name"] == name).cloned();
+    let rp = running_pods();
     assert_eq!(rp["kind"], "PodList");
-    let item = rp["items"].as_array().unwrap().iter().find(|i| i["metadata"]["name"] == "many").expect("many runs");
+    let item = named(&rp, "many").expect("many runs");
     assert_eq!(item["metadata"]["namespace"], NS);
     assert_eq!(item["metadata"]["uid"], many["metadata"]["uid"]);
-    assert_eq!(item["spec"]["containers"][0]["name"], "app");
-    assert!(!rp["items"].as_array().unwrap().iter().any(|i| i["metadata"]["name"] == "follow"), "follow has exited");
-    let cz: Value = serde_json::from_str(&c.kubectl(&["get", "--raw", &format!("{base}/configz")])).unwrap();
+    assert_eq!(item["spec"]["containers"], serde_json::json!([{"name": "app", "image": "docker.io/library/busybox:latest", "resources": {}}]));
+    let duo = named(&rp, "duo").expect("duo runs");
+    assert_eq!(duo["spec"]["containers"].as_array().unwrap().len(), 2, "a and b, not the finished init container: {duo}");
+    c.wait("the exited pod to leave /runningpods/", Some(&p), || named(&running_pods(), "follow").is_none());
+    let (code, body) = kubelet_get(c, &p, "/configz");
+    assert_eq!(code, 200, "{body}");
+    let cz: Value = serde_json::from_str(&body).unwrap();
     let kc = &cz["kubeletconfig"];
     assert_eq!(kc["containerLogMaxSize"], "4Ki");
     assert_eq!(kc["containerLogMaxFiles"], 5);

@@ -89,10 +89,15 @@ pub fn parse_options(query: &[(String, String)], now: SystemTime) -> Result<Opti
 
 /// RFC 3339 with `Z` or a `±hh:mm` offset.
 fn parse_time(s: &str) -> Option<SystemTime> {
+    // parse_rfc3339 slices by bytes: keep other text away from it.
+    if !s.is_ascii() {
+        return None;
+    }
     if s.ends_with('Z') {
         return parse_rfc3339(s);
     }
-    let (base, off) = s.split_at(s.len().checked_sub(6)?);
+    let at = s.len().checked_sub(6)?;
+    let (base, off) = (s.get(..at)?, s.get(at..)?);
     let (sign, hm) = (off.as_bytes()[0], off.get(1..)?);
     let (h, m) = hm.split_once(':')?;
     let secs = h.parse::<u64>().ok()? * 3600 + m.parse::<u64>().ok()? * 60;
@@ -201,7 +206,7 @@ pub fn container_logs(ctx: &Context, req: &Request, conn: &mut Conn, ns: &str, p
     let mut emitter = cri::Emitter::new(opts.timestamps, opts.since, opts.limit);
     let chunked = conn.chunked("text/plain; charset=utf-8")?;
     // Lines are small: gather them into chunks of a few KiB.
-    let mut out = BufWriter::with_capacity(16 * 1024, chunked);
+    let mut out = BufWriter::with_capacity(8 * 1024, chunked);
     let follow = opts.follow.then(|| (ctx.root.as_path(), id.as_str()));
     let full = stream(&mut reader, &mut emitter, &mut out, follow, |out| wait_or_gone(&out.get_ref().conn.sock, POLL))?;
     if !full {
@@ -250,25 +255,19 @@ fn wait_or_gone(sock: &TcpStream, d: Duration) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     let start = std::time::Instant::now();
-    // The peer's FIN (nix has no name for POLLRDHUP).
-    let rdhup = PollFlags::from_bits_retain(nix::libc::POLLRDHUP);
-    let mut fds = [PollFd::new(sock.as_fd(), rdhup)];
-    let ms = PollTimeout::try_from(d).unwrap_or(PollTimeout::ZERO);
-    match poll(&mut fds, ms) {
-        Ok(0) => false,
-        Ok(_) => {
-            let ev = fds[0].revents().unwrap_or(PollFlags::empty());
-            let gone = ev.intersects(rdhup | PollFlags::POLLHUP | PollFlags::POLLERR);
-            if !gone {
-                std::thread::sleep(d.saturating_sub(start.elapsed()));
-            }
-            gone
-        }
-        Err(_) => {
-            std::thread::sleep(d.saturating_sub(start.elapsed()));
-            false
-        }
+    // Only the peer's FIN (POLLRDHUP) is asked for: data the client sends
+    // does not wake us. nix has no name for the flag and reports revents
+    // holding it as None.
+    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::from_bits_retain(nix::libc::POLLRDHUP))];
+    let gone = match poll(&mut fds, PollTimeout::try_from(d).unwrap_or(PollTimeout::ZERO)) {
+        Ok(0) => return false,
+        Ok(_) => fds[0].revents().map_or(true, |ev| ev.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)),
+        Err(_) => false,
+    };
+    if !gone {
+        std::thread::sleep(d.saturating_sub(start.elapsed()));
     }
+    gone
 }
 
 #[cfg(test)]
@@ -302,6 +301,9 @@ mod tests {
         assert_eq!(o.since, Some(now()));
         let o = parse_options(&q(&[("sinceTime", "2024-05-01T11:30:00.5-00:30")]), now()).unwrap();
         assert_eq!(o.since, Some(now() + Duration::from_millis(500)));
+        for junk in ["aéééé", "é", "+02:00", "2024-05-01T14:00:00*02:00", "2024-05-01T12:00:00.éééééZ"] {
+            assert!(parse_options(&q(&[("sinceTime", junk)]), now()).is_err(), "{junk}");
+        }
     }
 
     #[test]
@@ -423,6 +425,18 @@ mod tests {
         let r = stream(&mut reader, &mut emitter, &mut Vec::new(), Some((&root, "c1")), |_| true);
         assert_eq!(r.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn notices_a_peer_that_closed() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, _) = l.accept().unwrap();
+        // Data from the client is no reason to stop.
+        client.write_all(b"x").unwrap();
+        assert!(!wait_or_gone(&server, Duration::from_millis(50)));
+        drop(client);
+        assert!(wait_or_gone(&server, Duration::from_secs(5)));
     }
 
     #[test]

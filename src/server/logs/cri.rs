@@ -29,6 +29,10 @@ pub fn parse(line: &[u8]) -> Option<Entry<'_>> {
     let (ts, rest) = split_space(line)?;
     let (stream, rest) = split_space(rest)?;
     let (tag, content) = split_space(rest)?;
+    // parse_rfc3339 slices by bytes: only ASCII goes there.
+    if !ts.is_ascii() {
+        return None;
+    }
     let time = parse_rfc3339(std::str::from_utf8(ts).ok()?)?;
     let stream = match stream {
         b"stdout" => 0,
@@ -228,7 +232,7 @@ mod tests {
         let e = parse(line.as_bytes()).unwrap();
         assert_eq!((e.stream, e.full, e.content), (0, false, &b" two spaces"[..]));
         assert_eq!(parse(format!("{T0} stdout F:x \n").as_bytes()).unwrap().content, b"");
-        for bad in ["garbage", "2024-05-01 stdout F x", &format!("{T0} stdin F x"), &format!("{T0} stdout X x"), &format!("{T0} stdout F")] {
+        for bad in ["garbage", "2024-05-01T12:00:00.ééééé stdout F x", "2024-05-01 stdout F x", &format!("{T0} stdin F x"), &format!("{T0} stdout X x"), &format!("{T0} stdout F")] {
             assert_eq!(parse(bad.as_bytes()), None, "{bad}");
         }
         assert_eq!(tag(format!("{T0} stdout F").as_bytes()), Some(true));

@@ -18,7 +18,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Room for one CRI line (16 KiB of content plus its header) and then some.
-const LINE_BUF: usize = 32 * 1024;
+const LINE_BUF: usize = 20 * 1024;
 /// Bytes read per step when scanning backward.
 const BLOCK: usize = 16 * 1024;
 /// Enough of a line's start to read its time, stream and tag.
