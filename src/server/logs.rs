@@ -207,7 +207,7 @@ pub fn container_logs(ctx: &Context, req: &Request, conn: &mut Conn, ns: &str, p
     let chunked = conn.chunked("text/plain; charset=utf-8")?;
     // Lines are small: gather them into chunks of a few KiB.
     let mut out = BufWriter::with_capacity(8 * 1024, chunked);
-    let follow = opts.follow.then(|| (ctx.root.as_path(), id.as_str()));
+    let follow = opts.follow.then_some((ctx.root.as_path(), id.as_str()));
     let full = stream(&mut reader, &mut emitter, &mut out, follow, |out| wait_or_gone(&out.get_ref().conn.sock, POLL))?;
     if !full {
         emitter.finish(&mut out)?;
