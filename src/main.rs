@@ -175,12 +175,7 @@ fn run(cfg: Config) -> Result<(), String> {
             server::Route::Healthz => server::Response::text(200, "ok"),
             server::Route::Pods => {
                 let items = pods.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                server::Response::json(&api::PodList {
-                    api_version: "v1".into(),
-                    kind: "PodList".into(),
-                    metadata: Default::default(),
-                    items,
-                })
+                server::Response::json(&server::info::pod_list(items))
             }
             server::Route::NotFound => server::Response::not_found(),
         });
