@@ -15,13 +15,6 @@ use std::time::{Duration, Instant};
 
 const NS: &str = "logs";
 
-fn node_ready(c: &Cluster, p: &Picolet) {
-    c.wait(&format!("node {} Ready", p.node), Some(p), || {
-        let n = c.get(&["node", &p.node]).unwrap_or_default();
-        n["status"]["conditions"].as_array().into_iter().flatten().any(|x| x["type"] == "Ready" && x["status"] == "True")
-    });
-}
-
 fn pod(c: &Cluster, p: &Picolet, name: &str, ctl: &Path, spec: &str) {
     c.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  nodeName: {}\n  volumes: [{{name: ctl, hostPath: {{path: {}}}}}]\n{spec}",
@@ -98,7 +91,7 @@ fn kubectl_logs_reads_the_kubelets_container_logs() {
     // Small files, so the pods below rotate and compress their logs.
     p.extra_args.extend(["--container-log-max-size=4Ki".to_string(), "--container-log-max-files=5".to_string()]);
     p.start();
-    node_ready(c, &p);
+    c.node_ready(&p);
     c.namespace(NS);
     let ctl = p.base.join("ctl");
     std::fs::create_dir_all(&ctl).unwrap();
