@@ -188,6 +188,9 @@ fn run(cfg: Config) -> Result<(), String> {
         log::info!("read-only API on http://{addr} (/pods, /healthz)");
     }
 
+    start_kubelet_server(&cfg, &node_name, api.as_ref().map(|l| l.client.clone()), published.clone())?;
+    start_healthz(&cfg);
+
     let mut source = cfg.pod_manifest_path.as_ref().map(|dir| FileSource::new(dir, &node_name));
     let watch = cfg.pod_manifest_path.as_ref().and_then(|dir| match DirWatch::new(dir) {
         Ok(w) => smol::Async::new(w).ok(),
@@ -348,6 +351,7 @@ struct ClusterLinks {
     outbox: pod::apiwriter::Outbox,
     node_uid: Arc<std::sync::OnceLock<String>>,
     fetch: std::sync::mpsc::Sender<api::fetch::Pods>,
+    client: Arc<api::client::Client>,
 }
 
 /// Starts the threads that make picolet a node of the cluster in `kubeconfig`:
@@ -385,8 +389,78 @@ fn join_cluster(
     spawn("objects", Box::new(move || api::fetch::run(c, store, fetch_rx, wake)))?;
     let outbox = pod::apiwriter::Outbox::default();
     let o = outbox.clone();
-    spawn("api-writer", Box::new(move || pod::apiwriter::run(client, o)))?;
-    Ok(ClusterLinks { updates: rx, outbox, node_uid, fetch: fetch_tx })
+    let c = client.clone();
+    spawn("api-writer", Box::new(move || pod::apiwriter::run(c, o)))?;
+    Ok(ClusterLinks { updates: rx, outbox, node_uid, fetch: fetch_tx, client })
+}
+
+/// The authenticated HTTPS server on `--port` (logs, exec, stats...). It
+/// needs the API server for webhook authentication and authorization, so a
+/// standalone picolet runs it only when configured without webhooks.
+fn start_kubelet_server(cfg: &Config, node_name: &str, client: Option<Arc<api::client::Client>>, pods: Arc<Mutex<Vec<api::Pod>>>) -> Result<(), String> {
+    let settings = server::auth::AuthSettings {
+        node_name: node_name.to_string(),
+        anonymous: cfg.anonymous_auth,
+        token_webhook: cfg.authentication_token_webhook,
+        token_cache_ttl: cfg.authentication_token_webhook_cache_ttl,
+        authorization_mode: cfg.authorization_mode.clone(),
+        authorized_ttl: cfg.authorization_webhook_cache_authorized_ttl,
+        unauthorized_ttl: cfg.authorization_webhook_cache_unauthorized_ttl,
+    };
+    let standalone = client.is_none();
+    let auth = match server::auth::Auth::new(settings, client) {
+        Ok(a) => a,
+        Err(e) if standalone => {
+            log::info!("kubelet server on port {} off: {e}", cfg.port);
+            return Ok(());
+        }
+        Err(e) => return Err(format!("kubelet server: {e}")),
+    };
+    let tls = server::tls::server_config(&server::tls::TlsSettings {
+        cert_file: cfg.tls_cert_file.as_deref(),
+        key_file: cfg.tls_private_key_file.as_deref(),
+        client_ca_file: cfg.client_ca_file.as_deref(),
+        root_dir: &cfg.root_dir,
+        node_name,
+        node_ip: cfg.node_ip.as_deref(),
+    })
+    .map_err(|e| e.to_string())?;
+    let ctx = server::kubelet::Context {
+        node_name: node_name.to_string(),
+        root: cfg.root_dir.clone(),
+        logs_dir: cfg.pod_logs_dir.clone(),
+        runtime_path: cfg.runtime_path.clone(),
+        runtime_root: cfg.root_dir.join("runc"),
+        pods,
+        configz: serde_json::Value::Null,
+        metrics: Arc::default(),
+    };
+    let addr = std::net::SocketAddr::new(cfg.address.parse().map_err(|_| format!("--address {:?}: not an IP address", cfg.address))?, cfg.port);
+    let listener = TcpListener::bind(addr).map_err(|e| format!("kubelet server on {addr}: {e}"))?;
+    server::kubelet::serve(listener, server::kubelet::Server { tls, auth, ctx }).map_err(|e| format!("kubelet server: {e}"))?;
+    log::info!("kubelet server on https://{addr}");
+    Ok(())
+}
+
+/// Plain `/healthz` on `healthzBindAddress:healthzPort`. Not fatal when the
+/// port is taken, as upstream (the pods matter more than the endpoint).
+fn start_healthz(cfg: &Config) {
+    if cfg.healthz_port == 0 {
+        return;
+    }
+    let addr = format!("{}:{}", cfg.healthz_bind_address, cfg.healthz_port);
+    match TcpListener::bind(&addr) {
+        Ok(l) => {
+            let handler = Arc::new(|_m: &str, path: &str| match server::route(path) {
+                server::Route::Healthz => server::Response::text(200, "ok"),
+                _ => server::Response::not_found(),
+            });
+            if let Err(e) = server::serve(l, handler) {
+                log::warn!("healthz on {addr}: {e}");
+            }
+        }
+        Err(e) => log::warn!("healthz on {addr}: {e}; serving without it"),
+    }
 }
 
 /// Runs one probe or hook and hands its outcome back to the manager.

@@ -8,7 +8,9 @@
 
 use crate::api;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -222,4 +224,207 @@ pub fn find_pod(ctx: &Context, ns: &str, name: &str, uid: Option<&str>) -> Resul
         .find(|p| p.metadata.namespace == ns && p.metadata.name == name && uid.map_or(true, |u| p.metadata.uid == u))
         .cloned()
         .ok_or_else(|| (404, format!("pod {ns}/{name} not found")))
+}
+
+/// Largest request head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+/// Time a client has for the TLS handshake and its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed at accept (each costs a thread).
+const MAX_CONNECTIONS: usize = 1024;
+/// Connection threads do little on their stack (buffers are on the heap).
+const THREAD_STACK: usize = 256 << 10;
+
+/// The server's shared parts.
+pub struct Server {
+    pub tls: Arc<rustls::ServerConfig>,
+    pub auth: super::auth::Auth,
+    pub ctx: Context,
+}
+
+/// Serves `listener` until the process exits: one thread accepts, one thread
+/// per connection handles it.
+pub fn serve(listener: TcpListener, server: Server) -> io::Result<()> {
+    let server = Arc::new(server);
+    let open = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new().name("kubelet-server".into()).spawn(move || {
+        for conn in listener.incoming() {
+            let sock = match conn {
+                Ok(s) => s,
+                Err(e) => {
+                    // Usually out of file descriptors: don't spin on it.
+                    log::warn!("kubelet server accept: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                open.fetch_sub(1, Ordering::SeqCst);
+                log::warn!("kubelet server: {MAX_CONNECTIONS} connections open, refusing another");
+                continue;
+            }
+            let (server, open2) = (server.clone(), open.clone());
+            let spawned = std::thread::Builder::new().name("kubelet-conn".into()).stack_size(THREAD_STACK).spawn(move || {
+                let peer = sock.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                if let Err(e) = handle(&server, sock) {
+                    log::debug!("kubelet server: connection from {peer}: {e}");
+                }
+                open2.fetch_sub(1, Ordering::SeqCst);
+            });
+            if let Err(e) = spawned {
+                open.fetch_sub(1, Ordering::SeqCst);
+                log::warn!("kubelet server: cannot start a connection thread: {e}");
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn handle(server: &Server, sock: TcpStream) -> io::Result<()> {
+    sock.set_read_timeout(Some(HEAD_TIMEOUT))?;
+    sock.set_write_timeout(Some(HEAD_TIMEOUT))?;
+    sock.set_nodelay(true)?;
+    let tls = rustls::ServerConnection::new(server.tls.clone()).map_err(io::Error::other)?;
+    let mut conn = Conn { tls, sock };
+    let head = match read_head(&mut conn)? {
+        Some(h) => h,
+        None => return conn.text(431, "request header too large\n"),
+    };
+    let Some(mut req) = parse_head(&head) else {
+        return conn.text(400, "bad request\n");
+    };
+    // Endpoints stream for as long as they like; they set their own limits.
+    conn.sock.set_read_timeout(None)?;
+    conn.sock.set_write_timeout(None)?;
+    let peer = conn.tls.peer_certificates().and_then(|c| c.first()).cloned();
+    req.user = match server.auth.authenticate(peer.as_ref(), req.header("authorization")) {
+        Ok(u) => u,
+        Err(d) => return conn.text(d.status, &d.message),
+    };
+    if let Err(d) = server.auth.authorize(&req.user, &req.method, &req.path) {
+        return conn.text(d.status, &d.message);
+    }
+    log::debug!("kubelet server: {} {} by {}", req.method, req.path, req.user.name);
+    route(&server.ctx, &req, &mut conn)?;
+    conn.tls.send_close_notify();
+    let _ = conn.flush();
+    Ok(())
+}
+
+/// Reads the request head through TLS (which also completes the handshake),
+/// a byte at a time so nothing past the head is consumed: an upgraded
+/// connection's first frames belong to the endpoint. None: too large.
+fn read_head(conn: &mut Conn) -> io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::with_capacity(512);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && !head.ends_with(b"\n\n") {
+        if head.len() >= MAX_HEAD {
+            return Ok(None);
+        }
+        match conn.read(&mut byte)? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            _ => head.push(byte[0]),
+        }
+    }
+    Ok(Some(head))
+}
+
+/// Request line and headers; None when malformed.
+fn parse_head(head: &[u8]) -> Option<Request> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    let mut first = lines.next()?.split(' ');
+    let (method, target, version) = (first.next()?, first.next()?, first.next()?);
+    if first.next().is_some() || !version.starts_with("HTTP/1.") || !target.starts_with('/') || method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut headers = Vec::new();
+    for line in lines.take_while(|l| !l.is_empty()) {
+        let (k, v) = line.split_once(':')?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    Some(Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        query: parse_query(query),
+        headers,
+        user: Default::default(),
+    })
+}
+
+/// `a=1&b=x%20y&b=z` → pairs, percent- and `+`-decoded.
+pub fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (unescape(k), unescape(v))
+        })
+        .collect()
+}
+
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = || std::str::from_utf8(b.get(i + 1..i + 3)?).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex()) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 2;
+            }
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends the request to its endpoint.
+fn route(ctx: &Context, req: &Request, conn: &mut Conn) -> io::Result<()> {
+    let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    let get = matches!(req.method.as_str(), "GET" | "HEAD");
+    match (req.method.as_str(), segs.as_slice()) {
+        (_, ["healthz"]) if get => conn.text(200, "ok"),
+        (_, ["pods"] | ["pods", ""]) if get => super::info::pods(ctx, req, conn),
+        (_, ["runningpods", ..]) if get => super::info::running_pods(ctx, req, conn),
+        (_, ["configz"]) if get => super::info::configz(ctx, req, conn),
+        (_, ["metrics"]) if get => super::metrics::metrics(ctx, req, conn),
+        (_, ["metrics", "probes"]) if get => super::metrics::probe_metrics(ctx, req, conn),
+        (_, ["metrics", "resource"]) if get => super::stats::resource_metrics(ctx, req, conn),
+        ("GET" | "POST", ["stats", "summary"]) => super::stats::summary(ctx, req, conn),
+        (_, ["containerLogs", ns, pod, container]) if get => super::logs::container_logs(ctx, req, conn, ns, pod, container),
+        ("GET" | "POST", ["exec", ns, pod, container]) => super::exec::exec(ctx, req, conn, ns, pod, None, container),
+        ("GET" | "POST", ["exec", ns, pod, uid, container]) => super::exec::exec(ctx, req, conn, ns, pod, Some(uid), container),
+        ("GET" | "POST", ["attach", ns, pod, container]) => super::exec::attach(ctx, req, conn, ns, pod, None, container),
+        ("GET" | "POST", ["attach", ns, pod, uid, container]) => super::exec::attach(ctx, req, conn, ns, pod, Some(uid), container),
+        ("POST", ["run", ns, pod, container]) => super::exec::run(ctx, req, conn, ns, pod, None, container),
+        ("POST", ["run", ns, pod, uid, container]) => super::exec::run(ctx, req, conn, ns, pod, Some(uid), container),
+        ("GET" | "POST", ["portForward", ns, pod]) => super::exec::port_forward(ctx, req, conn, ns, pod, None),
+        ("GET" | "POST", ["portForward", ns, pod, uid]) => super::exec::port_forward(ctx, req, conn, ns, pod, Some(uid)),
+        _ => conn.text(404, "404 page not found\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_heads_and_queries() {
+        let r = parse_head(b"POST /exec/ns/p/c?command=sh&command=-c&command=echo+a%20b&stdout=1 HTTP/1.1\r\nHost: x\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n").unwrap();
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/exec/ns/p/c");
+        assert_eq!(r.query_all("command").collect::<Vec<_>>(), ["sh", "-c", "echo a b"]);
+        assert!(r.flag("stdout") && !r.flag("stdin"));
+        assert_eq!(r.header("x-stream-protocol-version"), Some("v4.channel.k8s.io"));
+        assert!(parse_head(b"get / HTTP/1.1\r\n\r\n").is_none());
+        assert!(parse_head(b"GET / SPDY/3\r\n\r\n").is_none());
+        assert!(parse_head(b"GET /x HTTP/1.1\r\nno-colon\r\n\r\n").is_none());
+        assert_eq!(unescape("%zz%4"), "%zz%4");
+        assert_eq!(unescape("a%2Fb"), "a/b");
+    }
 }

@@ -3,7 +3,7 @@
 //! controller-manager, scheduler), one per test binary, stopped when the
 //! binary exits (up.sh --owner-pid). Tests talk to it with the real kubectl.
 
-use super::{repo, Picolet, DEADLINE};
+use super::{free_port, repo, Picolet, DEADLINE};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -157,11 +157,22 @@ impl Cluster {
     }
 }
 
-/// A picolet joined to `c` with its own node certificate.
+/// A picolet joined to `c` with its own node certificate. Its kubelet server
+/// listens on loopback at a port of its own (the API server reaches it at the
+/// node's InternalIP, so that is 127.0.0.1 too) and trusts the cluster CA's
+/// client certificates, as kubeadm sets a kubelet up.
 pub fn node(c: &Cluster, name: &str) -> Picolet {
     let mut p = Picolet::new(name);
     let kc = c.node_kubeconfig(&p.node, false);
-    p.extra_args.push(format!("--kubeconfig={}", kc.display()));
+    p.server_port = free_port();
+    p.extra_args.extend([
+        format!("--kubeconfig={}", kc.display()),
+        "--node-ip=127.0.0.1".into(),
+        "--address=127.0.0.1".into(),
+        format!("--port={}", p.server_port),
+        format!("--client-ca-file={}", c.dir.join("pki/ca.crt").display()),
+        "--healthz-port=0".into(),
+    ]);
     p
 }
 

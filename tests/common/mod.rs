@@ -43,7 +43,7 @@ unsafe fn libc_flock(fd: i32) {
 
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     // Ask the kernel, then keep a per-process counter offset to avoid reuse races.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let p = l.local_addr().unwrap().port();
@@ -58,6 +58,8 @@ pub struct Picolet {
     pub logs: PathBuf,
     pub import: PathBuf,
     pub port: u16,
+    /// The kubelet server's port (`--port`) when the test gives it one.
+    pub server_port: u16,
     pub node: String,
     pub extra_args: Vec<String>,
     child: Option<Child>,
@@ -76,6 +78,7 @@ impl Picolet {
             import: base.join("import"),
             base,
             port: free_port(),
+            server_port: 0,
             node: format!("node-{name}"),
             extra_args: vec![],
             child: None,
