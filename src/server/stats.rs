@@ -333,10 +333,8 @@ pub fn collect(src: &Sources, node_name: &str, pods: &[PodInfo], detail: Detail)
         let store = src.root.join("images-store");
         // Images live on the root dir's filesystem unless the store is a mount of its own.
         let image_fs = fs_stats(&store, now).or_else(|| root_fs.clone());
-        out.node.runtime = Some(RuntimeStats { image_fs: image_fs.map(|f| {
-            let (bytes, inodes) = walk(&store);
-            with_usage(f, bytes, Some(inodes))
-        }) });
+        let (bytes, inodes) = walk(&store);
+        out.node.runtime = Some(RuntimeStats { image_fs: image_fs.map(|f| with_usage(f, bytes, Some(inodes))) });
         let (maxpid, curproc) = src.roots.pids();
         out.node.rlimit = Some(RlimitStats { time: now, maxpid, curproc });
     }

@@ -5,7 +5,8 @@
 #
 #   metrics-server.sh DIR start   build it if needed (build.sh metrics-server),
 #                                 start it on a free port, register it; returns
-#                                 once the APIService is Available
+#                                 once the APIService is Available (at once
+#                                 when it already runs)
 #   metrics-server.sh DIR stop    unregister and stop it (idempotent)
 #
 # The APIService points at an ExternalName Service (externalName: localhost)
@@ -69,7 +70,10 @@ start) ;;
 *) die "unknown action $2 (start or stop)" ;;
 esac
 
-! p=$(ours) || die "already running in $dir (pid $p); stop it first"
+if p=$(ours); then
+    echo "metrics-server.sh: already running in $dir (pid $p)" >&2
+    exit 0
+fi
 if [[ -n ${PICOLET_METRICS_SERVER_BIN:-} ]]; then
     bin=$PICOLET_METRICS_SERVER_BIN
 else
