@@ -1,13 +1,35 @@
 //! Resource usage from the kubelet server: `/stats/summary` and
-//! `/metrics/resource` through the real API server, and `kubectl top node` /
-//! `kubectl top pod` with the real metrics-server (tests/cluster/metrics-server.sh)
-//! scraping picolet.
+//! `/metrics/resource` as the cluster admin gets them (over HTTPS with the
+//! admin's client certificate: the API server's node proxy refuses the
+//! loopback node addresses of the test cluster), and `kubectl top node` /
+//! `kubectl top pod` through the real metrics-server
+//! (tests/cluster/metrics-server.sh), which scrapes picolet.
 
 mod common;
 use common::cluster::{cluster, node, Cluster};
 use common::{Picolet, DEADLINE};
 use serde_json::Value;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// GET `path` from the node's kubelet server as the cluster admin: the body
+/// of a 200, else an error with the status and body.
+fn get(c: &Cluster, p: &Picolet, path: &str) -> Result<String, String> {
+    let pki = c.dir.join("pki");
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "20", "-w", "\n%{http_code}", "--cert"])
+        .arg(pki.join("admin.crt"))
+        .arg("--key")
+        .arg(pki.join("admin.key"))
+        .arg(format!("https://127.0.0.1:{}{path}", p.server_port))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    match text.rsplit_once('\n') {
+        Some((body, "200")) => Ok(body.to_string()),
+        _ => Err(format!("GET {path}: curl {}: {text}", out.status)),
+    }
+}
 
 fn node_ready(c: &Cluster, p: &Picolet) {
     c.wait(&format!("node {} Ready", p.node), Some(p), || {
@@ -73,12 +95,11 @@ fn stats_metrics_and_kubectl_top() {
         pod["status"]["containerStatuses"][0]["state"]["running"].is_object()
     });
     let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
-    let base = format!("/api/v1/nodes/{}/proxy", p.node);
 
     // The Summary: the pod with CPU time and memory, then a CPU rate once two
     // requests have sampled it.
     let summary = |c: &Cluster| -> Result<Value, String> {
-        let out = c.try_kubectl(&["get", "--raw", &format!("{base}/stats/summary")]).ok_or("kubectl get --raw failed")?;
+        let out = get(c, &p, "/stats/summary")?;
         serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))
     };
     let burner = |s: &Value| s["pods"].as_array().into_iter().flatten().find(|x| x["podRef"]["name"] == "burner").cloned();
@@ -115,7 +136,7 @@ fn stats_metrics_and_kubectl_top() {
     assert!(num(&pod["ephemeral-storage"]["usedBytes"]) >= 100_000, "{pod}");
 
     // /metrics/resource: the series metrics-server reads, with timestamps.
-    let text = c.kubectl(&["get", "--raw", &format!("{base}/metrics/resource")]);
+    let text = get(c, &p, "/metrics/resource").unwrap();
     let labels = r#"{container="burn",namespace="stats",pod="burner"}"#;
     for series in [
         format!("container_cpu_usage_seconds_total{labels} "),
@@ -144,7 +165,7 @@ fn stats_metrics_and_kubectl_top() {
     let out = poll("kubectl top pod burner", &p, limit, || top(&["top", "pod", "burner", "-n", "stats"]));
     let cols: Vec<String> = row(&out, "burner").unwrap_or_else(|| panic!("{out}")).split_whitespace().map(String::from).collect();
     let mib: u64 = cols[2].trim_end_matches("Mi").parse().unwrap_or_else(|_| panic!("{out}"));
-    assert!(cols[1].ends_with('m') && mib >= 16, "{out}");
+    assert!(cols[1].ends_with('m') && mib >= 15, "{out}"); // 16 MB held
     let out = poll("kubectl top pod --containers", &p, limit, || top(&["top", "pod", "burner", "-n", "stats", "--containers"]));
     assert!(out.lines().any(|l| l.split_whitespace().take(2).eq(["burner", "burn"])), "{out}");
 
