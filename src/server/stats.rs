@@ -21,13 +21,17 @@
 //!
 //! Not here: network and I/O stats, PSI, swap, systemContainers, accelerators.
 
+mod resource;
+mod summary;
+
+pub use resource::render_resource_metrics;
+pub use summary::*;
+
 use super::kubelet::{Conn, Context, Request};
 use crate::api;
 use crate::cgroup::stats::{Memory, NodeUsage, Roots, Usage};
 use crate::runtime::record::{self, Record};
-use serde::{Serialize, Serializer};
 use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -39,157 +43,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const MAX_WALK: usize = 50_000;
 /// Two CPU samples closer than this give no new rate (the previous one stays).
 pub const MIN_RATE_INTERVAL: Duration = Duration::from_secs(1);
-
-// ---- upstream's Summary types: only the fields picolet fills ----
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Summary {
-    pub node: NodeStats,
-    pub pods: Vec<PodStats>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeStats {
-    pub node_name: String,
-    #[serde(serialize_with = "time_or_null")]
-    pub start_time: Option<SystemTime>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<CpuStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<MemoryStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fs: Option<FsStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<RuntimeStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rlimit: Option<RlimitStats>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RuntimeStats {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image_fs: Option<FsStats>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RlimitStats {
-    #[serde(serialize_with = "time")]
-    pub time: SystemTime,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub maxpid: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub curproc: Option<u64>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PodStats {
-    pub pod_ref: PodRef,
-    #[serde(serialize_with = "time_or_null")]
-    pub start_time: Option<SystemTime>,
-    pub containers: Vec<ContainerStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<CpuStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<MemoryStats>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub volume: Vec<VolumeStats>,
-    #[serde(rename = "ephemeral-storage", skip_serializing_if = "Option::is_none")]
-    pub ephemeral_storage: Option<FsStats>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PodRef {
-    pub name: String,
-    pub namespace: String,
-    pub uid: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerStats {
-    pub name: String,
-    #[serde(serialize_with = "time_or_null")]
-    pub start_time: Option<SystemTime>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<CpuStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<MemoryStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rootfs: Option<FsStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub logs: Option<FsStats>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CpuStats {
-    #[serde(serialize_with = "time")]
-    pub time: SystemTime,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage_nano_cores: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage_core_nano_seconds: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MemoryStats {
-    #[serde(serialize_with = "time")]
-    pub time: SystemTime,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub available_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub working_set_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rss_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub page_faults: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub major_page_faults: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FsStats {
-    #[serde(serialize_with = "time")]
-    pub time: SystemTime,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub available_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub capacity_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub used_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inodes_free: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inodes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inodes_used: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VolumeStats {
-    #[serde(flatten)]
-    pub fs: FsStats,
-    pub name: String,
-}
-
-fn time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&api::time::rfc3339(*t))
-}
-
-/// metav1.Time: a zero time is `null`.
-fn time_or_null<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => time(t, s),
-        None => s.serialize_none(),
-    }
-}
 
 // ---- endpoints ----
 
@@ -571,123 +424,5 @@ impl Rates {
     }
 }
 
-// ---- /metrics/resource ----
-
-/// Prometheus text as upstream's resource metrics collector writes it:
-/// families in name order, series with millisecond timestamps.
-pub fn render_resource_metrics(s: &Summary, scrape_error: bool) -> String {
-    const STABLE: &str = "[STABLE]";
-    let mut out = String::new();
-    let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    let secs = |ns: u64| ns as f64 / 1e9;
-    let labels = |p: &PodStats, c: Option<&ContainerStats>| match c {
-        Some(c) => format!("{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}}", esc(&c.name), esc(&p.pod_ref.namespace), esc(&p.pod_ref.name)),
-        None => format!("{{namespace=\"{}\",pod=\"{}\"}}", esc(&p.pod_ref.namespace), esc(&p.pod_ref.name)),
-    };
-    let containers = || s.pods.iter().flat_map(|p| p.containers.iter().map(move |c| (p, c)));
-
-    let mut family = |name: &str, help: &str, kind: &str, series: Vec<String>| {
-        if series.is_empty() {
-            return;
-        }
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for line in series {
-            let _ = writeln!(out, "{name}{line}");
-        }
-    };
-    family(
-        "container_cpu_usage_seconds_total",
-        &format!("{STABLE} Cumulative cpu time consumed by the container in core-seconds"),
-        "counter",
-        containers()
-            .filter_map(|(p, c)| {
-                let cpu = c.cpu.as_ref()?;
-                Some(format!("{} {} {}", labels(p, Some(c)), float(secs(cpu.usage_core_nano_seconds?)), ms(cpu.time)))
-            })
-            .collect(),
-    );
-    family(
-        "container_memory_working_set_bytes",
-        &format!("{STABLE} Current working set of the container in bytes"),
-        "gauge",
-        containers()
-            .filter_map(|(p, c)| {
-                let m = c.memory.as_ref()?;
-                Some(format!("{} {} {}", labels(p, Some(c)), float(m.working_set_bytes? as f64), ms(m.time)))
-            })
-            .collect(),
-    );
-    family(
-        "container_start_time_seconds",
-        &format!("{STABLE} Start time of the container since unix epoch in seconds"),
-        "gauge",
-        containers()
-            .filter_map(|(p, c)| {
-                let d = c.start_time?.duration_since(UNIX_EPOCH).ok().filter(|d| d.as_secs() > 0)?;
-                Some(format!("{} {}", labels(p, Some(c)), float(d.as_nanos() as f64 / 1e9)))
-            })
-            .collect(),
-    );
-    let node_cpu = s.node.cpu.as_ref().and_then(|c| Some(format!(" {} {}", float(secs(c.usage_core_nano_seconds?)), ms(c.time))));
-    family("node_cpu_usage_seconds_total", &format!("{STABLE} Cumulative cpu time consumed by the node in core-seconds"), "counter", node_cpu.into_iter().collect());
-    let node_mem = s.node.memory.as_ref().and_then(|m| Some(format!(" {} {}", float(m.working_set_bytes? as f64), ms(m.time))));
-    family("node_memory_working_set_bytes", &format!("{STABLE} Current working set of the node in bytes"), "gauge", node_mem.into_iter().collect());
-    family(
-        "pod_cpu_usage_seconds_total",
-        &format!("{STABLE} Cumulative cpu time consumed by the pod in core-seconds"),
-        "counter",
-        s.pods
-            .iter()
-            .filter_map(|p| {
-                let cpu = p.cpu.as_ref()?;
-                Some(format!("{} {} {}", labels(p, None), float(secs(cpu.usage_core_nano_seconds?)), ms(cpu.time)))
-            })
-            .collect(),
-    );
-    family(
-        "pod_memory_working_set_bytes",
-        &format!("{STABLE} Current working set of the pod in bytes"),
-        "gauge",
-        s.pods
-            .iter()
-            .filter_map(|p| {
-                let m = p.memory.as_ref()?;
-                Some(format!("{} {} {}", labels(p, None), float(m.working_set_bytes? as f64), ms(m.time)))
-            })
-            .collect(),
-    );
-    let err = if scrape_error { "1" } else { "0" };
-    let help = "1 if there was an error while getting container metrics, 0 otherwise";
-    family("resource_scrape_error", &format!("{STABLE} {help}"), "gauge", vec![format!(" {err}")]);
-    family("scrape_error", &format!("[ALPHA] (Deprecated since 1.29.0) {help}"), "gauge", vec![format!(" {err}")]);
-    out
-}
-
-/// A label value with `\`, `"` and newlines escaped.
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-/// A float as Go's `strconv.FormatFloat(v, 'g', -1, 64)`, which Prometheus'
-/// text encoder uses: the shortest digits, exponent form from 1e+06 and
-/// below 1e-04.
-fn float(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    if !v.is_finite() {
-        return if v.is_nan() { "NaN".into() } else if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
-    }
-    let e = format!("{v:e}");
-    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..6).contains(&exp) {
-        format!("{v}")
-    } else {
-        format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
-    }
-}
-
 #[cfg(test)]
-#[path = "stats_tests.rs"]
 mod tests;

@@ -98,24 +98,6 @@ fn rates_need_two_samples_a_second_apart() {
     assert_eq!(r.samples.keys().collect::<Vec<_>>(), ["node"]);
 }
 
-#[test]
-fn floats_as_go_formats_them() {
-    for (v, want) in [
-        (0.0, "0"),
-        (1.0, "1"),
-        (0.5, "0.5"),
-        (7.0707, "7.0707"),
-        (123456.0, "123456"),
-        (1234567.0, "1.234567e+06"),
-        (12582912.0, "1.2582912e+07"),
-        (0.0001, "0.0001"),
-        (0.00001234, "1.234e-05"),
-        (1714564805.25, "1.71456480525e+09"),
-    ] {
-        assert_eq!(float(v), want, "{v}");
-    }
-}
-
 fn mem(ws: u64, at: SystemTime) -> Option<MemoryStats> {
     Some(MemoryStats {
         time: at,
