@@ -22,6 +22,10 @@ pub const MEMORY_STAT: &str = "memory.stat";
 pub const CPUACCT_USAGE: &str = "cpuacct.usage";
 pub const MEMORY_USAGE_IN_BYTES: &str = "memory.usage_in_bytes";
 pub const MEMORY_LIMIT_IN_BYTES: &str = "memory.limit_in_bytes";
+/// The processes of a cgroup (v1 and v2).
+pub const CGROUP_PROCS: &str = "cgroup.procs";
+/// Processes whose resident sets the memory fallback adds up, at most.
+const MAX_PROCS: usize = 1024;
 
 /// Kernel ticks per second in `/proc/stat`: USER_HZ, 100 on every Linux
 /// architecture picolet runs on (it is ABI, independent of CONFIG_HZ).
@@ -176,6 +180,14 @@ pub fn parse_meminfo(meminfo: &str, vmstat: &str) -> Option<(Memory, u64)> {
     Some((memory, total))
 }
 
+/// A process's resident set from `/proc/<pid>/status`: (VmRSS, RssAnon) in bytes.
+pub fn parse_status_rss(status: &str) -> Option<(u64, u64)> {
+    let kb = |key: &str| {
+        status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    Some((kb("VmRSS")? * 1024, kb("RssAnon").unwrap_or(0) * 1024))
+}
+
 /// The roots stats are read under.
 #[derive(Debug, Clone)]
 pub struct Roots {
@@ -224,19 +236,37 @@ impl Roots {
                     let stat = get(&dir, MEMORY_STAT).unwrap_or_default();
                     parse_v2_memory(&cur, &stat, &get(&dir, MEMORY_MAX).unwrap_or_default())
                 });
+                let memory = memory.or_else(|| self.procs_memory(&dir));
                 Usage { cpu_ns: get(&dir, CPU_STAT).as_deref().and_then(parse_v2_cpu), memory }
             }
             Location::V1 { cpuacct, memory } => {
                 let cpu_ns = cpuacct.as_ref().and_then(|p| get(&self.dir("cpuacct", p), CPUACCT_USAGE)).as_deref().and_then(parse_v1_cpu);
-                let memory = memory.as_ref().and_then(|p| {
+                let from_cgroup = memory.as_ref().and_then(|p| {
                     let dir = self.dir("memory", p);
                     let usage = get(&dir, MEMORY_USAGE_IN_BYTES)?;
                     let stat = get(&dir, MEMORY_STAT).unwrap_or_default();
                     parse_v1_memory(&usage, &stat, &get(&dir, MEMORY_LIMIT_IN_BYTES).unwrap_or_default())
                 });
+                let memory = from_cgroup.or_else(|| self.procs_memory(&self.dir("cpuacct", cpuacct.as_deref()?)));
                 Usage { cpu_ns, memory }
             }
         }
+    }
+
+    /// Memory as the sum of the resident sets of the processes in the cgroup
+    /// at `dir` (at most [`MAX_PROCS`]): all of it counts as working set.
+    fn procs_memory(&self, dir: &Path) -> Option<Memory> {
+        let procs = std::fs::read_to_string(dir.join(CGROUP_PROCS)).ok()?;
+        let mut sum: Option<Memory> = None;
+        for pid in procs.lines().take(MAX_PROCS) {
+            let status = std::fs::read_to_string(self.proc.join(pid.trim()).join("status")).ok();
+            let Some((rss, anon)) = status.as_deref().and_then(parse_status_rss) else { continue };
+            let m = sum.get_or_insert_with(Memory::default);
+            m.usage += rss;
+            m.working_set += rss;
+            m.rss += anon;
+        }
+        sum
     }
 
     /// The node's CPU and memory.
@@ -333,14 +363,30 @@ mod tests {
         assert_eq!(u.cpu_ns, Some(5_000_000_000));
         assert_eq!(u.memory.unwrap().working_set, 4_000_000);
         assert!(v1.pid_usage(43).unwrap_err().to_string().contains("43/cgroup"));
+        // No memory controller (a Pi without cgroup_enable=memory): the
+        // processes of the cpuacct group.
+        write(&v1.proc, "44/cgroup", "2:cpu,cpuacct:/c1\n");
+        write(&v1.cgroup, "cpuacct/c1/cgroup.procs", "44\n");
+        write(&v1.proc, "44/status", "VmRSS:\t 2048 kB\nRssAnon:\t 1024 kB\n");
+        let m = v1.pid_usage(44).unwrap().memory.unwrap();
+        assert_eq!((m.working_set, m.rss), (2048 * 1024, 1024 * 1024));
 
-        // v2, memory controller not enabled for the group: CPU only.
+        // v2, memory controller not enabled for the group: CPU from the
+        // cgroup, memory from its processes' resident sets.
         let v2 = Roots { cgroup: base.join("v2/cg"), proc: base.join("v2/proc") };
         write(&v2.cgroup, "cgroup.controllers", "cpu pids\n");
         write(&v2.proc, "7/cgroup", "0::/kubepods/podu/c\n");
         write(&v2.cgroup, "kubepods/podu/c/cpu.stat", "usage_usec 1500\n");
+        write(&v2.cgroup, "kubepods/podu/c/cgroup.procs", "7\n8\n9\n");
+        write(&v2.proc, "7/status", "Name:\tsh\nVmRSS:\t    1000 kB\nRssAnon:\t     200 kB\nRssFile:\t     800 kB\n");
+        write(&v2.proc, "8/status", "Name:\tsleep\nVmRSS:\t     500 kB\nRssAnon:\t     100 kB\n");
         let u = v2.pid_usage(7).unwrap();
-        assert_eq!(u, Usage { cpu_ns: Some(1_500_000), memory: None });
+        assert_eq!(u.cpu_ns, Some(1_500_000));
+        let m = Memory { usage: 1500 * 1024, working_set: 1500 * 1024, rss: 300 * 1024, ..Default::default() };
+        assert_eq!(u.memory, Some(m), "pid 9 exited meanwhile: skipped");
+        // Nothing to go by: no memory at all.
+        std::fs::remove_file(v2.cgroup.join("kubepods/podu/c/cgroup.procs")).unwrap();
+        assert_eq!(v2.pid_usage(7).unwrap(), Usage { cpu_ns: Some(1_500_000), memory: None });
 
         write(&v2.proc, "stat", "cpu  1 0 1 5 0 0 0 0 0 0\nbtime 10\n");
         write(&v2.proc, "meminfo", "MemTotal: 100 kB\nMemFree: 50 kB\n");
