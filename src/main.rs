@@ -432,7 +432,7 @@ fn start_kubelet_server(cfg: &Config, node_name: &str, client: Option<Arc<api::c
         runtime_path: cfg.runtime_path.clone(),
         runtime_root: cfg.root_dir.join("runc"),
         pods,
-        configz: serde_json::Value::Null,
+        configz: server::info::configz_json(cfg),
         metrics: Arc::default(),
     };
     let addr = std::net::SocketAddr::new(cfg.address.parse().map_err(|_| format!("--address {:?}: not an IP address", cfg.address))?, cfg.port);
