@@ -165,6 +165,13 @@ impl Cluster {
         self.apply(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"));
     }
 
+    /// Starts metrics-server for this cluster (built on first use, about two
+    /// minutes when cold) unless it runs; `kubectl top` has numbers for a node
+    /// two scrapes (10 s apart) after the node appears. It stops with the cluster.
+    pub fn metrics_server(&self) {
+        run(Command::new("bash").arg(script("metrics-server.sh")).arg(&self.dir).arg("start"), "metrics-server.sh start");
+    }
+
     /// Stops or starts the API server alone (etcd and the rest keep running).
     pub fn apiserver(&self, action: &str) {
         run(Command::new("bash").arg(script("apiserver.sh")).arg(&self.dir).arg(action), &format!("apiserver.sh {action}"));
