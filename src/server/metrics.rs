@@ -54,12 +54,12 @@ pub struct ContainerCounts {
     pub unknown: u64,
 }
 
-/// The result of one probe run, as `prober_probe_total` counts it.
+/// The result of one probe run, as `prober_probe_total` counts it
+/// (upstream's third value, "unknown", never comes out of picolet's probes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeResult {
     Successful,
     Failed,
-    Unknown,
 }
 
 /// Which probe of which container: the labels of the probe metrics.
@@ -118,8 +118,7 @@ struct RuntimeOp {
 struct ProbeSeries {
     successful: u64,
     failed: u64,
-    unknown: u64,
-    /// Successful and unknown runs only, as upstream.
+    /// Successful runs only, as upstream.
     duration: Histogram,
 }
 
@@ -205,17 +204,16 @@ impl Metrics {
     pub fn probe(&self, target: &ProbeTarget, result: ProbeResult, took: Duration) {
         let mut m = self.lock();
         if !m.probes.contains_key(target) {
-            let fresh = ProbeSeries { successful: 0, failed: 0, unknown: 0, duration: Histogram::new(DEFAULT_BUCKETS) };
+            let fresh = ProbeSeries { successful: 0, failed: 0, duration: Histogram::new(DEFAULT_BUCKETS) };
             m.probes.insert(target.clone(), fresh);
         }
         let s = m.probes.get_mut(target).expect("inserted above");
         match result {
-            ProbeResult::Successful => s.successful += 1,
+            ProbeResult::Successful => {
+                s.successful += 1;
+                s.duration.observe(took.as_secs_f64());
+            }
             ProbeResult::Failed => s.failed += 1,
-            ProbeResult::Unknown => s.unknown += 1,
-        }
-        if result != ProbeResult::Failed {
-            s.duration.observe(took.as_secs_f64());
         }
     }
 
@@ -324,7 +322,7 @@ impl Metrics {
         }
         w.family("prober_probe_total", "[BETA] Cumulative number of a liveness, readiness or startup probe for a container by result.", "counter");
         for (k, s) in &m.probes {
-            for (result, n) in [("failed", s.failed), ("successful", s.successful), ("unknown", s.unknown)] {
+            for (result, n) in [("failed", s.failed), ("successful", s.successful)] {
                 if n == 0 {
                     continue;
                 }
@@ -510,7 +508,7 @@ fn format_float(v: f64) -> String {
     let e = format!("{v:e}");
     let (mantissa, exp) = e.split_once('e').expect("{:e} has an exponent");
     let exp: i32 = exp.parse().expect("{:e} exponent is an integer");
-    if exp < -4 || exp >= 6 {
+    if !(-4..6).contains(&exp) {
         format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
     } else {
         format!("{v}")
