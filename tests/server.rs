@@ -81,18 +81,47 @@ fn cert_args(pair: &(PathBuf, PathBuf)) -> Vec<String> {
     vec!["--cert".into(), pair.0.display().to_string(), "--key".into(), pair.1.display().to_string()]
 }
 
+/// The admin's client certificate of the test cluster.
+fn admin_cert(c: &Cluster) -> Vec<String> {
+    let pki = c.dir.join("pki");
+    cert_args(&(pki.join("admin.crt"), pki.join("admin.key")))
+}
+
 #[test]
-fn api_server_reaches_the_kubelet_server() {
+fn serves_https_with_a_self_signed_certificate_it_keeps() {
     let c = cluster();
     let mut p = node(c, "srv");
     p.start();
     node_ready(c, &p);
-    let base = format!("/api/v1/nodes/{}/proxy", p.node);
-    assert_eq!(c.kubectl(&["get", "--raw", &format!("{base}/healthz")]), "ok");
-    let pods: serde_json::Value = serde_json::from_str(&c.kubectl(&["get", "--raw", &format!("{base}/pods")])).unwrap();
+    let admin = admin_cert(c);
+    let (code, body) = curl(p.server_port, "GET", "/healthz", &args(&admin)).expect("HTTPS");
+    assert_eq!((code, body.as_str()), (200, "ok"));
+    let (code, body) = curl(p.server_port, "GET", "/pods", &args(&admin)).unwrap();
+    assert_eq!(code, 200, "{body}");
+    let pods: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(pods["kind"], "PodList");
-    // The plain healthz port is its own listener (off in this harness: --healthz-port=0).
+    // The certificate is self-signed for the node, kept under the root dir
+    // and served again after a restart.
+    let crt = p.root.join("pki/kubelet.crt");
+    let first = std::fs::read(&crt).expect("self-signed certificate under the root dir");
+    let served = served_cert(p.server_port);
+    assert!(served.contains(&format!("CN = {}@", p.node)) || served.contains(&format!("CN={}@", p.node)), "{served}");
+    assert!(served.contains("IP Address:127.0.0.1"), "{served}");
     p.kill();
+    p.start();
+    node_ready(c, &p);
+    assert_eq!(std::fs::read(&crt).unwrap(), first, "the certificate was regenerated");
+    assert_eq!(curl(p.server_port, "GET", "/healthz", &args(&admin)).unwrap().0, 200);
+    p.kill();
+}
+
+/// The certificate the server presents, as `openssl x509 -text` prints it.
+fn served_cert(port: u16) -> String {
+    let out = Command::new("bash")
+        .args(["-c", &format!("openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null | openssl x509 -noout -text")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -159,9 +188,10 @@ metadata: {name: node-viewer, namespace: default}
             assert!(code != 401 && code != 403, "{method} {path} as {who:?}: {code} {body}");
         }
     }
-    // What the verbs map to, as upstream: GET → get on nodes/proxy.
+    // What the verbs map to, as upstream: GET → get on nodes/proxy. Container
+    // logs are nodes/proxy too (nodes/log is the node's own /logs/).
     let (_, body) = curl(port, "GET", "/containerLogs/default/x/y", &args(&nobody)).unwrap();
-    assert_eq!(body.trim_end(), "Forbidden (user=nobody, verb=get, resource=nodes, subresource(s)=[log])");
+    assert_eq!(body.trim_end(), "Forbidden (user=nobody, verb=get, resource=nodes, subresource(s)=[proxy])");
     let (_, body) = curl(port, "POST", "/exec/default/x/y", &args(&nobody)).unwrap();
     assert_eq!(body.trim_end(), "Forbidden (user=nobody, verb=create, resource=nodes, subresource(s)=[proxy])");
     p.kill();

@@ -93,14 +93,15 @@ pub fn certs(pem: &[u8], what: &str) -> Result<Vec<Certificate<'static>>, String
     Ok(certs)
 }
 
-fn key(pem: &[u8]) -> Result<PrivateKey<'static>, String> {
-    pem_items(pem, "client key")?
+/// The first private key (PKCS#8, PKCS#1 or SEC1) in a PEM text.
+pub fn key(pem: &[u8], what: &str) -> Result<PrivateKey<'static>, String> {
+    pem_items(pem, what)?
         .into_iter()
         .find_map(|i| match i {
             PemItem::PrivateKey(k) => Some(k),
             _ => None,
         })
-        .ok_or_else(|| "client key: no PEM private key".to_string())
+        .ok_or_else(|| format!("{what}: no PEM private key"))
 }
 
 impl Client {
@@ -120,7 +121,7 @@ impl Client {
             tls = tls.disable_verification(true);
         }
         if let (Some(c), Some(k)) = (&kc.client_cert_pem, &kc.client_key_pem) {
-            tls = tls.client_cert(Some(ClientCert::new_with_certs(&certs(c, "client certificate")?, key(k)?)));
+            tls = tls.client_cert(Some(ClientCert::new_with_certs(&certs(c, "client certificate")?, key(k, "client key")?)));
         }
         let agent = ureq::Agent::config_builder()
             .tls_config(tls.build())

@@ -19,6 +19,11 @@
 #   WINDOW  seconds over which CPU and API requests are counted (default 60)
 #   MEM_ENV extra environment of the picolet measured for memory (e.g.
 #           MALLOC_ARENA_MAX=1)
+#   FOLLOW  concurrent `kubectl logs -f` equivalents for the server load
+#           figures (default 200; GET .../pods/<p>/log?follow=true through
+#           the API server with curl, which is what kubectl sends)
+#   EXECS   concurrent `kubectl exec -i ... cat` sessions (default 50)
+#   LOADED  pods timed bound → running while those streams are open (default 10)
 #   KEEP=1  keep the work directory (logs) instead of removing it
 #
 # Timing: t0 is taken just before picolet's start (Node Ready: Node polled
@@ -34,7 +39,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 REPO=$PWD
-STARTS=${STARTS:-3} N=${N:-20} GAP=${GAP:-0.3} PODS=${PODS:-30} IDLE=${IDLE:-30} WINDOW=${WINDOW:-60}
+FOLLOW=${FOLLOW:-200} EXECS=${EXECS:-50} LOADED=${LOADED:-10} STARTS=${STARTS:-3} N=${N:-20} GAP=${GAP:-0.3} PODS=${PODS:-30} IDLE=${IDLE:-30} WINDOW=${WINDOW:-60}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 say() { echo "cluster-bench: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -42,10 +47,11 @@ die() { say "$*"; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (picolet mounts overlayfs and runs runc)"
 for c in runc curl jq openssl; do command -v $c >/dev/null || die "$c not found (sudo tests/run.sh installs what is needed)"; done
 
-BASE='' CDIR='' SLEEP_PID='' PIDS=() ROOTS=()
+BASE='' CDIR='' SLEEP_PID='' PIDS=() ROOTS=() LOAD_PIDS=()
 cleanup() {
     [ -n "$BASE" ] || return 0
     local p r
+    for p in "${LOAD_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
     [ -z "$SLEEP_PID" ] || kill "$SLEEP_PID" 2>/dev/null
     for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
     for r in "${ROOTS[@]}"; do cleanup_root "$r"; done
@@ -128,12 +134,12 @@ start_picolet() {
     mkdir -p "$DIR/root" "$DIR/logs"
     ROOTS+=("$DIR/root")
     bash tests/cluster/node-kubeconfig.sh "$CDIR" "$name" "$DIR/node.kubeconfig" >/dev/null || die "node-kubeconfig.sh failed"
-    PORT=$(free_port)
+    PORT=$(free_port) SERVER_PORT=$(free_port)
     T_START=$(now_ns)
     # shellcheck disable=SC2046 # host_flags: several flags, or none
     env "$@" "$BINARY" --kubeconfig "$DIR/node.kubeconfig" --hostname-override "$name" --root-dir "$DIR/root" \
         --pod-logs-dir "$DIR/logs" --image-import-dir "$BASE/import" --read-only-port "$PORT" \
-        $(host_flags) >"$DIR/picolet.log" 2>&1 &
+        --address 127.0.0.1 --port "$SERVER_PORT" --healthz-port 0 --client-ca-file "$CDIR/pki/ca.crt" $(host_flags) >"$DIR/picolet.log" 2>&1 &
     PID=$!
     PIDS+=("$PID")
 }
@@ -319,6 +325,69 @@ REQUESTS=$(wc -l <"$BASE/window.requests")
 BREAKDOWN=$(sort "$BASE/window.requests" | uniq -c | sort -rn | awk '{ n = $1; $1 = ""; printf "| %s |%s |\n", n, $0 }')
 MEM_LOG=$DIR/picolet.log
 
+# ---- 4. the kubelet server under load -----------------------------------------
+# FOLLOW log followers and EXECS exec sessions through the API server, a
+# client that stops reading, and LOADED pods started meanwhile (the pod loop
+# must not stall); then everything closed: threads and fds must come back.
+KUBECTL=("$CLUSTER_BIN/kubectl" --kubeconfig "$CDIR/admin.kubeconfig")
+threads() { status_kib "$PID" Threads; }
+fds() { ls "/proc/$PID/fd" | wc -l; }
+load_row() { echo "| $1 | $(mib "$(status_kib "$PID" VmRSS)") | $(mib "$(pss_kib "$PID")") | $(threads) | $(fds) |"; }
+say "server load: a chatty pod, $FOLLOW followers of its log, $EXECS exec sessions"
+jq -cn '{apiVersion: "v1", kind: "Pod", metadata: {name: "chatty", namespace: "default"},
+    spec: {nodeName: "mem", terminationGracePeriodSeconds: 1, containers: [{name: "c", image: "busybox",
+    command: ["sh", "-c", "i=0; while :; do i=$((i+1)); echo line $i of a chatty container; sleep 0.1; done"]}]}}' |
+    api -X POST -H 'Content-Type: application/json' --data-binary @- "$APISERVER_URL/api/v1/namespaces/default/pods" -o /dev/null
+chatty_running() { curl -s --max-time 2 "http://127.0.0.1:$PORT/pods" | jq -e 'any(.items[]; .metadata.name == "chatty" and .status.phase == "Running")' >/dev/null 2>&1; }
+wait_for 60 "pod chatty Running" chatty_running
+RUNNING=$(running_count "$(curl -s --max-time 1 "http://127.0.0.1:$PORT/pods")")
+T_BASE=$(threads) F_BASE=$(fds)
+LOAD_ROWS=("$(load_row "before: $PODS + 1 pods, no streams")")
+for i in $(seq 1 "$FOLLOW"); do
+    api -N "$APISERVER_URL/api/v1/namespaces/default/pods/chatty/log?follow=true" >/dev/null 2>&1 &
+    LOAD_PIDS+=($!)
+done
+mkfifo "$BASE/stdin"
+sleep 100000 >"$BASE/stdin" & LOAD_PIDS+=($!)
+for i in $(seq 1 "$EXECS"); do
+    "${KUBECTL[@]}" exec -i "idle-$(( (i - 1) % PODS + 1 ))" -- cat <"$BASE/stdin" >/dev/null 2>&1 &
+    LOAD_PIDS+=($!)
+done
+streams_open() { [ "$(threads)" -ge $((T_BASE + FOLLOW + EXECS)) ]; }
+wait_for 120 "$FOLLOW followers and $EXECS exec sessions connected" streams_open
+LOAD_ROWS+=("$(load_row "$FOLLOW log followers + $EXECS exec sessions open")")
+say "server load: $LOADED pods bound → running with the streams open"
+: >"$BASE/loaded.ns"
+for i in $(seq 1 "$LOADED"); do
+    T0=$(now_ns)
+    create_pod "loaded-$i" mem false || die "creating pod loaded-$i failed"
+    wait_running "loaded-$i" || die "pod loaded-$i not running after 30 s"
+    echo "$D" >>"$BASE/loaded.ns"
+    sleep "$GAP"
+done
+# A client that asks for the chatty log and then reads nothing.
+say "server load: a follower that stops reading, 30 s"
+python3 - "$SERVER_PORT" "$CDIR/pki/admin.crt" "$CDIR/pki/admin.key" <<'PY' & LOAD_PIDS+=($!)
+import socket, ssl, sys, time
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.sendall(b"GET /containerLogs/default/chatty/c?follow=true HTTP/1.1\r\nHost: x\r\n\r\n")
+time.sleep(100000)
+PY
+pause 5
+STALL0=$(status_kib "$PID" VmRSS)
+pause 30
+STALL1=$(status_kib "$PID" VmRSS)
+for p in "${LOAD_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+LOAD_PIDS=()
+closed() { [ "$(threads)" -le "$T_BASE" ] && [ "$(fds)" -le "$F_BASE" ]; }
+T_CLOSE=$SECONDS
+wait_for 60 "threads and fds back to $T_BASE / $F_BASE" closed
+T_CLOSE=$((SECONDS - T_CLOSE))
+LOAD_ROWS+=("$(load_row "all streams closed (back within $T_CLOSE s)")")
+
 # Events the timed pods got (sent by picolet's API writer long before now).
 EVENT_ROWS=$(api "$APISERVER_URL/api/v1/namespaces/default/events" | jq -r '.items[]
     | select(.source.host == "bind" and (.involvedObject.name | test("^(no)?token-[0-9]+$")))
@@ -379,6 +448,18 @@ echo
 echo "| pods | reason | count |"
 echo "|---|---|---:|"
 echo "$EVENT_ROWS"
+echo
+echo "Kubelet server under load (node mem: $PODS idle pods + one logging 10 lines/s; followers: \`GET .../pods/chatty/log?follow=true\` through the API server, as \`kubectl logs -f\`; exec: \`kubectl exec -i <pod> -- cat\`):"
+echo
+echo "| picolet | RSS MiB | PSS MiB | threads | open fds |"
+echo "|---|---:|---:|---:|---:|"
+printf '%s\n' "${LOAD_ROWS[@]}"
+echo
+read -r lo50 lo90 lomax lomean < <(stats "$BASE/loaded.ns")
+echo "| with the streams open | value |"
+echo "|---|---|"
+echo "| pod POST sent → container running (no token), p50 / p90 / max over $LOADED | $lo50 / $lo90 / $lomax ms (mean $lomean); idle: $nt50 / $nt90 / $ntmax ms |"
+echo "| RSS of picolet while one follower reads nothing for 30 s | $(mib "$STALL0") → $(mib "$STALL1") MiB |"
 if [ "${KEEP:-0}" = 1 ]; then
     say "logs: $BIND_LOG $MEM_LOG"
 fi
