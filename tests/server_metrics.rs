@@ -1,11 +1,13 @@
-//! `/metrics` and `/metrics/probes` of a picolet node, read through the real
-//! API server (`kubectl get --raw /api/v1/nodes/<n>/proxy/metrics`) the way
-//! Prometheus scrapes a kubelet.
+//! `/metrics` and `/metrics/probes` of a picolet node of the test cluster,
+//! scraped over HTTPS as Prometheus scrapes a kubelet (the cluster admin's
+//! client certificate; the API server's node proxy refuses the loopback
+//! node addresses the test nodes have).
 
 mod common;
 use common::cluster::{cluster, node, Cluster};
 use common::Picolet;
 use serde_json::Value;
+use std::process::Command;
 
 fn condition<'a>(obj: &'a Value, t: &str) -> &'a str {
     obj["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == t)).and_then(|c| c["status"].as_str()).unwrap_or("")
@@ -15,6 +17,21 @@ fn node_ready(c: &Cluster, p: &Picolet) {
     c.wait(&format!("node {} Ready", p.node), Some(p), || {
         condition(&c.get(&["node", &p.node]).unwrap_or(Value::Null), "Ready") == "True"
     });
+}
+
+/// GET `path` from the node's server as the cluster admin; the body.
+fn scrape(c: &Cluster, p: &Picolet, path: &str) -> String {
+    let pki = c.dir.join("pki");
+    let out = Command::new("curl")
+        .args(["-sSk", "--fail", "--max-time", "20", "--cert"])
+        .arg(pki.join("admin.crt"))
+        .arg("--key")
+        .arg(pki.join("admin.key"))
+        .arg(format!("https://127.0.0.1:{}{path}", p.server_port))
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8 exposition")
 }
 
 /// The value of `series` (name and labels exactly as exposed) in `text`.
@@ -57,7 +74,7 @@ fn metrics_show_pods_containers_runtime_calls_and_probes() {
     let pod = c.wait_pod("metrics", "ready", "Ready", &p, |pod| condition(pod, "Ready") == "True");
     let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
 
-    let raw = |path: &str| c.kubectl(&["get", "--raw", &format!("/api/v1/nodes/{}/proxy{path}", p.node)]);
+    let raw = |path: &str| scrape(c, &p, path);
     let mut text = String::new();
     c.wait("kubelet_running_pods 1", Some(&p), || {
         text = raw("/metrics");
