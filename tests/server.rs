@@ -5,7 +5,6 @@
 
 mod common;
 use common::cluster::{cluster, node, Cluster};
-use common::Picolet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
