@@ -478,7 +478,7 @@ impl Text {
 }
 
 /// A label value with `\`, `"` and newlines escaped.
-fn escape_label(v: &str) -> String {
+pub(super) fn escape_label(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
     for c in v.chars() {
         match c {
@@ -494,7 +494,7 @@ fn escape_label(v: &str) -> String {
 /// A float as Go's `strconv.FormatFloat(v, 'g', -1, 64)` writes it (what
 /// upstream's scrapes show): shortest round-trip digits, in exponent form
 /// below 1e-4 and from 1e6 on: `1200`, `1.712e+09`, `2.5e-05`.
-fn format_float(v: f64) -> String {
+pub(super) fn format_float(v: f64) -> String {
     if v.is_nan() {
         return "NaN".into();
     }

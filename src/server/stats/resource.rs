@@ -2,6 +2,7 @@
 //! Prometheus text format, as upstream's resource metrics collector writes it.
 
 use super::{ContainerStats, PodStats, Summary};
+use crate::server::metrics::{escape_label, format_float};
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,8 +14,8 @@ pub fn render_resource_metrics(s: &Summary, scrape_error: bool) -> String {
     let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let secs = |ns: u64| ns as f64 / 1e9;
     let labels = |p: &PodStats, c: Option<&ContainerStats>| match c {
-        Some(c) => format!("{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}}", esc(&c.name), esc(&p.pod_ref.namespace), esc(&p.pod_ref.name)),
-        None => format!("{{namespace=\"{}\",pod=\"{}\"}}", esc(&p.pod_ref.namespace), esc(&p.pod_ref.name)),
+        Some(c) => format!("{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}}", escape_label(&c.name), escape_label(&p.pod_ref.namespace), escape_label(&p.pod_ref.name)),
+        None => format!("{{namespace=\"{}\",pod=\"{}\"}}", escape_label(&p.pod_ref.namespace), escape_label(&p.pod_ref.name)),
     };
     let containers = || s.pods.iter().flat_map(|p| p.containers.iter().map(move |c| (p, c)));
 
@@ -34,7 +35,7 @@ pub fn render_resource_metrics(s: &Summary, scrape_error: bool) -> String {
         containers()
             .filter_map(|(p, c)| {
                 let cpu = c.cpu.as_ref()?;
-                Some(format!("{} {} {}", labels(p, Some(c)), float(secs(cpu.usage_core_nano_seconds?)), ms(cpu.time)))
+                Some(format!("{} {} {}", labels(p, Some(c)), format_float(secs(cpu.usage_core_nano_seconds?)), ms(cpu.time)))
             })
             .collect(),
     );
@@ -45,7 +46,7 @@ pub fn render_resource_metrics(s: &Summary, scrape_error: bool) -> String {
         containers()
             .filter_map(|(p, c)| {
                 let m = c.memory.as_ref()?;
-                Some(format!("{} {} {}", labels(p, Some(c)), float(m.working_set_bytes? as f64), ms(m.time)))
+                Some(format!("{} {} {}", labels(p, Some(c)), format_float(m.working_set_bytes? as f64), ms(m.time)))
             })
             .collect(),
     );
@@ -56,13 +57,13 @@ pub fn render_resource_metrics(s: &Summary, scrape_error: bool) -> String {
         containers()
             .filter_map(|(p, c)| {
                 let d = c.start_time?.duration_since(UNIX_EPOCH).ok().filter(|d| d.as_secs() > 0)?;
-                Some(format!("{} {}", labels(p, Some(c)), float(d.as_nanos() as f64 / 1e9)))
+                Some(format!("{} {}", labels(p, Some(c)), format_float(d.as_nanos() as f64 / 1e9)))
             })
             .collect(),
     );
-    let node_cpu = s.node.cpu.as_ref().and_then(|c| Some(format!(" {} {}", float(secs(c.usage_core_nano_seconds?)), ms(c.time))));
+    let node_cpu = s.node.cpu.as_ref().and_then(|c| Some(format!(" {} {}", format_float(secs(c.usage_core_nano_seconds?)), ms(c.time))));
     family("node_cpu_usage_seconds_total", &format!("{STABLE} Cumulative cpu time consumed by the node in core-seconds"), "counter", node_cpu.into_iter().collect());
-    let node_mem = s.node.memory.as_ref().and_then(|m| Some(format!(" {} {}", float(m.working_set_bytes? as f64), ms(m.time))));
+    let node_mem = s.node.memory.as_ref().and_then(|m| Some(format!(" {} {}", format_float(m.working_set_bytes? as f64), ms(m.time))));
     family("node_memory_working_set_bytes", &format!("{STABLE} Current working set of the node in bytes"), "gauge", node_mem.into_iter().collect());
     family(
         "pod_cpu_usage_seconds_total",
@@ -72,7 +73,7 @@ pub fn render_resource_metrics(s: &Summary, scrape_error: bool) -> String {
             .iter()
             .filter_map(|p| {
                 let cpu = p.cpu.as_ref()?;
-                Some(format!("{} {} {}", labels(p, None), float(secs(cpu.usage_core_nano_seconds?)), ms(cpu.time)))
+                Some(format!("{} {} {}", labels(p, None), format_float(secs(cpu.usage_core_nano_seconds?)), ms(cpu.time)))
             })
             .collect(),
     );
@@ -84,7 +85,7 @@ pub fn render_resource_metrics(s: &Summary, scrape_error: bool) -> String {
             .iter()
             .filter_map(|p| {
                 let m = p.memory.as_ref()?;
-                Some(format!("{} {} {}", labels(p, None), float(m.working_set_bytes? as f64), ms(m.time)))
+                Some(format!("{} {} {}", labels(p, None), format_float(m.working_set_bytes? as f64), ms(m.time)))
             })
             .collect(),
     );
@@ -95,50 +96,3 @@ pub fn render_resource_metrics(s: &Summary, scrape_error: bool) -> String {
     out
 }
 
-/// A label value with `\`, `"` and newlines escaped.
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-/// A float as Go's `strconv.FormatFloat(v, 'g', -1, 64)`, which Prometheus'
-/// text encoder uses: the shortest digits, exponent form from 1e+06 and
-/// below 1e-04.
-fn float(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    if !v.is_finite() {
-        return if v.is_nan() { "NaN".into() } else if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
-    }
-    let e = format!("{v:e}");
-    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..6).contains(&exp) {
-        format!("{v}")
-    } else {
-        format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn floats_as_go_formats_them() {
-        for (v, want) in [
-            (0.0, "0"),
-            (1.0, "1"),
-            (0.5, "0.5"),
-            (7.0707, "7.0707"),
-            (123456.0, "123456"),
-            (1234567.0, "1.234567e+06"),
-            (12582912.0, "1.2582912e+07"),
-            (0.0001, "0.0001"),
-            (0.00001234, "1.234e-05"),
-            (1714564805.25, "1.71456480525e+09"),
-        ] {
-            assert_eq!(float(v), want, "{v}");
-        }
-    }
-}
