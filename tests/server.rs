@@ -80,11 +80,15 @@ fn admin_cert(c: &Cluster) -> Vec<String> {
 }
 
 #[test]
-fn serves_https_with_a_self_signed_certificate_it_keeps() {
+fn serves_https_with_a_self_signed_certificate_it_keeps_and_plain_healthz() {
     let c = cluster();
     let mut p = node(c, "srv");
+    let healthz = common::free_port();
+    p.extra_args.push(format!("--healthz-port={healthz}"));
     p.start();
     c.node_ready(&p);
+    // The plain healthz port: no TLS, no credentials.
+    assert_eq!(common::http_get(healthz, "/healthz").map(|(s, b)| (s, b.trim().to_string())), Some((200, "ok".into())));
     let admin = admin_cert(c);
     let (code, body) = curl(p.server_port, "GET", "/healthz", &args(&admin)).expect("HTTPS");
     assert_eq!((code, body.as_str()), (200, "ok"));
