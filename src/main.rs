@@ -438,6 +438,7 @@ fn start_kubelet_server(
         pods,
         configz: server::info::configz_json(cfg),
         metrics,
+        cpu_rates: Default::default(),
     };
     let addr = std::net::SocketAddr::new(cfg.address.parse().map_err(|_| format!("--address {:?}: not an IP address", cfg.address))?, cfg.port);
     let listener = TcpListener::bind(addr).map_err(|e| format!("kubelet server on {addr}: {e}"))?;

@@ -34,7 +34,6 @@ use crate::runtime::record::{self, Record};
 use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Entries (files, directories) a filesystem walk looks at before it stops
@@ -45,11 +44,6 @@ pub const MAX_WALK: usize = 50_000;
 pub const MIN_RATE_INTERVAL: Duration = Duration::from_secs(1);
 
 // ---- endpoints ----
-
-/// The CPU samples of the previous requests, for `usageNanoCores`. One per
-/// process, as upstream's stats provider keeps one cache; pruned to what the
-/// last request saw.
-static RATES: Mutex<Rates> = Mutex::new(Rates::new());
 
 pub fn summary(ctx: &Context, req: &Request, conn: &mut Conn) -> io::Result<()> {
     let detail = if req.flag("only_cpu_and_memory") { Detail::CpuAndMemory } else { Detail::Full };
@@ -87,7 +81,7 @@ fn gather(ctx: &Context, detail: Detail) -> io::Result<Summary> {
     };
     let src = Sources { roots: Roots::default(), root: ctx.root.clone(), logs_dir: ctx.logs_dir.clone() };
     let mut s = collect(&src, &ctx.node_name, &pods, detail)?;
-    RATES.lock().unwrap_or_else(|p| p.into_inner()).apply(&mut s, Instant::now());
+    ctx.cpu_rates.lock().unwrap_or_else(|p| p.into_inner()).apply(&mut s, Instant::now());
     Ok(s)
 }
 
