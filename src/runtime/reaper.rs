@@ -293,7 +293,7 @@ fn create(
 }
 
 /// The last error message runc wrote to its JSON log.
-fn runc_log_error(path: &Path) -> Option<String> {
+pub fn runc_log_error(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

@@ -8,14 +8,21 @@
 //!
 //! Not here: TLS, authentication, keep-alive, chunked encoding, request bodies, streaming.
 
+pub mod attach;
 pub mod auth;
 pub mod exec;
+pub mod execproc;
 pub mod info;
 pub mod kubelet;
 pub mod logs;
 pub mod metrics;
+pub mod portforward;
+pub mod remotecommand;
+pub mod session;
+pub mod spdy;
 pub mod stats;
 pub mod tls;
+pub mod websocket;
 
 use std::fmt;
 use std::io::{self, Read, Write};
