@@ -365,6 +365,7 @@ struct Sample {
 }
 
 impl Rates {
+    #[cfg(test)]
     pub const fn new() -> Rates {
         Rates { samples: BTreeMap::new() }
     }
