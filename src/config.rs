@@ -1114,6 +1114,51 @@ mod tests {
     }
 
     #[test]
+    fn kubelet_server_settings() {
+        let c = run("");
+        assert_eq!((c.address.as_str(), c.port, c.healthz_port, c.healthz_bind_address.as_str()), ("0.0.0.0", 10250, 10248, "127.0.0.1"));
+        assert!(!c.anonymous_auth && c.authentication_token_webhook && c.authorization_mode == "Webhook", "v1beta1's defaults");
+        let c = run("--address 127.0.0.1 --port 11250 --tls-cert-file /c.crt --tls-private-key-file /c.key \
+                     --client-ca-file /ca.crt --anonymous-auth=true --authentication-token-webhook=false \
+                     --authentication-token-webhook-cache-ttl 30s --authorization-mode AlwaysAllow --healthz-port 0");
+        assert_eq!((c.address.as_str(), c.port, c.healthz_port), ("127.0.0.1", 11250, 0));
+        assert_eq!((c.tls_cert_file, c.tls_private_key_file), (Some("/c.crt".into()), Some("/c.key".into())));
+        assert_eq!(c.client_ca_file, Some("/ca.crt".into()));
+        assert!(c.anonymous_auth && !c.authentication_token_webhook);
+        assert_eq!(c.authentication_token_webhook_cache_ttl, Duration::from_secs(30));
+        assert_eq!(c.authorization_mode, "AlwaysAllow");
+        assert_eq!(err("--authorization-mode=Node"), "--authorization-mode: invalid value \"Node\": must be Webhook or AlwaysAllow");
+
+        let dir = tempdir("server");
+        let path = dir.join("kubelet.yaml");
+        let head = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+        std::fs::write(
+            &path,
+            format!(
+                "{head}address: 127.0.0.2\nport: 12250\nhealthzPort: 12248\nhealthzBindAddress: 0.0.0.0\ntlsCertFile: pki/k.crt\ntlsPrivateKeyFile: pki/k.key\n\
+                 authentication:\n  x509: {{clientCAFile: /etc/ca.crt}}\n  webhook: {{enabled: false, cacheTTL: 1m}}\n  anonymous: {{enabled: true}}\n\
+                 authorization:\n  mode: AlwaysAllow\n  webhook: {{cacheAuthorizedTTL: 10s, cacheUnauthorizedTTL: 1s}}\n"
+            ),
+        )
+        .unwrap();
+        let c = run(&format!("--config {}", path.display()));
+        assert_eq!((c.address.as_str(), c.port, c.healthz_port, c.healthz_bind_address.as_str()), ("127.0.0.2", 12250, 12248, "0.0.0.0"));
+        assert_eq!(c.tls_cert_file, Some(dir.join("pki/k.crt")), "relative to the file");
+        assert_eq!(c.client_ca_file, Some("/etc/ca.crt".into()));
+        assert!(c.anonymous_auth && !c.authentication_token_webhook);
+        assert_eq!(c.authentication_token_webhook_cache_ttl, Duration::from_secs(60));
+        assert_eq!(c.authorization_mode, "AlwaysAllow");
+        assert_eq!(c.authorization_webhook_cache_authorized_ttl, Duration::from_secs(10));
+        assert_eq!(c.authorization_webhook_cache_unauthorized_ttl, Duration::from_secs(1));
+        std::fs::write(&path, format!("{head}authorization:\n  mode: Node\n")).unwrap();
+        let e = err(&format!("--config {}", path.display()));
+        assert!(e.contains("authorization.mode") && e.contains("must be Webhook or AlwaysAllow"), "{e}");
+        std::fs::write(&path, format!("{head}authentication:\n  webhook: {{enabled: yes please}}\n")).unwrap();
+        let e = err(&format!("--config {}", path.display()));
+        assert!(e.contains("authentication.webhook.enabled") && e.contains("not true or false"), "{e}");
+    }
+
+    #[test]
     fn resource_management_switches() {
         assert!(run("").manages_cgroups());
         let c = run("--cgroups-per-qos=false --enforce-node-allocatable=");

@@ -142,7 +142,9 @@ fn run(cfg: Config) -> Result<(), String> {
     let node_name = cfg.node_name();
     let store = open_store(&cfg)?;
     let reaper = runtime::reaper::ReaperClient::connect_or_spawn(&root).map_err(|e| e.to_string())?;
-    let runc = runtime::runc::Runc::new(cfg.runtime_path.clone(), root.join("runc"), reaper);
+    // One set of metrics, fed by the pod loop and the runtime, served on /metrics.
+    let metrics: Arc<server::metrics::Metrics> = Arc::default();
+    let runc = runtime::runc::Runc::new(cfg.runtime_path.clone(), root.join("runc"), reaper, metrics.clone());
     let registries = image::Registries::load(&cfg.registry_config).map_err(|e| e.to_string())?;
     // A finished image pull wakes the pod loop.
     let (pull_wake, pull_woke) = smol::channel::bounded::<()>(1);
@@ -154,6 +156,7 @@ fn run(cfg: Config) -> Result<(), String> {
         memory_capacity: node::memory_capacity(),
         cgroup_parent,
         pull: Some(pod::worker::PullConfig { registries: Arc::new(registries), platform: image::Platform::host(), wake: Some(pull_wake) }),
+        metrics: metrics.clone(),
     };
     let runtime_version = runtime::runc::Runtime::version(&runc);
     log::info!(
@@ -175,12 +178,7 @@ fn run(cfg: Config) -> Result<(), String> {
             server::Route::Healthz => server::Response::text(200, "ok"),
             server::Route::Pods => {
                 let items = pods.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                server::Response::json(&api::PodList {
-                    api_version: "v1".into(),
-                    kind: "PodList".into(),
-                    metadata: Default::default(),
-                    items,
-                })
+                server::Response::json(&server::info::pod_list(items))
             }
             server::Route::NotFound => server::Response::not_found(),
         });
@@ -188,7 +186,7 @@ fn run(cfg: Config) -> Result<(), String> {
         log::info!("read-only API on http://{addr} (/pods, /healthz)");
     }
 
-    start_kubelet_server(&cfg, &node_name, api.as_ref().map(|l| l.client.clone()), published.clone())?;
+    start_kubelet_server(&cfg, &node_name, api.as_ref().map(|l| l.client.clone()), published.clone(), metrics)?;
     start_healthz(&cfg);
 
     let mut source = cfg.pod_manifest_path.as_ref().map(|dir| FileSource::new(dir, &node_name));
@@ -397,7 +395,13 @@ fn join_cluster(
 /// The authenticated HTTPS server on `--port` (logs, exec, stats...). It
 /// needs the API server for webhook authentication and authorization, so a
 /// standalone picolet runs it only when configured without webhooks.
-fn start_kubelet_server(cfg: &Config, node_name: &str, client: Option<Arc<api::client::Client>>, pods: Arc<Mutex<Vec<api::Pod>>>) -> Result<(), String> {
+fn start_kubelet_server(
+    cfg: &Config,
+    node_name: &str,
+    client: Option<Arc<api::client::Client>>,
+    pods: Arc<Mutex<Vec<api::Pod>>>,
+    metrics: Arc<server::metrics::Metrics>,
+) -> Result<(), String> {
     let settings = server::auth::AuthSettings {
         node_name: node_name.to_string(),
         anonymous: cfg.anonymous_auth,
@@ -432,8 +436,9 @@ fn start_kubelet_server(cfg: &Config, node_name: &str, client: Option<Arc<api::c
         runtime_path: cfg.runtime_path.clone(),
         runtime_root: cfg.root_dir.join("runc"),
         pods,
-        configz: serde_json::Value::Null,
-        metrics: Arc::default(),
+        configz: server::info::configz_json(cfg),
+        metrics,
+        cpu_rates: Default::default(),
     };
     let addr = std::net::SocketAddr::new(cfg.address.parse().map_err(|_| format!("--address {:?}: not an IP address", cfg.address))?, cfg.port);
     let listener = TcpListener::bind(addr).map_err(|e| format!("kubelet server on {addr}: {e}"))?;
@@ -465,8 +470,9 @@ fn start_healthz(cfg: &Config) {
 
 /// Runs one probe or hook and hands its outcome back to the manager.
 async fn run_job(j: Job, tx: smol::channel::Sender<JobReport>) {
+    let began = Instant::now();
     let outcome = probe::run::run(&j.action, &j.target, j.timeout).await;
-    let _ = tx.send(JobReport { id: j.id, kind: j.kind, outcome }).await;
+    let _ = tx.send(JobReport { id: j.id, kind: j.kind, outcome, took: began.elapsed() }).await;
 }
 
 /// Copies one container's stdout and stderr into its CRI log file until both

@@ -15,6 +15,8 @@ install_deps
 # The control plane the cluster tests join (Go, built once per machine and cached).
 install_go
 bash tests/cluster/build.sh >/dev/null
+# metrics-server, for the `kubectl top` test (about 2 min cold).
+bash tests/cluster/build.sh metrics-server >/dev/null
 if (($#)); then
     exec cargo test --no-fail-fast "$@"
 fi

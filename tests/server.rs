@@ -5,16 +5,8 @@
 
 mod common;
 use common::cluster::{cluster, node, Cluster};
-use common::Picolet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn node_ready(c: &Cluster, p: &Picolet) {
-    c.wait(&format!("node {} Ready", p.node), Some(p), || {
-        let n = c.get(&["node", &p.node]).unwrap_or_default();
-        n["status"]["conditions"].as_array().into_iter().flatten().any(|x| x["type"] == "Ready" && x["status"] == "True")
-    });
-}
 
 /// Every endpoint of the server, as (method, path).
 const ENDPOINTS: &[(&str, &str)] = &[
@@ -88,11 +80,15 @@ fn admin_cert(c: &Cluster) -> Vec<String> {
 }
 
 #[test]
-fn serves_https_with_a_self_signed_certificate_it_keeps() {
+fn serves_https_with_a_self_signed_certificate_it_keeps_and_plain_healthz() {
     let c = cluster();
     let mut p = node(c, "srv");
+    let healthz = common::free_port();
+    p.extra_args.push(format!("--healthz-port={healthz}"));
     p.start();
-    node_ready(c, &p);
+    c.node_ready(&p);
+    // The plain healthz port: no TLS, no credentials.
+    assert_eq!(common::http_get(healthz, "/healthz").map(|(s, b)| (s, b.trim().to_string())), Some((200, "ok".into())));
     let admin = admin_cert(c);
     let (code, body) = curl(p.server_port, "GET", "/healthz", &args(&admin)).expect("HTTPS");
     assert_eq!((code, body.as_str()), (200, "ok"));
@@ -109,7 +105,7 @@ fn serves_https_with_a_self_signed_certificate_it_keeps() {
     assert!(served.contains("IP Address:127.0.0.1"), "{served}");
     p.kill();
     p.start();
-    node_ready(c, &p);
+    c.node_ready(&p);
     assert_eq!(std::fs::read(&crt).unwrap(), first, "the certificate was regenerated");
     assert_eq!(curl(p.server_port, "GET", "/healthz", &args(&admin)).unwrap().0, 200);
     p.kill();
@@ -129,7 +125,7 @@ fn only_authenticated_and_authorized_users_get_in() {
     let c = cluster();
     let mut p = node(c, "sec");
     p.start();
-    node_ready(c, &p);
+    c.node_ready(&p);
     let port = p.server_port;
     let pki = c.dir.join("pki");
     let work = p.base.join("certs");

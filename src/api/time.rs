@@ -29,6 +29,8 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let (h, mi, se) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
     let nanos: u32 = if frac.is_empty() {
         0
+    } else if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None; // also keeps the byte slice below on a char boundary
     } else {
         format!("{:0<9}", &frac[..frac.len().min(9)]).parse().ok()?
     };

@@ -4,10 +4,14 @@
 //! its pods and `systemctl` sees them. runc creates the directories; picolet
 //! removes a pod's directory when the pod goes.
 //!
-//! Not here yet (issue #6): enabling controllers, QoS tiers, limits, stats.
+//! Usage figures (CPU, memory) for the stats endpoints are in [`stats`].
+//!
+//! Not here yet (issue #6): enabling controllers, QoS tiers, limits.
 //! Until then the cgroups carry no controllers, which is also why picolet
 //! and its reaper may stay in `<own>` itself (cgroup v2 forbids processes in
 //! a cgroup only once it enables controllers for its children).
+
+pub mod stats;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 mod events;
@@ -37,6 +38,7 @@ mod pull;
 pub use pull::PullConfig;
 mod health;
 pub use health::{Job, JobReport};
+mod metrics;
 
 /// How often a running pod's configMap, secret, downwardAPI and projected
 /// volumes are checked against the object store (a few `stat`s per volume).
@@ -60,6 +62,8 @@ pub struct Settings {
     pub cgroup_parent: Option<String>,
     /// Registries and platform for pulling images pods need; None: no pulls.
     pub pull: Option<PullConfig>,
+    /// What `/metrics` shows, fed by every pass (metrics.rs).
+    pub metrics: Arc<crate::server::metrics::Metrics>,
 }
 
 /// What `<root>/pods/<uid>/pod.json` keeps: the pod as last desired, so a
@@ -95,6 +99,10 @@ struct PodState {
     /// Set when the pod ended for good (an init container failed under Never).
     failed: Option<String>,
     status: Option<PodStatus>,
+    /// Startup latency bookkeeping until recorded; None for adopted pods.
+    startup: Option<metrics::Startup>,
+    /// What the next sync counts as: "create", "update" or "sync".
+    sync_kind: &'static str,
 }
 
 /// A container whose log pipes need a reader (new, or found after a restart).
@@ -271,6 +279,9 @@ impl<R: Runtime> Manager<R> {
                         let mut updated = Pod::clone(&st.pod);
                         updated.metadata = pod.metadata.clone();
                         st.pod = Rc::new(updated);
+                        if st.sync_kind != "create" {
+                            st.sync_kind = "update";
+                        }
                         self.changed = true;
                         self.checkpoint(&self.pods[&uid]);
                     }
@@ -285,7 +296,9 @@ impl<R: Runtime> Manager<R> {
                 None if terminating => self.removed.push(Rc::new(pod.clone())),
                 None => {
                     log::info!("pod {} added", full_name(pod));
-                    let st = PodState::new(pod.clone(), now_str(), true);
+                    let mut st = PodState::new(pod.clone(), now_str(), true);
+                    let started_before = pod.status.as_ref().is_some_and(|s| s.start_time.is_some());
+                    st.startup = Some(metrics::Startup::new(started_before));
                     self.checkpoint(&st);
                     self.pods.insert(uid, st);
                 }
@@ -315,6 +328,7 @@ impl<R: Runtime> Manager<R> {
                 }
                 continue;
             }
+            let began = Instant::now();
             if desired {
                 self.sync_pod(&uid);
             } else if self.stop_pod(&uid, now) {
@@ -322,11 +336,16 @@ impl<R: Runtime> Manager<R> {
                     self.removed.push(st.pod);
                 }
                 self.health_changed.remove(&uid);
+                self.cfg.metrics.forget_pod(&uid);
                 self.changed = true;
                 continue;
             }
             self.update_status(&uid);
+            if desired {
+                self.observe_sync(&uid, began);
+            }
         }
+        self.update_gauges();
     }
 
     // ---- observation ----
@@ -581,6 +600,7 @@ impl<R: Runtime> Manager<R> {
 
     /// Creates and starts attempt `attempt` of container `c`.
     fn start(&mut self, uid: &str, c: &Container, init: bool, attempt: u32) {
+        self.startup_container(uid, init, c.restart_policy.as_deref() == Some("Always"));
         let pod = self.pods[uid].pod.clone();
         let img = match self.images.resolve(&c.image) {
             Ok(Some(img)) => img,
@@ -881,6 +901,7 @@ impl<R: Runtime> Manager<R> {
         if st.status.as_ref() != Some(&status) {
             st.status = Some(status);
             self.changed = true;
+            self.track_startup(uid);
         }
     }
 
@@ -920,6 +941,8 @@ impl PodState {
             stop: None,
             failed: None,
             status: None,
+            startup: None,
+            sync_kind: "create",
         }
     }
 }

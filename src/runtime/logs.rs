@@ -300,7 +300,7 @@ fn stamp(t: SystemTime) -> String {
 }
 
 /// Orders rotated names `<stamp>[-N][.gz]` oldest first; None for names that aren't ours.
-fn rotation_key(rest: &str) -> Option<(String, u32)> {
+pub(crate) fn rotation_key(rest: &str) -> Option<(String, u32)> {
     let rest = rest.strip_suffix(".gz").unwrap_or(rest);
     let (st, suffix) = (rest.get(..15)?, rest.get(15..)?);
     let valid =

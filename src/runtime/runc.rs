@@ -1,12 +1,17 @@
 //! The container runtime seam: the runc command line (or crun/youki, which
 //! accept the same verbs). `create` goes through the reaper so the container's
 //! init outlives picolet and its exit code is recorded even while picolet is
-//! down; every other verb is a short-lived runc invocation.
+//! down; every other verb is a short-lived runc invocation. Each call is
+//! counted and timed in `kubelet_runtime_operations_*` under upstream's CRI
+//! operation names (kill is `stop_container`, delete `remove_container`).
 
 use super::reaper::ReaperClient;
 use super::RuntimeError;
+use crate::server::metrics::Metrics;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
 
 /// What picolet needs from a runtime. A test double implements this to drive
 /// the pod worker without root.
@@ -31,11 +36,20 @@ pub struct Runc {
     binary: PathBuf,
     root: PathBuf,
     reaper: ReaperClient,
+    metrics: Arc<Metrics>,
 }
 
 impl Runc {
-    pub fn new(binary: PathBuf, root: PathBuf, reaper: ReaperClient) -> Runc {
-        Runc { binary, root, reaper }
+    pub fn new(binary: PathBuf, root: PathBuf, reaper: ReaperClient, metrics: Arc<Metrics>) -> Runc {
+        Runc { binary, root, reaper, metrics }
+    }
+
+    /// Runs one runtime operation, counting and timing it as `op`.
+    fn counted<T>(&self, op: &str, f: impl FnOnce() -> Result<T, RuntimeError>) -> Result<T, RuntimeError> {
+        let began = Instant::now();
+        let r = f();
+        self.metrics.runtime_operation(op, began.elapsed(), r.is_ok());
+        r
     }
 
     fn run(&self, verb: &str, args: &[&str]) -> Result<Vec<u8>, RuntimeError> {
@@ -75,23 +89,23 @@ pub fn clean_stderr(raw: &[u8]) -> String {
 
 impl Runtime for Runc {
     fn create(&self, id: &str, bundle: &Path, stdout: &Path, stderr: &Path) -> Result<u32, RuntimeError> {
-        self.reaper.create(&self.binary, &self.root, id, bundle, stdout, stderr)
+        self.counted("create_container", || self.reaper.create(&self.binary, &self.root, id, bundle, stdout, stderr))
     }
 
     fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        self.run("start", &[id]).map(drop)
+        self.counted("start_container", || self.run("start", &[id]).map(drop))
     }
 
     fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
-        self.run("kill", &[id, signal]).map(drop)
+        self.counted("stop_container", || self.run("kill", &[id, signal]).map(drop))
     }
 
     fn delete(&self, id: &str) -> Result<(), RuntimeError> {
-        match self.run("delete", &[id]) {
+        self.counted("remove_container", || match self.run("delete", &[id]) {
             Ok(_) => Ok(()),
             Err(RuntimeError::Failed { stderr, .. }) if stderr.contains("does not exist") => Ok(()),
             Err(e) => Err(e),
-        }
+        })
     }
 
 
@@ -105,7 +119,10 @@ impl Runtime for Runc {
 
     fn version(&self) -> String {
         let name = self.binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let began = Instant::now();
         let out = Command::new(&self.binary).arg("--version").stdin(Stdio::null()).output();
+        let ok = out.as_ref().is_ok_and(|o| o.status.success());
+        self.metrics.runtime_operation("version", began.elapsed(), ok);
         let first = out.ok().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string());
         // "runc version 1.1.5+ds1" -> "runc://1.1.5"
         let ver = first

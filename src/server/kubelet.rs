@@ -30,6 +30,10 @@ pub struct Context {
     pub configz: serde_json::Value,
     /// Counters and histograms for `/metrics`, shared with the pod loop.
     pub metrics: Arc<super::metrics::Metrics>,
+    /// The CPU samples of the previous stats requests, for `usageNanoCores`
+    /// (one set, as upstream's stats provider keeps one cache; pruned to what
+    /// the last request saw).
+    pub cpu_rates: Mutex<super::stats::Rates>,
 }
 
 /// One request's head, authenticated.

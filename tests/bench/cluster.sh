@@ -344,7 +344,9 @@ RUNNING=$(running_count "$(curl -s --max-time 1 "http://127.0.0.1:$PORT/pods")")
 T_BASE=$(threads) F_BASE=$(fds)
 LOAD_ROWS=("$(load_row "before: $PODS + 1 pods, no streams")")
 for i in $(seq 1 "$FOLLOW"); do
-    api -N "$APISERVER_URL/api/v1/namespaces/default/pods/chatty/log?follow=true" >/dev/null 2>&1 &
+    # No --max-time (api() has one): a follower stays until killed.
+    curl -sSN --cacert "$CA_CERT" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+        "$APISERVER_URL/api/v1/namespaces/default/pods/chatty/log?follow=true" >/dev/null 2>&1 &
     LOAD_PIDS+=($!)
 done
 mkfifo "$BASE/stdin"

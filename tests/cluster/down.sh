@@ -82,5 +82,5 @@ stop() {
 }
 
 stop watcher
-stop kube-scheduler kube-controller-manager kube-apiserver
+stop metrics-server kube-scheduler kube-controller-manager kube-apiserver
 stop etcd

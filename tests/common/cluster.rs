@@ -125,6 +125,20 @@ impl Cluster {
         }
     }
 
+    /// Waits for picolet `p`'s Node to be Ready.
+    pub fn node_ready(&self, p: &Picolet) {
+        self.wait(&format!("node {} Ready", p.node), Some(p), || {
+            let n = self.get(&["node", &p.node]).unwrap_or_default();
+            n["status"]["conditions"].as_array().into_iter().flatten().any(|x| x["type"] == "Ready" && x["status"] == "True")
+        });
+    }
+
+    /// `https://127.0.0.1:<port>` of the API server.
+    pub fn apiserver_url(&self) -> String {
+        let env = std::fs::read_to_string(self.dir.join("env")).expect("cluster env file");
+        env.lines().find_map(|l| l.strip_prefix("APISERVER_URL=")).expect("APISERVER_URL in env").to_string()
+    }
+
     /// Polls a pod until `cond` holds; returns it.
     pub fn wait_pod(&self, ns: &str, name: &str, what: &str, p: &Picolet, cond: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;
@@ -149,6 +163,13 @@ impl Cluster {
 
     pub fn namespace(&self, ns: &str) {
         self.apply(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"));
+    }
+
+    /// Starts metrics-server for this cluster (built on first use, about two
+    /// minutes when cold) unless it runs; `kubectl top` has numbers for a node
+    /// two scrapes (10 s apart) after the node appears. It stops with the cluster.
+    pub fn metrics_server(&self) {
+        run(Command::new("bash").arg(script("metrics-server.sh")).arg(&self.dir).arg("start"), "metrics-server.sh start");
     }
 
     /// Stops or starts the API server alone (etcd and the rest keep running).

@@ -123,6 +123,11 @@ impl Picolet {
         self.wait_until("the read-only port answers", || http_get(self.port, "/healthz").map(|(s, _)| s == 200).unwrap_or(false));
     }
 
+    /// The running picolet's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("picolet started").id()
+    }
+
     /// SIGKILL, as a crash or `systemctl kill -s KILL` would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

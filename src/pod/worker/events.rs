@@ -90,7 +90,7 @@ fn container<'a>(app: &'a [Container], init: &'a [Container], name: &str) -> Opt
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::health::JobKind;
     use super::super::{Job, JobReport, Settings};
     use super::*;
@@ -101,10 +101,11 @@ mod tests {
     use std::cell::RefCell;
     use std::path::{Path, PathBuf};
     use std::rc::Rc;
+    use std::time::Duration;
 
     /// A runtime that remembers the verbs it was asked for and always succeeds.
     #[derive(Clone, Default)]
-    struct Fake(Rc<RefCell<Vec<String>>>);
+    pub(in super::super) struct Fake(Rc<RefCell<Vec<String>>>);
 
     impl Runtime for Fake {
         fn create(&self, id: &str, _: &Path, _: &Path, _: &Path) -> Result<u32, RuntimeError> {
@@ -139,7 +140,7 @@ mod tests {
         d
     }
 
-    fn manager(name: &str) -> (Manager<Fake>, Fake, PathBuf) {
+    pub(in super::super) fn manager(name: &str) -> (Manager<Fake>, Fake, PathBuf) {
         manager_in(scratch(name))
     }
 
@@ -152,6 +153,7 @@ mod tests {
             memory_capacity: 1 << 30,
             cgroup_parent: None,
             pull: None,
+            metrics: Default::default(),
         };
         let store = Store::open(&root.join("images-store")).unwrap();
         let fake = Fake::default();
@@ -160,7 +162,7 @@ mod tests {
 
     /// A pod that needs no namespaces of its own (so no root): host network
     /// and IPC, one container `web` whose image is not in the store.
-    fn pod(uid: &str) -> Pod {
+    pub(in super::super) fn pod(uid: &str) -> Pod {
         let mut p = Pod::default();
         p.metadata.name = "web-node1".into();
         p.metadata.uid = uid.into();
@@ -181,7 +183,7 @@ mod tests {
     }
 
     /// Puts a running attempt of `web` (our own pid stands in for it).
-    fn running(m: &mut Manager<Fake>, uid: &str) -> Record {
+    pub(in super::super) fn running(m: &mut Manager<Fake>, uid: &str) -> Record {
         let r = Record {
             id: format!("{uid}-web-0"),
             pod_uid: uid.into(),
@@ -328,7 +330,7 @@ mod tests {
         m.take_events();
         let kinds: Vec<JobKind> = m.take_jobs().into_iter().filter(|j| j.id == r.id).map(|j: Job| j.kind).collect();
         assert!(kinds.contains(&JobKind::Probe(Kind::Liveness)), "{kinds:?}");
-        let report = |kind, outcome| JobReport { id: r.id.clone(), kind: JobKind::Probe(kind), outcome };
+        let report = |kind, outcome| JobReport { id: r.id.clone(), kind: JobKind::Probe(kind), outcome, took: Duration::ZERO };
         m.report(report(Kind::Readiness, Outcome::Failure("HTTP probe failed with statuscode: 503".into())));
         m.report(report(Kind::Readiness, Outcome::Failure("HTTP probe failed with statuscode: 503".into())));
         m.report(report(Kind::Liveness, Outcome::Warning("redirect to another host".into())));
@@ -365,8 +367,8 @@ mod tests {
         let r = running(&mut m, "u-hook");
         m.post_start.insert(r.id.clone());
         m.take_events();
-        m.report(JobReport { id: r.id.clone(), kind: JobKind::PostStart, outcome: Outcome::Failure("secret output".into()) });
-        m.report(JobReport { id: r.id.clone(), kind: JobKind::PreStop, outcome: Outcome::Failure("secret output".into()) });
+        m.report(JobReport { id: r.id.clone(), kind: JobKind::PostStart, outcome: Outcome::Failure("secret output".into()), took: Duration::ZERO });
+        m.report(JobReport { id: r.id.clone(), kind: JobKind::PreStop, outcome: Outcome::Failure("secret output".into()), took: Duration::ZERO });
         let web = Some("spec.containers{web}");
         // Hook output stays out of events (it may hold secrets), as upstream.
         assert_eq!(
@@ -413,8 +415,8 @@ mod tests {
         m.pods.get_mut("u-side").unwrap().attempts.insert("side".into(), vec![side.clone()]);
         m.sync(std::slice::from_ref(&p));
         m.take_events();
-        m.report(JobReport { id: web.id.clone(), kind: JobKind::Probe(Kind::Startup), outcome: Outcome::Failure("x".into()) });
-        m.report(JobReport { id: side.id.clone(), kind: JobKind::Probe(Kind::Liveness), outcome: Outcome::Failure("y".into()) });
+        m.report(JobReport { id: web.id.clone(), kind: JobKind::Probe(Kind::Startup), outcome: Outcome::Failure("x".into()), took: Duration::ZERO });
+        m.report(JobReport { id: side.id.clone(), kind: JobKind::Probe(Kind::Liveness), outcome: Outcome::Failure("y".into()), took: Duration::ZERO });
         let kills: Vec<(Option<String>, String)> =
             m.take_events().into_iter().filter(|e| e.reason == "Killing").map(|e| (e.field_path, e.message)).collect();
         assert_eq!(

@@ -44,6 +44,8 @@ pub struct JobReport {
     pub id: String,
     pub kind: JobKind,
     pub outcome: Outcome,
+    /// How long the run took (for the probe and exec metrics).
+    pub took: Duration,
 }
 
 /// One container being stopped.
@@ -60,7 +62,7 @@ impl<R: Runtime> Manager<R> {
         std::mem::take(&mut self.jobs)
     }
 
-    fn container_of(&self, r: &Record) -> Option<Container> {
+    pub(super) fn container_of(&self, r: &Record) -> Option<Container> {
         let p = &self.pods.get(&r.pod_uid)?.pod;
         p.spec.init_containers.iter().chain(&p.spec.containers).find(|c| c.name == r.container).cloned()
     }
@@ -154,6 +156,7 @@ impl<R: Runtime> Manager<R> {
             JobKind::Probe(kind) => {
                 if self.probes.contains_key(&rep.id) {
                     self.probe_event(&r, kind, &rep.outcome);
+                    self.job_metrics(&r, rep.kind, &rep.outcome, rep.took);
                 }
                 let Some(tracker) = self.probes.get_mut(&rep.id) else { return };
                 // Log changes, not every period (SD cards wear).
@@ -182,6 +185,7 @@ impl<R: Runtime> Manager<R> {
                 }
             }
             JobKind::PostStart => {
+                self.job_metrics(&r, rep.kind, &rep.outcome, rep.took);
                 if !self.post_start.remove(&rep.id) {
                     return;
                 }
@@ -196,6 +200,7 @@ impl<R: Runtime> Manager<R> {
                 }
             }
             JobKind::PreStop => {
+                self.job_metrics(&r, rep.kind, &rep.outcome, rep.took);
                 if let Outcome::Failure(msg) = &rep.outcome {
                     log::warn!("FailedPreStopHook: {name}: {msg}");
                     self.event(&r.pod_uid, Some(&r.container), true, ev::FAILED_PRE_STOP_HOOK, "PreStopHook failed".into());

@@ -79,6 +79,7 @@ impl<R: Runtime> Manager<R> {
             );
             return self.set_waiting(uid, &c.name, "ErrImagePull", msg);
         };
+        self.startup_pull_started(uid);
         let key = image::reference::normalize(&c.image).unwrap_or_else(|_| c.image.clone());
         let waiter = (uid.to_string(), c.name.clone(), c.image.clone());
         if let Some(w) = self.pulls.in_flight.get_mut(&key) {
@@ -123,6 +124,7 @@ impl<R: Runtime> Manager<R> {
                     log::info!("pulled image {} ({} bytes) in {took:?}", p.reference, p.bytes);
                     self.pulls.failed.remove(&done.key);
                     for (uid, name, img) in waiters {
+                        self.startup_pull_ended(&uid);
                         self.event(&uid, Some(&name), false, ev::PULLED, pulled_message(&img, took, p.bytes));
                         self.pulls.announced.insert(format!("{uid}/{name}"));
                     }
@@ -131,6 +133,7 @@ impl<R: Runtime> Manager<R> {
                     let delay = next_delay(self.pulls.failed.get(&done.key).map(|f| f.delay));
                     self.pulls.failed.insert(done.key.clone(), Failure { message: e.clone(), delay, until: Instant::now() + delay });
                     for (uid, name, _) in waiters {
+                        self.startup_pull_ended(&uid);
                         if self.pods.contains_key(&uid) {
                             self.set_waiting(&uid, &name, "ErrImagePull", e.clone());
                         }
