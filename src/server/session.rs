@@ -1,4 +1,5 @@
-//! An upgraded SPDY/3.1 connection, served by the connection's own thread.
+//! An upgraded connection, SPDY/3.1 or WebSocket ([`Wire`]), served by the
+//! connection's own thread.
 //!
 //! One loop polls the TLS socket together with whatever descriptors the
 //! endpoint's [`Handler`] names (a process's pipes, a pty, a pod's socket,
@@ -10,10 +11,12 @@
 //! stalls the producer (the process blocks on its pipe) instead of growing
 //! buffers.
 //!
-//! Streams are opened by the client only (a kubelet never creates any); the
-//! connection ends when the handler is done and the client has closed, or
-//! when the client goes away ([`Handler::abort`]), or after four idle hours
-//! as upstream's `streamingConnectionIdleTimeout`.
+//! Streams are opened by the client only (a kubelet never creates any;
+//! WebSocket channels are all there from the start); a client's GOAWAY ends
+//! the input of every stream, as in spdystream. The connection ends when the
+//! handler is done and the client has closed (or has not, 10 s later), when
+//! the client goes away ([`Handler::abort`]), or after four idle hours as
+//! upstream's `streamingConnectionIdleTimeout`.
 
 use super::kubelet::{Conn, Request};
 use super::spdy::{self, Decoder, Encoder, Frame, Headers};
