@@ -10,13 +10,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-fn node_ready(c: &Cluster, p: &Picolet) {
-    c.wait(&format!("node {} Ready", p.node), Some(p), || {
-        let n = c.get(&["node", &p.node]).unwrap_or_default();
-        n["status"]["conditions"].as_array().into_iter().flatten().any(|x| x["type"] == "Ready" && x["status"] == "True")
-    });
-}
-
 fn running(pod: &Value, name: &str) -> bool {
     pod["status"]["containerStatuses"].as_array().into_iter().flatten().any(|s| s["name"] == name && s["state"]["running"].is_object())
 }
@@ -26,7 +19,7 @@ fn running(pod: &Value, name: &str) -> bool {
 fn pod_on_node(c: &Cluster, name: &str, ns: &str, extra: &str, command: &str) -> Picolet {
     let mut p = node(c, name);
     p.start();
-    node_ready(c, &p);
+    c.node_ready(&p);
     c.namespace(ns);
     c.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: pod, namespace: {ns}}}\nspec:\n  nodeName: {}\n  restartPolicy: Never\n  containers:\n  - {{name: app, image: busybox, command: {command}}}\n{extra}",

@@ -13,12 +13,6 @@ fn condition<'a>(obj: &'a Value, t: &str) -> &'a str {
     obj["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == t)).and_then(|c| c["status"].as_str()).unwrap_or("")
 }
 
-fn node_ready(c: &Cluster, p: &Picolet) {
-    c.wait(&format!("node {} Ready", p.node), Some(p), || {
-        condition(&c.get(&["node", &p.node]).unwrap_or(Value::Null), "Ready") == "True"
-    });
-}
-
 /// GET `path` from the node's server as the cluster admin; the body.
 fn scrape(c: &Cluster, p: &Picolet, path: &str) -> String {
     let pki = c.dir.join("pki");
@@ -65,7 +59,7 @@ fn metrics_show_pods_containers_runtime_calls_and_probes() {
     let c = cluster();
     let mut p = node(c, "metrics");
     p.start();
-    node_ready(c, &p);
+    c.node_ready(&p);
     c.namespace("metrics");
     c.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: ready, namespace: metrics}}\nspec:\n  nodeName: {}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: busybox\n    command: [sleep, '1000']\n    readinessProbe: {{exec: {{command: ['true']}}, periodSeconds: 1}}\n",

@@ -31,13 +31,6 @@ fn get(c: &Cluster, p: &Picolet, path: &str) -> Result<String, String> {
     }
 }
 
-fn node_ready(c: &Cluster, p: &Picolet) {
-    c.wait(&format!("node {} Ready", p.node), Some(p), || {
-        let n = c.get(&["node", &p.node]).unwrap_or_default();
-        n["status"]["conditions"].as_array().into_iter().flatten().any(|x| x["type"] == "Ready" && x["status"] == "True")
-    });
-}
-
 /// Polls `f` until it gives Some, for `limit`; panics with the last failure.
 fn poll<T>(what: &str, p: &Picolet, limit: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + limit;
@@ -88,7 +81,7 @@ fn stats_metrics_and_kubectl_top() {
     c.metrics_server();
     let mut p = node(c, "stats");
     p.start();
-    node_ready(c, &p);
+    c.node_ready(&p);
     c.namespace("stats");
     c.apply(&BURNER.replace("NODE", &p.node));
     let pod = c.wait_pod("stats", "burner", "running", &p, |pod| {
