@@ -67,23 +67,6 @@ fn lines(n: std::ops::RangeInclusive<u32>) -> String {
     n.map(|i| format!("line {i}\n")).collect()
 }
 
-/// GET `path` from the node's kubelet server with the cluster admin's
-/// certificate: (status, body).
-fn kubelet_get(c: &Cluster, p: &Picolet, path: &str) -> (u16, String) {
-    let pki = c.dir.join("pki");
-    let out = std::process::Command::new("curl")
-        .args(["-sk", "--max-time", "20", "-w", "\n%{http_code}", "--cert"])
-        .arg(pki.join("admin.crt"))
-        .arg("--key")
-        .arg(pki.join("admin.key"))
-        .arg(format!("https://127.0.0.1:{}{path}", p.server_port))
-        .output()
-        .expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
 #[test]
 fn kubectl_logs_reads_the_kubelets_container_logs() {
     let c = cluster();
@@ -237,14 +220,14 @@ fn kubectl_logs_reads_the_kubelets_container_logs() {
 
     // Straight to the kubelet (the API server's node proxy refuses loopback
     // nodes), as the cluster admin. A bad option kubectl would refuse: 400 naming it.
-    let (code, body) = kubelet_get(c, &p, &format!("/containerLogs/{NS}/many/app?tailLines=-1"));
+    let (code, body) = c.kubelet_get(&p, &format!("/containerLogs/{NS}/many/app?tailLines=-1"));
     assert_eq!((code, body.as_str()), (400, "invalid tailLines \"-1\": must be greater than or equal to 0"));
-    let (code, body) = kubelet_get(c, &p, &format!("/containerLogs/{NS}/many/app?tailLines=2&timestamps=false"));
+    let (code, body) = c.kubelet_get(&p, &format!("/containerLogs/{NS}/many/app?tailLines=2&timestamps=false"));
     assert_eq!((code, body.as_str()), (200, "line 299\nline 300\n"));
 
     // /runningpods/ and /configz.
     let running_pods = || -> Value {
-        let (code, body) = kubelet_get(c, &p, "/runningpods/");
+        let (code, body) = c.kubelet_get(&p, "/runningpods/");
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     };
@@ -258,7 +241,7 @@ fn kubectl_logs_reads_the_kubelets_container_logs() {
     let duo = named(&rp, "duo").expect("duo runs");
     assert_eq!(duo["spec"]["containers"].as_array().unwrap().len(), 2, "a and b, not the finished init container: {duo}");
     c.wait("the exited pod to leave /runningpods/", Some(&p), || named(&running_pods(), "follow").is_none());
-    let (code, body) = kubelet_get(c, &p, "/configz");
+    let (code, body) = c.kubelet_get(&p, "/configz");
     assert_eq!(code, 200, "{body}");
     let cz: Value = serde_json::from_str(&body).unwrap();
     let kc = &cz["kubeletconfig"];

@@ -7,25 +7,9 @@ mod common;
 use common::cluster::{cluster, node, Cluster};
 use common::Picolet;
 use serde_json::Value;
-use std::process::Command;
 
 fn condition<'a>(obj: &'a Value, t: &str) -> &'a str {
     obj["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == t)).and_then(|c| c["status"].as_str()).unwrap_or("")
-}
-
-/// GET `path` from the node's server as the cluster admin; the body.
-fn scrape(c: &Cluster, p: &Picolet, path: &str) -> String {
-    let pki = c.dir.join("pki");
-    let out = Command::new("curl")
-        .args(["-sSk", "--fail", "--max-time", "20", "--cert"])
-        .arg(pki.join("admin.crt"))
-        .arg("--key")
-        .arg(pki.join("admin.key"))
-        .arg(format!("https://127.0.0.1:{}{path}", p.server_port))
-        .output()
-        .expect("run curl");
-    assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("UTF-8 exposition")
 }
 
 /// The value of `series` (name and labels exactly as exposed) in `text`.
@@ -52,6 +36,13 @@ fn check_exposition(text: &str) {
             assert!(value.parse::<f64>().is_ok() || value == "+Inf", "{l}");
         }
     }
+}
+
+/// GET `path` from the node's server as the cluster admin; the body.
+fn scrape(c: &Cluster, p: &Picolet, path: &str) -> String {
+    let (code, body) = c.kubelet_get(p, path);
+    assert_eq!(code, 200, "GET {path}: {body}");
+    body
 }
 
 #[test]

@@ -9,27 +9,7 @@ mod common;
 use common::cluster::{cluster, node, Cluster};
 use common::{Picolet, DEADLINE};
 use serde_json::Value;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// GET `path` from the node's kubelet server as the cluster admin: the body
-/// of a 200, else an error with the status and body.
-fn get(c: &Cluster, p: &Picolet, path: &str) -> Result<String, String> {
-    let pki = c.dir.join("pki");
-    let out = Command::new("curl")
-        .args(["-sk", "--max-time", "20", "-w", "\n%{http_code}", "--cert"])
-        .arg(pki.join("admin.crt"))
-        .arg("--key")
-        .arg(pki.join("admin.key"))
-        .arg(format!("https://127.0.0.1:{}{path}", p.server_port))
-        .output()
-        .expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    match text.rsplit_once('\n') {
-        Some((body, "200")) => Ok(body.to_string()),
-        _ => Err(format!("GET {path}: curl {}: {text}", out.status)),
-    }
-}
 
 /// Polls `f` until it gives Some, for `limit`; panics with the last failure.
 fn poll<T>(what: &str, p: &Picolet, limit: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
@@ -73,6 +53,15 @@ spec:
       hold=$(head -c 16000000 /dev/zero | tr '\0' x)
       while true; do i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; sleep 0.1; done
 "#;
+
+/// GET `path` from the node's kubelet server as the cluster admin: the body
+/// of a 200, else an error with the status and body.
+fn get(c: &Cluster, p: &Picolet, path: &str) -> Result<String, String> {
+    match c.kubelet_get(p, path) {
+        (200, body) => Ok(body),
+        (code, body) => Err(format!("GET {path}: {code} {body}")),
+    }
+}
 
 #[test]
 fn stats_metrics_and_kubectl_top() {

@@ -139,6 +139,24 @@ impl Cluster {
         env.lines().find_map(|l| l.strip_prefix("APISERVER_URL=")).expect("APISERVER_URL in env").to_string()
     }
 
+    /// GET `path` from picolet `p`'s kubelet server with the admin's client
+    /// certificate (the API server's node proxy refuses loopback nodes):
+    /// (status, body); status 0 when curl got no answer.
+    pub fn kubelet_get(&self, p: &Picolet, path: &str) -> (u16, String) {
+        let pki = self.dir.join("pki");
+        let out = Command::new("curl")
+            .args(["-sk", "--max-time", "20", "-w", "\n%{http_code}", "--cert"])
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"))
+            .arg(format!("https://127.0.0.1:{}{path}", p.server_port))
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     /// Polls a pod until `cond` holds; returns it.
     pub fn wait_pod(&self, ns: &str, name: &str, what: &str, p: &Picolet, cond: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;
