@@ -126,16 +126,6 @@ fn human_size(n: u64) -> String {
 }
 
 fn run(cfg: Config) -> Result<(), String> {
-    // glibc gives each thread that allocates its own arena (up to 8 per
-    // core) and keeps their memory after the thread ends: after a burst of
-    // kubelet-server connections (a thread each) RSS stayed ~16 MiB above
-    // where it started. One arena is plenty for picolet's load. (musl, the
-    // static build, has one heap anyway.)
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets a malloc tunable; called before any other thread exists.
-    unsafe {
-        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
-    }
     // Before any thread or child exists: runc must not inherit NOTIFY_SOCKET.
     node::notify::init();
     node::preflight(&cfg.runtime_path)?;
