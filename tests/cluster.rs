@@ -3,7 +3,7 @@
 //! scheduler), driven and checked with the real kubectl.
 
 mod common;
-use common::cluster::{cluster, node, Cluster};
+use common::cluster::{cluster, join, node, Cluster};
 use common::Picolet;
 use serde_json::Value;
 
@@ -65,7 +65,7 @@ fn node_registers_reports_status_and_renews_its_lease() {
     assert!(info["kubeletVersion"].as_str().unwrap().starts_with("v1."), "{info}");
     assert!(!info["bootID"].as_str().unwrap().is_empty());
     assert_eq!(info["architecture"], "amd64");
-    assert_eq!(st["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
+    assert_eq!(st["daemonEndpoints"]["kubeletEndpoint"]["Port"], p.server_port);
     // kubectl shows it Ready; the controller-manager lifts the not-ready taint.
     let table = c.kubectl(&["get", "node", &p.node]);
     assert!(table.contains(" Ready "), "{table}");
@@ -94,14 +94,14 @@ fn kubeconfig_with_inline_data_and_with_a_bearer_token() {
     let c = cluster();
     let mut p = Picolet::new("inline");
     let kc = c.node_kubeconfig(&p.node, true);
-    p.extra_args.push(format!("--kubeconfig={}", kc.display()));
+    join(c, &mut p, &kc);
     p.start();
     node_ready(c, &p);
 
     let mut t = Picolet::new("token");
     t.node = "token-node".into();
     let kc = c.token_kubeconfig(&t.node);
-    t.extra_args.push(format!("--kubeconfig={}", kc.display()));
+    join(c, &mut t, &kc);
     t.start();
     node_ready(c, &t);
 }

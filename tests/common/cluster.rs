@@ -196,23 +196,28 @@ impl Cluster {
     }
 }
 
-/// A picolet joined to `c` with its own node certificate. Its kubelet server
-/// listens on loopback at a port of its own (the API server reaches it at the
-/// node's InternalIP, so that is 127.0.0.1 too) and trusts the cluster CA's
-/// client certificates, as kubeadm sets a kubelet up.
+/// A picolet joined to `c` with its own node certificate.
 pub fn node(c: &Cluster, name: &str) -> Picolet {
     let mut p = Picolet::new(name);
     let kc = c.node_kubeconfig(&p.node, false);
+    join(c, &mut p, &kc);
+    p
+}
+
+/// Makes `p` join `c` with `kubeconfig`. Its kubelet server listens on
+/// loopback at a port of its own (the API server reaches it at the node's
+/// InternalIP, so that is 127.0.0.1 too) and trusts the cluster CA's client
+/// certificates, as kubeadm sets a kubelet up.
+pub fn join(c: &Cluster, p: &mut Picolet, kubeconfig: &Path) {
     p.server_port = free_port();
     p.extra_args.extend([
-        format!("--kubeconfig={}", kc.display()),
+        format!("--kubeconfig={}", kubeconfig.display()),
         "--node-ip=127.0.0.1".into(),
         "--address=127.0.0.1".into(),
         format!("--port={}", p.server_port),
         format!("--client-ca-file={}", c.dir.join("pki/ca.crt").display()),
         "--healthz-port=0".into(),
     ]);
-    p
 }
 
 pub fn admin_path(c: &Cluster) -> &Path {
