@@ -754,9 +754,8 @@ process_virtual_memory_bytes 500000
     #[test]
     fn reads_own_process() {
         let p = ProcessStats::read().expect("/proc/self readable");
-        // Not virtual >= resident: under qemu-user /proc/self/stat has the
-        // guest's address space but the emulator's resident set.
-        assert!(p.resident_bytes > 0 && p.virtual_bytes > 0, "{p:?}");
+        // Not the virtual size: qemu-user's /proc/self/stat reports 0 for it.
+        assert!(p.resident_bytes > 0, "{p:?}");
         assert!(p.open_fds >= 3 && p.start_time > 1.5e9, "{p:?}");
     }
 }
