@@ -3,7 +3,7 @@
 //! scheduler), driven and checked with the real kubectl.
 
 mod common;
-use common::cluster::{cluster, join, node, Cluster};
+use common::cluster::{Cluster, cluster, container_running, join, node};
 use common::Picolet;
 use serde_json::Value;
 
@@ -32,10 +32,6 @@ fn events(c: &Cluster, ns: &str, name: &str) -> Vec<Event> {
     let list = c.get(&["events", "-n", ns, "--field-selector", &sel]).unwrap_or(Value::Null);
     let s = |e: &Value, k: &str| e[k].as_str().unwrap_or("").to_string();
     list["items"].as_array().into_iter().flatten().map(|e| Event { reason: s(e, "reason"), message: s(e, "message"), count: e["count"].as_i64().unwrap_or(0) }).collect()
-}
-
-fn container_running(pod: &Value, name: &str) -> bool {
-    pod["status"]["containerStatuses"].as_array().into_iter().flatten().any(|s| s["name"] == name && s["state"]["running"].is_object())
 }
 
 #[test]

@@ -3,16 +3,12 @@
 //! the kubelet server), and `/run` through the node proxy.
 
 mod common;
-use common::cluster::{cluster, node, Cluster};
+use common::cluster::{Cluster, cluster, container_running, node};
 use common::Picolet;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-
-fn running(pod: &Value, name: &str) -> bool {
-    pod["status"]["containerStatuses"].as_array().into_iter().flatten().any(|s| s["name"] == name && s["state"]["running"].is_object())
-}
 
 /// Starts a node and a pod on it (in namespace `ns`) whose `app` container
 /// runs `command`; waits until it runs.
@@ -25,7 +21,7 @@ fn pod_on_node(c: &Cluster, name: &str, ns: &str, extra: &str, command: &str) ->
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: pod, namespace: {ns}}}\nspec:\n  nodeName: {}\n  restartPolicy: Never\n  containers:\n  - {{name: app, image: busybox, command: {command}}}\n{extra}",
         p.node
     ));
-    c.wait_pod(ns, "pod", "app running", &p, |pod| running(pod, "app"));
+    c.wait_pod(ns, "pod", "app running", &p, |pod| container_running(pod, "app"));
     p
 }
 
@@ -278,20 +274,28 @@ send('exit 7\n')
 print('rc', p.wait())
 "#;
 
-#[test]
-fn exec_with_a_terminal_follows_its_size() {
-    let c = cluster();
-    let p = pod_on_node(c, "tty", "tty", "", "[sleep, '100000']");
-    let kubectl = c.bin.join("kubectl");
-    let out = Command::new("python3")
-        .arg("-c")
+/// `kubectl exec -it ... sh` driven by TTY_SCRIPT under a pty; `hangup`: kill
+/// kubectl mid-session instead of exiting the shell.
+fn tty_session(c: &Cluster, hangup: bool) -> Output {
+    let mut cmd = Command::new("python3");
+    if hangup {
+        cmd.env("HANGUP", "1");
+    }
+    cmd.arg("-c")
         .arg(TTY_SCRIPT)
-        .arg(&kubectl)
+        .arg(c.bin.join("kubectl"))
         .arg("--kubeconfig")
         .arg(&c.admin)
         .args(["exec", "-it", "-n", "tty", "pod", "--", "sh"])
         .output()
-        .expect("python3");
+        .expect("python3")
+}
+
+#[test]
+fn exec_with_a_terminal_follows_its_size() {
+    let c = cluster();
+    let p = pod_on_node(c, "tty", "tty", "", "[sleep, '100000']");
+    let out = tty_session(c, false);
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}{}", text(&out.stderr));
     let lines: Vec<&str> = report.lines().collect();
@@ -301,16 +305,7 @@ fn exec_with_a_terminal_follows_its_size() {
     assert_eq!(lines[3], "rc 7", "{report}");
 
     // kubectl killed mid-session: its shell is hung up, not left behind.
-    let out = Command::new("python3")
-        .env("HANGUP", "1")
-        .arg("-c")
-        .arg(TTY_SCRIPT)
-        .arg(&kubectl)
-        .arg("--kubeconfig")
-        .arg(&c.admin)
-        .args(["exec", "-it", "-n", "tty", "pod", "--", "sh"])
-        .output()
-        .expect("python3");
+    let out = tty_session(c, true);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     let shells = || {
         let ps = c.kubectl(&["exec", "-n", "tty", "pod", "--", "ps", "-o", "comm"]);

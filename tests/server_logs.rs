@@ -4,7 +4,7 @@
 //! files; and `/runningpods/`, `/configz` from the kubelet server directly.
 
 mod common;
-use common::cluster::{cluster, node, Cluster};
+use common::cluster::{Cluster, cluster, container_running, node};
 use common::{Picolet, DEADLINE};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -21,10 +21,6 @@ fn pod(c: &Cluster, p: &Picolet, name: &str, ctl: &Path, spec: &str) {
         p.node,
         ctl.display()
     ));
-}
-
-fn running(pod: &Value, name: &str) -> bool {
-    pod["status"]["containerStatuses"].as_array().into_iter().flatten().any(|s| s["name"] == name && s["state"]["running"].is_object())
 }
 
 fn kubectl_logs(c: &Cluster, args: &[&str]) -> Output {
@@ -111,7 +107,7 @@ fn kubectl_logs_reads_the_kubelets_container_logs() {
     );
 
     // The whole log, across rotated and gzipped files, in order.
-    let many = c.wait_pod(NS, "many", "running", &p, |pod| running(pod, "app"));
+    let many = c.wait_pod(NS, "many", "running", &p, |pod| container_running(pod, "app"));
     let all = wait_logs(c, &p, &["many"], "line 300\n");
     assert_eq!(all, lines(1..=300));
     let files: Vec<String> = std::fs::read_dir(p.log_dir(&many, "app")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
@@ -134,14 +130,14 @@ fn kubectl_logs_reads_the_kubelets_container_logs() {
 
     // A 40000-byte line went out as 16 KiB partial chunks, some rotated and
     // gzipped: it comes back whole.
-    c.wait_pod(NS, "wide", "running", &p, |pod| running(pod, "app"));
+    c.wait_pod(NS, "wide", "running", &p, |pod| container_running(pod, "app"));
     let wide = wait_logs(c, &p, &["wide"], "after\n");
     assert_eq!(wide, format!("{}\nafter\n", "x".repeat(40000)));
     let stamped = logs(c, &["wide", "--timestamps"]);
     assert_eq!(stamped.lines().count(), 2, "one timestamp per line");
 
     // Several containers: -c picks one (init containers too); stderr is in the log.
-    c.wait_pod(NS, "duo", "running", &p, |pod| running(pod, "a") && running(pod, "b"));
+    c.wait_pod(NS, "duo", "running", &p, |pod| container_running(pod, "a") && container_running(pod, "b"));
     assert_eq!(wait_logs(c, &p, &["duo", "-c", "b"], "from b"), "from b\n");
     assert_eq!(logs(c, &["duo", "-c", "a"]), "from a\n");
     assert_eq!(logs(c, &["duo", "-c", "init"]), "init done\n");
@@ -152,14 +148,14 @@ fn kubectl_logs_reads_the_kubelets_container_logs() {
     let err = logs_error(c, &["many", "--previous"]);
     assert!(err.contains("previous terminated container \"app\" in pod \"many\" not found"), "{err}");
     c.wait_pod(NS, "restarter", "restarted and running", &p, |pod| {
-        running(pod, "app") && pod["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0) >= 1
+        container_running(pod, "app") && pod["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0) >= 1
     });
     assert_eq!(wait_logs(c, &p, &["restarter"], "attempt 2"), "attempt 2\n");
     assert_eq!(logs(c, &["restarter", "--previous"]), "attempt 1\n");
 
     // --since: "early" is held back until it is at least 3 s old, then ticks
     // come every 0.3 s, so the last 2 s hold ticks and not "early".
-    c.wait_pod(NS, "ticker", "running", &p, |pod| running(pod, "app"));
+    c.wait_pod(NS, "ticker", "running", &p, |pod| container_running(pod, "app"));
     wait_logs(c, &p, &["ticker"], "early");
     let seen = Instant::now();
     c.wait("\"early\" to be 3 s old", Some(&p), || seen.elapsed() >= Duration::from_secs(3));
@@ -179,7 +175,7 @@ fn kubectl_logs_reads_the_kubelets_container_logs() {
     assert!(!got.contains("early"));
 
     // -f: lines appear as they are written; it ends when the container does.
-    c.wait_pod(NS, "follow", "running", &p, |pod| running(pod, "app"));
+    c.wait_pod(NS, "follow", "running", &p, |pod| container_running(pod, "app"));
     let mut child = c.kubectl_cmd().args(["logs", "-f", "-n", NS, "follow"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let (tx, rx) = mpsc::channel();
     let out = child.stdout.take().unwrap();

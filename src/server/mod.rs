@@ -246,25 +246,12 @@ fn parse_request_line(head: &[u8]) -> Option<(String, String)> {
     Some((method.to_string(), target.to_string()))
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "",
-    }
-}
-
 /// The bytes on the wire; `head_only` for HEAD (same headers, no body).
 fn encode(r: &Response, head_only: bool) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         r.status,
-        reason(r.status),
+        kubelet::reason(r.status),
         r.content_type,
         r.body.len()
     );

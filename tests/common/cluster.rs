@@ -220,6 +220,11 @@ pub fn join(c: &Cluster, p: &mut Picolet, kubeconfig: &Path) {
     ]);
 }
 
+/// Whether the API pod's container `name` is running (false while it has no status yet).
+pub fn container_running(pod: &Value, name: &str) -> bool {
+    pod["status"]["containerStatuses"].as_array().into_iter().flatten().any(|s| s["name"] == name && s["state"]["running"].is_object())
+}
+
 pub fn admin_path(c: &Cluster) -> &Path {
     &c.admin
 }
