@@ -151,7 +151,7 @@ pub(super) mod tests {
             node_name: "node1".into(),
             host_ip: "127.0.0.1".into(),
             memory_capacity: 1 << 30,
-            cgroup_parent: None,
+            cgroups: None,
             pull: None,
             metrics: Default::default(),
         };
