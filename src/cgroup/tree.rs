@@ -137,11 +137,13 @@ impl Tree {
         Err(CgroupError::new(&procs, "processes keep appearing; cannot empty it for the supervisor leaf"))
     }
 
-    /// Creates a pod's cgroup (controllers enabled for its containers) and
-    /// writes `files` into it.
+    /// Creates a pod's cgroup (controllers enabled for it by its QoS tier
+    /// and by it for its containers) and writes `files` into it.
     pub fn ensure_pod(&self, qos: &str, uid: &str, files: &[(&str, String)]) -> Result<(), CgroupError> {
         let path = self.pod_path(qos, uid);
         mkdir(&self.dir(&path))?;
+        // Without the tier's subtree_control the pod has no cpu.weight etc.
+        self.delegate(&self.qos_path(qos), &path, true)?;
         self.write_all(&path, files)?;
         let offered = controllers(&self.dir(&path).join("cgroup.controllers"))?;
         let on = controllers(&self.dir(&path).join("cgroup.subtree_control"))?;
@@ -370,7 +372,12 @@ pub(crate) mod tests {
         for p in ["/r", "/r/kubepods", "/r/kubepods/burstable", "/r/kubepods/besteffort"] {
             fs.cgroup(p, "cpu memory pids", "");
         }
-        fs.cgroup("/r/kubepods/burstable/podu1", "cpu memory pids", "");
+        // The kernel shows a new pod's cgroup without controllers until its
+        // tier enables them (the fake stays empty: the tier's write is what counts).
+        fs.cgroup("/r/kubepods/burstable/podu1", "", "");
+        t.ensure_pod("Burstable", "u1", &[("cpu.weight", "4".into()), ("pids.max", "max".into())]).unwrap();
+        assert_eq!(fs.read("/r/kubepods/burstable", "cgroup.subtree_control"), "+pids");
+        std::fs::write(fs.0.join("r/kubepods/burstable/podu1/cgroup.controllers"), "cpu memory pids").unwrap();
         t.ensure_pod("Burstable", "u1", &[("cpu.weight", "4".into()), ("pids.max", "max".into())]).unwrap();
         assert_eq!(fs.read("/r/kubepods/burstable/podu1", "cpu.weight"), "4");
         assert_eq!(fs.read("/r/kubepods/burstable/podu1", "cgroup.subtree_control"), "+pids");
