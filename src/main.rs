@@ -354,6 +354,12 @@ fn setup_cgroups(cfg: &Config) -> Result<cgroup::PodCgroups, String> {
                 .ok_or_else(|| "no cgroup v2 path in /proc/self/cgroup: boot with systemd.unified_cgroup_hierarchy=1, or run without resource management: --cgroups-per-qos=false --enforce-node-allocatable=".to_string())?;
             // In the hierarchy's root picolet gets /picolet and stays put.
             let evacuate = text.lines().any(|l| l.strip_prefix("0::").is_some_and(|p| p.trim() != "/"));
+            if cgroup::in_service_cgroup(&text) {
+                log::warn!(
+                    "picolet's pods go below its unit's cgroup {own}: with systemd before v254 the unit cannot restart while pods run (EBUSY); set DelegateSubgroup={} (systemd >= 254) or cgroupRoot to a cgroup outside the unit",
+                    cgroup::SUPERVISOR
+                );
+            }
             (own, evacuate)
         }
     };

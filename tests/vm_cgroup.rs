@@ -371,3 +371,43 @@ impl OutputWithDeadline for Command {
         (status, text)
     }
 }
+
+#[test]
+#[ignore = "needs cgroup v2: runs in the VM, tests/vm/suite.sh"]
+fn own_unit_cgroup_with_supervisor_leaf() {
+    // As under picolet.service: a transient unit with Delegate=yes, no --cgroup-root.
+    let unit = format!("picolet-vmtest-{}.service", std::process::id());
+    let p = Picolet::new("vmcg-unit");
+    p.write_manifest("a.yaml", &pod_yaml("a", "Always", SLEEP, ""));
+    struct Stop<'a>(&'a str);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("systemctl").args(["stop", self.0]).status();
+            let _ = Command::new("systemctl").args(["reset-failed", self.0]).status();
+        }
+    }
+    let mut run = Command::new("systemd-run");
+    run.args([&format!("--unit={unit}"), "-p", "Delegate=yes", "-p", "KillMode=process", "-p", "Type=notify", "-p", "NotifyAccess=main"]);
+    run.arg(picolet_bin()).args(p.args());
+    assert!(run.status().unwrap().success(), "systemd-run");
+    let stop = Stop(&unit);
+    p.wait_until("the read-only port answers", || http_get(p.port, "/healthz").is_some_and(|(s, _)| s == 200));
+    let own = format!("/system.slice/{unit}");
+    let pod = p.wait_pod("a", "running", |q| running(q, "c"));
+
+    let main_pid = String::from_utf8(Command::new("systemctl").args(["show", "-p", "MainPID", "--value", &unit]).output().unwrap().stdout).unwrap();
+    let reaper_pid = std::fs::read_to_string(p.root.join("reaper.pid")).unwrap();
+    let supervisor = cg(&format!("{own}/supervisor"), "cgroup.procs");
+    let in_leaf: Vec<&str> = supervisor.lines().collect();
+    assert!(in_leaf.contains(&main_pid.trim()) && in_leaf.contains(&reaper_pid.trim()), "picolet {main_pid} and reaper {reaper_pid} in the leaf: {in_leaf:?}");
+    assert_eq!(cg(&own, "cgroup.procs"), "", "no process left in the unit's cgroup itself");
+    for c in ["cpu", "memory", "pids"] {
+        assert!(cg(&own, "cgroup.subtree_control").split_whitespace().any(|x| x == c), "the unit's cgroup hands down {c}");
+    }
+    let pod_path = format!("{own}/kubepods/besteffort/pod{}", uid(&pod));
+    assert_eq!(oom_score_adj(&container_cgroup(&pod_path)), 1000);
+
+    drop(stop);
+    cleanup(&p.root);
+    remove_tree(&dir(&own));
+}

@@ -74,6 +74,14 @@ pub fn own_path(proc_self_cgroup: &str) -> Option<String> {
     Some(if path == "/" || path.is_empty() { "/picolet".to_string() } else { path.to_string() })
 }
 
+/// Whether systemd started this process directly in a service's cgroup
+/// (not in a `DelegateSubgroup=`). Once that cgroup hands controllers to
+/// kubepods, systemd before v254 cannot put the next main process there:
+/// a restart with pods still running fails with EBUSY (status 219/CGROUP).
+pub fn in_service_cgroup(proc_self_cgroup: &str) -> bool {
+    proc_self_cgroup.lines().find_map(|l| l.strip_prefix("0::")).is_some_and(|p| p.trim().ends_with(".service"))
+}
+
 /// `a` and `b` joined as a cgroup path ("/" + "kubepods" = "/kubepods").
 pub fn join(a: &str, b: &str) -> String {
     format!("{}/{}", a.trim_end_matches('/'), b.trim_start_matches('/'))
@@ -94,6 +102,9 @@ mod tests {
         assert_eq!(own_path("0::/system.slice/picolet.service/supervisor\n").as_deref(), Some("/system.slice/picolet.service"));
         assert_eq!(own_path("0::/\n").as_deref(), Some("/picolet"));
         assert_eq!(own_path("12:pids:/\n1:name=systemd:/\n"), None, "cgroup v1 only");
+        assert!(in_service_cgroup("0::/system.slice/picolet.service\n"));
+        assert!(!in_service_cgroup("0::/system.slice/picolet.service/supervisor\n"));
+        assert!(!in_service_cgroup("0::/user.slice/session-1.scope\n"));
         assert_eq!(join("/", "kubepods"), "/kubepods");
         assert_eq!(join("/a/", "kubepods"), "/a/kubepods");
         assert_eq!(dir(Path::new("/sys/fs/cgroup"), "/a/b"), PathBuf::from("/sys/fs/cgroup/a/b"));
