@@ -513,11 +513,11 @@ impl<R: Runtime> Manager<R> {
         let pod = self.pods[uid].pod.clone();
         let src = volume::Sources { objects: &self.objects, node: &self.allocatable };
         // The pod's cgroup and limits exist before any of its containers.
-        let cgroup = match &self.cfg.cgroups {
+        let pod_cgroup = match &self.cfg.cgroups {
             Some(cg) => cg.ensure_pod(&pod).map_err(|e| (super::events::FAILED_CREATE_POD_SANDBOX, e.to_string())),
             None => Ok(()),
         };
-        let result = cgroup.and_then(|_| volume::setup(&pod, &pod_dir, &src).map_err(|e| (super::events::FAILED_MOUNT, e.to_string()))).and_then(|v| {
+        let result = pod_cgroup.and_then(|_| volume::setup(&pod, &pod_dir, &src).map_err(|e| (super::events::FAILED_MOUNT, e.to_string()))).and_then(|v| {
             let sandbox = network::setup(&pod, &pod_dir, &self.cfg.node_name);
             sandbox.map(|s| (s, v)).map_err(|e| (super::events::FAILED_CREATE_POD_SANDBOX, e.to_string()))
         });
