@@ -487,7 +487,7 @@ const FLAGS: &[FlagSpec] = &[
         value: Some("PATH"),
         default: "picolet's own cgroup",
         field: "cgroupRoot",
-        help: "cgroup (created if missing) for the kubepods tree; default: the systemd unit's (Delegate=yes)",
+        help: "cgroup (created if missing) that holds the kubepods tree; without it, picolet's own (its unit's, Delegate=yes)",
     },
     FlagSpec {
         name: "--pod-max-pids",
