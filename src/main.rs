@@ -129,8 +129,15 @@ fn run(cfg: Config) -> Result<(), String> {
     // Before any thread or child exists: runc must not inherit NOTIFY_SOCKET.
     node::notify::init();
     node::preflight(&cfg.runtime_path)?;
+    let node_allocatable = node::allocatable::allocatable(
+        node::cpu_capacity() * 1000,
+        node::memory_capacity(),
+        cfg.kube_reserved,
+        cfg.system_reserved,
+        node::allocatable::DEFAULT_EVICTION_MEMORY,
+    );
     let cgroups = if cfg.manages_cgroups() {
-        Some(setup_cgroups(&cfg)?)
+        Some(setup_cgroups(&cfg, node_allocatable)?)
     } else {
         log::warn!("cgroupsPerQOS=false and enforceNodeAllocatable=[]: running without resource management");
         None
@@ -152,6 +159,7 @@ fn run(cfg: Config) -> Result<(), String> {
         node_name: node_name.clone(),
         host_ip: node::host_ip(),
         memory_capacity: node::memory_capacity(),
+        node_allocatable,
         cgroups,
         pull: Some(pod::worker::PullConfig { registries: Arc::new(registries), platform: image::Platform::host(), wake: Some(pull_wake) }),
         metrics: metrics.clone(),
@@ -344,7 +352,7 @@ fn run(cfg: Config) -> Result<(), String> {
 /// Checks and creates picolet's cgroup tree (see cgroup/): `--cgroup-root`
 /// when given, else picolet's own cgroup, which picolet (and later its
 /// reaper, started from here) then leaves for the supervisor leaf.
-fn setup_cgroups(cfg: &Config) -> Result<cgroup::PodCgroups, String> {
+fn setup_cgroups(cfg: &Config, alloc: node::allocatable::Allocatable) -> Result<cgroup::PodCgroups, String> {
     let fs = std::path::Path::new(cgroup::FS_ROOT);
     let (root, evacuate) = match &cfg.cgroup_root {
         Some(r) => (r.clone(), false),
@@ -364,13 +372,6 @@ fn setup_cgroups(cfg: &Config) -> Result<cgroup::PodCgroups, String> {
         }
     };
     node::check_cgroups(fs, &root)?;
-    let alloc = node::allocatable::allocatable(
-        node::cpu_capacity() * 1000,
-        node::memory_capacity(),
-        cfg.kube_reserved,
-        cfg.system_reserved,
-        node::allocatable::DEFAULT_EVICTION_MEMORY,
-    );
     let limits = cgroup::pods::NodeLimits { cpu_milli: alloc.cpu_milli, memory: alloc.memory };
     let tree = cgroup::Tree::new(fs, &root);
     let cg = cgroup::PodCgroups::setup(tree, evacuate, limits, cfg.pod_pids_limit).map_err(|e| format!("cgroup tree {root}: {e}"))?;

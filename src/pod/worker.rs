@@ -57,6 +57,8 @@ pub struct Settings {
     pub host_ip: String,
     /// The node's memory, for Burstable containers' oom_score_adj.
     pub memory_capacity: i64,
+    /// What pods may use (node::allocatable), for the downward API.
+    pub node_allocatable: crate::node::allocatable::Allocatable,
     /// picolet's cgroup tree; None when picolet runs without resource
     /// management (cgroupsPerQOS=false, enforceNodeAllocatable=[]).
     pub cgroups: Option<cgroup::PodCgroups>,
@@ -159,7 +161,7 @@ impl<R: Runtime> Manager<R> {
     /// otherwise, so the first `sync` must come after the first source scan.
     pub fn new(cfg: Settings, runtime: R, images: Store) -> Manager<R> {
         let objects = ObjectStore::under_root(&cfg.root);
-        let allocatable = Allocatable::of_node(&cfg.root, cfg.memory_capacity);
+        let allocatable = Allocatable::of_node(&cfg.root, cfg.node_allocatable);
         let mut m = Manager {
             cfg,
             runtime,
