@@ -127,6 +127,22 @@ case "$rcg" in "$cg"|"$cg"/*) ok cgroup-reaper "reaper $rpid in $rcg" ;; *) fail
 ccg=$(sed -n 's/^0:://p' /proc/$cpid/cgroup 2>/dev/null)
 case "$ccg" in "$cg"/*) ok cgroup-container "container in $ccg" ;; *) fail cgroup-container "container in '$ccg', outside the delegated $cg" ;; esac
 pcg=$(sed -n 's/^0:://p' /proc/$(prop MainPID)/cgroup 2>/dev/null)
+# The tree picolet lays out (kubepods/besteffort/pod<uid>/<container>), wherever its root is: the
+# unit's cgroup (then picolet and the reaper sit in its supervisor leaf) or a cgroupRoot.
+troot=${ccg%%/kubepods/*}
+if [ "$troot" != "$ccg" ] && [ "${ccg#"$troot"/kubepods/besteffort/pod}" != "$ccg" ]; then
+  has() { case " $1 " in *" $2 "*) return 0 ;; esac; return 1; } # word list, word
+  kp=/sys/fs/cgroup$troot/kubepods; sc=$(cat "$kp/cgroup.subtree_control")
+  if has "$sc" cpu && has "$sc" memory && has "$sc" pids; then
+    ok cgroup-tree "container in $ccg; kubepods hands down '$sc', memory.max $(cat "$kp/memory.max")"
+  else fail cgroup-tree "kubepods subtree_control '$sc'"; fi
+  if [ "$troot" = "$cg" ]; then
+    sv=$(tr '\n' ' ' < "/sys/fs/cgroup$cg/supervisor/cgroup.procs" 2>/dev/null); left=$(tr '\n' ' ' < "/sys/fs/cgroup$cg/cgroup.procs")
+    if has "$sv" "$(prop MainPID)" && has "$sv" "$rpid" && [ -z "$left" ]; then
+      ok cgroup-supervisor "picolet and the reaper in $cg/supervisor ($sv), none in $cg itself"
+    else fail cgroup-supervisor "supervisor leaf holds '$sv', $cg itself '$left'; MainPID $(prop MainPID), reaper $rpid"; fi
+  fi
+else fail cgroup-tree "container in '$ccg', not in a kubepods/besteffort/pod<uid> cgroup"; fi
 echo "picolet main process cgroup: $pcg; unit cgroup tree:"; find /sys/fs/cgroup$cg -name cgroup.procs | while read -r f; do
   echo "  ${f#/sys/fs/cgroup} : $(tr '\n' ' ' < "$f")"; done
 
