@@ -17,6 +17,7 @@ use std::time::Duration;
 use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::api::quantity::parse_int;
+use crate::node::allocatable::Reserved;
 
 /// Everything picolet is told at start-up.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +89,15 @@ pub struct Config {
     /// `--healthz-port` (0 disables), `--healthz-bind-address`: plain `/healthz`.
     pub healthz_port: u16,
     pub healthz_bind_address: String,
+    // issue 6: cgroup
+    /// `--cgroup-root`, config `cgroupRoot`: the cgroup picolet's tree goes in
+    /// (created); None: picolet's own cgroup (its systemd unit's).
+    pub cgroup_root: Option<String>,
+    /// `--pod-max-pids`, config `podPidsLimit`: pids.max of each pod (-1: unlimited).
+    pub pod_pids_limit: i64,
+    /// `--kube-reserved` / `--system-reserved`, config `kubeReserved` / `systemReserved`.
+    pub kube_reserved: Reserved,
+    pub system_reserved: Reserved,
 }
 
 impl Default for Config {
@@ -129,6 +139,11 @@ impl Default for Config {
             authorization_webhook_cache_unauthorized_ttl: Duration::from_secs(30),
             healthz_port: 10248,
             healthz_bind_address: "127.0.0.1".into(),
+            // issue 6: cgroup
+            cgroup_root: None,
+            pod_pids_limit: -1,
+            kube_reserved: Reserved::default(),
+            system_reserved: Reserved::default(),
         }
     }
 }
@@ -466,6 +481,35 @@ const FLAGS: &[FlagSpec] = &[
         field: "healthzBindAddress",
         help: "where the /healthz endpoint listens",
     },
+    // issue 6: cgroup
+    FlagSpec {
+        name: "--cgroup-root",
+        value: Some("PATH"),
+        default: "picolet's own cgroup",
+        field: "cgroupRoot",
+        help: "cgroup (created if missing) that holds the kubepods tree; without it, picolet's own (its unit's, Delegate=yes)",
+    },
+    FlagSpec {
+        name: "--pod-max-pids",
+        value: Some("N"),
+        default: "-1",
+        field: "podPidsLimit",
+        help: "pids.max of each pod's cgroup; -1 is unlimited",
+    },
+    FlagSpec {
+        name: "--kube-reserved",
+        value: Some("cpu=Q,memory=Q"),
+        default: "none",
+        field: "kubeReserved",
+        help: "resources kept back from pods for picolet and the runtime (node allocatable)",
+    },
+    FlagSpec {
+        name: "--system-reserved",
+        value: Some("cpu=Q,memory=Q"),
+        default: "none",
+        field: "systemReserved",
+        help: "resources kept back from pods for the OS (node allocatable)",
+    },
     FlagSpec { name: "--version", value: None, default: "", field: "", help: "show the version" },
 ];
 
@@ -660,6 +704,11 @@ fn build(flags: &Flags) -> Result<Config, ConfigError> {
                 c.enforce_node_allocatable =
                     v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
             }
+            // issue 6: cgroup
+            "--cgroup-root" => c.cgroup_root = cgroup_root(v).map_err(|r| bad(name, v, r))?,
+            "--pod-max-pids" => c.pod_pids_limit = v.parse().map_err(|_| bad(name, v, "not a whole number"))?,
+            "--kube-reserved" => c.kube_reserved = Reserved::parse(v).map_err(|r| bad(name, v, &r))?,
+            "--system-reserved" => c.system_reserved = Reserved::parse(v).map_err(|r| bad(name, v, &r))?,
             _ => {}
         }
     }
@@ -677,6 +726,16 @@ fn build(flags: &Flags) -> Result<Config, ConfigError> {
         return Err(bad(flag, "", "empty path"));
     }
     Ok(c)
+}
+
+/// A cgroup path: absolute, no `..`; "" means the default (None).
+fn cgroup_root(v: &str) -> Result<Option<String>, &'static str> {
+    match v.trim() {
+        "" => Ok(None),
+        p if !p.starts_with('/') => Err("must be an absolute cgroup path like /picolet"),
+        p if p.split('/').any(|c| c == "..") => Err("must not contain .."),
+        p => Ok(Some(p.to_string())),
+    }
 }
 
 fn bad_flag(flag: &str, value: &str, reason: &str) -> ConfigError {
@@ -826,6 +885,22 @@ fn apply_file(c: &mut Config, path: &Path, text: &str) -> Result<(), ConfigError
             }
             "authentication" => apply_authentication(c, v, &|f, r| nested_bad(path, "authentication", f, r))?,
             "authorization" => apply_authorization(c, v, &|f, r| nested_bad(path, "authorization", f, r))?,
+            // issue 6: cgroup
+            "cgroupRoot" => c.cgroup_root = cgroup_root(v.as_str().ok_or_else(|| bad("not a string"))?).map_err(bad)?,
+            "podPidsLimit" => c.pod_pids_limit = v.as_i64().ok_or_else(|| bad("not an integer"))?,
+            "kubeReserved" | "systemReserved" => {
+                let Yaml::Hash(m) = v else { return Err(bad("not a map of resource: quantity")) };
+                let pairs: Vec<(String, String)> = m
+                    .iter()
+                    .map(|(k, q)| match (k.as_str(), q) {
+                        (Some(k), Yaml::String(q)) => Ok((k.to_string(), q.clone())),
+                        (Some(k), Yaml::Integer(i)) => Ok((k.to_string(), i.to_string())),
+                        _ => Err(bad("not a map of resource: quantity")),
+                    })
+                    .collect::<Result<_, _>>()?;
+                let r = Reserved::from_pairs(&pairs).map_err(|r| bad(&r))?;
+                if key == "kubeReserved" { c.kube_reserved = r } else { c.system_reserved = r }
+            }
             other => log::debug!("config file {}: ignoring field {other}", path.display()),
         }
     }
@@ -1173,6 +1248,34 @@ mod tests {
         )
         .unwrap();
         assert!(!run(&format!("--config {}", path.display())).manages_cgroups());
+    }
+
+    #[test]
+    fn cgroup_settings() {
+        let c = run("");
+        assert_eq!((c.cgroup_root.as_deref(), c.pod_pids_limit), (None, -1));
+        let c = run("--cgroup-root=/picolet --pod-max-pids 100 --kube-reserved cpu=100m,memory=64Mi --system-reserved=memory=1Gi");
+        assert_eq!(c.cgroup_root.as_deref(), Some("/picolet"));
+        assert_eq!(c.pod_pids_limit, 100);
+        assert_eq!(c.kube_reserved, Reserved { cpu_milli: 100, memory: 64 << 20 });
+        assert_eq!(c.system_reserved, Reserved { cpu_milli: 0, memory: 1 << 30 });
+        assert!(err("--cgroup-root=picolet").contains("absolute"));
+        assert!(err("--kube-reserved=cpu").contains("--kube-reserved"));
+        let dir = tempdir("cgroupcfg");
+        let path = dir.join("kubelet.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+             cgroupRoot: /k\npodPidsLimit: 50\nkubeReserved:\n  cpu: 200m\n  memory: 100Mi\nsystemReserved: {memory: 1Gi}\n",
+        )
+        .unwrap();
+        let c = run(&format!("--config {} --pod-max-pids=-1", path.display()));
+        assert_eq!(c.cgroup_root.as_deref(), Some("/k"));
+        assert_eq!(c.pod_pids_limit, -1, "the flag wins");
+        assert_eq!(c.kube_reserved, Reserved { cpu_milli: 200, memory: 100 << 20 });
+        assert_eq!(c.system_reserved.memory, 1 << 30);
+        std::fs::write(&path, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nkubeReserved: [1]\n").unwrap();
+        assert!(err(&format!("--config {}", path.display())).contains("kubeReserved"));
     }
 
     #[test]

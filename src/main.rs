@@ -129,10 +129,15 @@ fn run(cfg: Config) -> Result<(), String> {
     // Before any thread or child exists: runc must not inherit NOTIFY_SOCKET.
     node::notify::init();
     node::preflight(&cfg.runtime_path)?;
-    let cgroup_parent = if cfg.manages_cgroups() {
-        node::check_cgroups(std::path::Path::new("/sys/fs/cgroup"))?;
-        let own = std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|t| cgroup::own_path(&t));
-        own.map(|o| cgroup::pods_parent(&o))
+    let node_allocatable = node::allocatable::allocatable(
+        node::cpu_capacity() * 1000,
+        node::memory_capacity(),
+        cfg.kube_reserved,
+        cfg.system_reserved,
+        node::allocatable::DEFAULT_EVICTION_MEMORY,
+    );
+    let cgroups = if cfg.manages_cgroups() {
+        Some(setup_cgroups(&cfg, node_allocatable)?)
     } else {
         log::warn!("cgroupsPerQOS=false and enforceNodeAllocatable=[]: running without resource management");
         None
@@ -154,7 +159,8 @@ fn run(cfg: Config) -> Result<(), String> {
         node_name: node_name.clone(),
         host_ip: node::host_ip(),
         memory_capacity: node::memory_capacity(),
-        cgroup_parent,
+        node_allocatable,
+        cgroups,
         pull: Some(pod::worker::PullConfig { registries: Arc::new(registries), platform: image::Platform::host(), wake: Some(pull_wake) }),
         metrics: metrics.clone(),
     };
@@ -341,6 +347,41 @@ fn run(cfg: Config) -> Result<(), String> {
             };
         }
     }))
+}
+
+/// Checks and creates picolet's cgroup tree (see cgroup/): `--cgroup-root`
+/// when given, else picolet's own cgroup, which picolet (and later its
+/// reaper, started from here) then leaves for the supervisor leaf.
+fn setup_cgroups(cfg: &Config, alloc: node::allocatable::Allocatable) -> Result<cgroup::PodCgroups, String> {
+    let fs = std::path::Path::new(cgroup::FS_ROOT);
+    let (root, evacuate) = match &cfg.cgroup_root {
+        Some(r) => (r.clone(), false),
+        None => {
+            let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+            let own = cgroup::own_path(&text)
+                .ok_or_else(|| "no cgroup v2 path in /proc/self/cgroup: boot with systemd.unified_cgroup_hierarchy=1, or run without resource management: --cgroups-per-qos=false --enforce-node-allocatable=".to_string())?;
+            // In the hierarchy's root picolet gets /picolet and stays put.
+            let evacuate = text.lines().any(|l| l.strip_prefix("0::").is_some_and(|p| p.trim() != "/"));
+            if cgroup::in_service_cgroup(&text) {
+                log::warn!(
+                    "picolet's pods go below its unit's cgroup {own}: with systemd before v254 the unit cannot restart while pods run (EBUSY); set DelegateSubgroup={} (systemd >= 254) or cgroupRoot to a cgroup outside the unit",
+                    cgroup::SUPERVISOR
+                );
+            }
+            (own, evacuate)
+        }
+    };
+    node::check_cgroups(fs, &root)?;
+    let limits = cgroup::pods::NodeLimits { cpu_milli: alloc.cpu_milli, memory: alloc.memory };
+    let tree = cgroup::Tree::new(fs, &root);
+    let cg = cgroup::PodCgroups::setup(tree, evacuate, limits, cfg.pod_pids_limit).map_err(|e| format!("cgroup tree {root}: {e}"))?;
+    log::info!(
+        "cgroup tree at {root}{}: kubepods memory.max {} (allocatable), pod pids.max {}",
+        if evacuate { " (picolet in its supervisor leaf)" } else { "" },
+        alloc.memory,
+        if cfg.pod_pids_limit > 0 { cfg.pod_pids_limit.to_string() } else { "max".into() }
+    );
+    Ok(cg)
 }
 
 /// How the pod loop talks to the cluster threads.

@@ -9,7 +9,8 @@ use std::path::Path;
 
 /// The node's allocatable resources: what a container's unset (or zero)
 /// limits stand for in the downward API, as upstream merges them in.
-/// picolet reserves nothing for the system yet, so allocatable is capacity.
+/// CPU and memory are node allocatable (node::allocatable); ephemeral
+/// storage is the capacity (picolet reserves none of it).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Allocatable {
     pub cpu_milli: i128,
@@ -18,12 +19,12 @@ pub struct Allocatable {
 }
 
 impl Allocatable {
-    /// This node's: online CPUs, `memory` bytes, and the size of the
+    /// This node's: allocatable CPU and memory, and the size of the
     /// filesystem holding `root` (where pods' writable layers and logs go).
-    pub fn of_node(root: &Path, memory: i64) -> Allocatable {
+    pub fn of_node(root: &Path, node: crate::node::allocatable::Allocatable) -> Allocatable {
         Allocatable {
-            cpu_milli: i128::from(crate::node::cpu_capacity()) * 1000,
-            memory: i128::from(memory),
+            cpu_milli: i128::from(node.cpu_milli),
+            memory: i128::from(node.memory),
             ephemeral_storage: i128::from(crate::node::fs_capacity(root)),
         }
     }

@@ -1,47 +1,95 @@
-//! Where containers' cgroups go. picolet owns the cgroup it was started in
-//! (its systemd unit's, with `Delegate=yes`) and puts every container below
-//! it, at `<own>/kubepods/pod<uid>/<container id>`, so the unit accounts for
-//! its pods and `systemctl` sees them. runc creates the directories; picolet
-//! removes a pod's directory when the pod goes.
+//! picolet's cgroup v2 tree, written by hand (no systemd, no library).
 //!
-//! Usage figures (CPU, memory) for the stats endpoints are in [`stats`].
+//! picolet owns one subtree: `--cgroup-root` when given, else the cgroup it
+//! was started in (its systemd unit's, with `Delegate=yes`). Below that root
+//! the layout is upstream's cgroupfs driver's:
 //!
-//! Not here yet (issue #6): enabling controllers, QoS tiers, limits.
-//! Until then the cgroups carry no controllers, which is also why picolet
-//! and its reaper may stay in `<own>` itself (cgroup v2 forbids processes in
-//! a cgroup only once it enables controllers for its children).
+//! ```text
+//! <root>/supervisor                  picolet and its reaper (own-cgroup mode only)
+//! <root>/kubepods                    node allocatable; Guaranteed pods directly below
+//! <root>/kubepods/burstable/pod<uid>
+//! <root>/kubepods/besteffort/pod<uid>
+//!         .../pod<uid>/<container>   created by runc from linux.cgroupsPath
+//! ```
+//!
+//! - [`tree`]: creating the tree, enabling controllers top-down, the
+//!   supervisor leaf, pod directories, removing them (also stale ones).
+//! - [`resources`]: requests and limits → the values written (pure).
+//! - [`pods`]: what the pod worker calls (pod cgroups, QoS tier weights).
+//! - [`oom`]: whether the kernel OOM-killed something in a container.
+//! - [`stats`]: usage figures for the stats endpoints.
+//!
+//! Not here: the start-up check (node::check_cgroups) and allocatable
+//! (node::allocatable).
 
+pub mod oom;
+pub mod pods;
+pub mod resources;
 pub mod stats;
+pub mod tree;
 
-use std::io;
+pub use pods::PodCgroups;
+pub use tree::Tree;
+
+use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// Where the cgroup v2 hierarchy is mounted on a normal host.
+pub const FS_ROOT: &str = "/sys/fs/cgroup";
+
+/// The leaf picolet and its reaper move into when the tree root is their
+/// own cgroup: cgroup v2 forbids processes in a cgroup that hands
+/// controllers to its children.
+pub const SUPERVISOR: &str = "supervisor";
+
+/// Something failed on a cgroup file or directory.
+#[derive(Debug)]
+pub struct CgroupError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl CgroupError {
+    pub fn new(path: &Path, reason: impl fmt::Display) -> CgroupError {
+        CgroupError { path: path.to_path_buf(), reason: reason.to_string() }
+    }
+}
+
+impl fmt::Display for CgroupError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
+}
+
+impl std::error::Error for CgroupError {}
+
 /// The cgroup v2 path of this process, from `/proc/self/cgroup` text
-/// (`0::/system.slice/picolet.service`). A process in the root cgroup (not
-/// started by systemd) gets `/picolet`, so containers never land at the root.
+/// (`0::/system.slice/picolet.service`). A picolet already moved into its
+/// supervisor leaf (restarted by hand from there) gets the leaf's parent.
+/// A process in the root cgroup (not started by systemd) gets `/picolet`,
+/// so containers never land at the root.
 pub fn own_path(proc_self_cgroup: &str) -> Option<String> {
     let path = proc_self_cgroup.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+    let path = path.strip_suffix(&format!("/{SUPERVISOR}")).unwrap_or(path);
     Some(if path == "/" || path.is_empty() { "/picolet".to_string() } else { path.to_string() })
 }
 
-/// The pods' parent below `own`.
-pub fn pods_parent(own: &str) -> String {
-    format!("{}/kubepods", own.trim_end_matches('/'))
+/// Whether systemd started this process directly in a service's cgroup
+/// (not in a `DelegateSubgroup=`). Once that cgroup hands controllers to
+/// kubepods, systemd before v254 cannot put the next main process there:
+/// a restart with pods still running fails with EBUSY (status 219/CGROUP).
+pub fn in_service_cgroup(proc_self_cgroup: &str) -> bool {
+    proc_self_cgroup.lines().find_map(|l| l.strip_prefix("0::")).is_some_and(|p| p.trim().ends_with(".service"))
 }
 
-/// A container's `linux.cgroupsPath` (absolute, in the cgroup v2 hierarchy).
-pub fn container_path(parent: &str, pod_uid: &str, container_id: &str) -> String {
-    format!("{parent}/pod{pod_uid}/{container_id}")
+/// `a` and `b` joined as a cgroup path ("/" + "kubepods" = "/kubepods").
+pub fn join(a: &str, b: &str) -> String {
+    format!("{}/{}", a.trim_end_matches('/'), b.trim_start_matches('/'))
 }
 
-/// Removes a pod's (by then empty) cgroup directory under `fs_root`
-/// (normally /sys/fs/cgroup). A missing directory is fine.
-pub fn remove_pod(fs_root: &Path, parent: &str, pod_uid: &str) -> io::Result<()> {
-    let dir: PathBuf = fs_root.join(parent.trim_start_matches('/')).join(format!("pod{pod_uid}"));
-    match std::fs::remove_dir(&dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        r => r.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display()))),
-    }
+/// A cgroup path's directory under the hierarchy mounted at `fs_root`.
+pub fn dir(fs_root: &Path, path: &str) -> PathBuf {
+    fs_root.join(path.trim_start_matches('/'))
 }
 
 #[cfg(test)]
@@ -51,20 +99,15 @@ mod tests {
     #[test]
     fn paths() {
         assert_eq!(own_path("0::/system.slice/picolet.service\n").as_deref(), Some("/system.slice/picolet.service"));
+        assert_eq!(own_path("0::/system.slice/picolet.service/supervisor\n").as_deref(), Some("/system.slice/picolet.service"));
         assert_eq!(own_path("0::/\n").as_deref(), Some("/picolet"));
         assert_eq!(own_path("12:pids:/\n1:name=systemd:/\n"), None, "cgroup v1 only");
-        let parent = pods_parent("/system.slice/picolet.service");
-        assert_eq!(parent, "/system.slice/picolet.service/kubepods");
-        assert_eq!(container_path(&parent, "u1", "u1-c-0"), "/system.slice/picolet.service/kubepods/podu1/u1-c-0");
-    }
-
-    #[test]
-    fn removes_pod_dir() {
-        let root = std::env::temp_dir().join(format!("picolet-cg-{}", std::process::id()));
-        std::fs::create_dir_all(root.join("a/kubepods/podu1")).unwrap();
-        remove_pod(&root, "/a/kubepods", "u1").unwrap();
-        assert!(!root.join("a/kubepods/podu1").exists());
-        remove_pod(&root, "/a/kubepods", "u1").unwrap();
-        std::fs::remove_dir_all(&root).unwrap();
+        assert!(in_service_cgroup("0::/system.slice/picolet.service\n"));
+        assert!(!in_service_cgroup("0::/system.slice/picolet.service/supervisor\n"));
+        assert!(!in_service_cgroup("0::/user.slice/session-1.scope\n"));
+        assert_eq!(join("/", "kubepods"), "/kubepods");
+        assert_eq!(join("/a/", "kubepods"), "/a/kubepods");
+        assert_eq!(dir(Path::new("/sys/fs/cgroup"), "/a/b"), PathBuf::from("/sys/fs/cgroup/a/b"));
+        assert_eq!(dir(Path::new("/sys/fs/cgroup"), "/"), PathBuf::from("/sys/fs/cgroup/"));
     }
 }

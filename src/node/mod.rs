@@ -1,6 +1,7 @@
 //! Facts about this node that pods and status need: its name and address.
 
 pub mod agent;
+pub mod allocatable;
 pub mod fs;
 pub mod notify;
 pub mod status;
@@ -82,32 +83,63 @@ pub fn preflight(runtime: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The controllers picolet needs in the cgroup v2 hierarchy at `root`.
-pub const CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
+/// The controllers picolet needs in its subtree.
+pub const CONTROLLERS: [&str; 3] = crate::cgroup::tree::REQUIRED;
 
-/// Checks that `root` (normally /sys/fs/cgroup) is a cgroup v2 hierarchy with
-/// the cpu, memory and pids controllers; the error is one line with the fix.
-pub fn check_cgroups(root: &std::path::Path) -> Result<(), String> {
+/// Checks that `fs_root` (normally /sys/fs/cgroup) is a cgroup v2 hierarchy
+/// whose kernel offers cpu, memory and pids, and that the subtree picolet
+/// will own at cgroup path `tree_root` can have them: the deepest existing
+/// cgroup on that path must list them in its cgroup.controllers (what its
+/// parent hands down). The error is one line with the fix.
+pub fn check_cgroups(fs_root: &std::path::Path, tree_root: &str) -> Result<(), String> {
     const WITHOUT: &str = "or run without resource management: --cgroups-per-qos=false --enforce-node-allocatable=";
-    let Ok(text) = std::fs::read_to_string(root.join("cgroup.controllers")) else {
+    let read = |p: &std::path::Path| std::fs::read_to_string(p.join("cgroup.controllers")).ok();
+    let Some(kernel) = read(fs_root) else {
         return Err(format!(
             "no cgroup v2 hierarchy at {}: boot with systemd.unified_cgroup_hierarchy=1 on the kernel command line, {WITHOUT}",
-            root.display()
+            fs_root.display()
         ));
     };
-    let have: Vec<&str> = text.split_whitespace().collect();
-    let missing: Vec<&str> = CONTROLLERS.iter().copied().filter(|c| !have.contains(c)).collect();
-    match missing.as_slice() {
-        [] => Ok(()),
-        m if m.contains(&"memory") => Err(format!(
-            "the cgroup v2 memory controller is off (Raspberry Pi OS ships it off): add cgroup_enable=memory to /boot/firmware/cmdline.txt and reboot, {WITHOUT}"
-        )),
-        m => Err(format!(
-            "cgroup v2 controller(s) {} missing from {}: enable them in the kernel, {WITHOUT}",
-            m.join(", "),
-            root.join("cgroup.controllers").display()
-        )),
+    let lacking = |text: &str| -> Vec<&str> {
+        let have: Vec<&str> = text.split_whitespace().collect();
+        CONTROLLERS.iter().copied().filter(|c| !have.contains(c)).collect()
+    };
+    match lacking(&kernel).as_slice() {
+        [] => {}
+        m if m.contains(&"memory") => {
+            return Err(format!(
+                "the cgroup v2 memory controller is off (Raspberry Pi OS ships it off): add cgroup_enable=memory to /boot/firmware/cmdline.txt and reboot, {WITHOUT}"
+            ))
+        }
+        m => {
+            return Err(format!(
+                "cgroup v2 controller(s) {} missing from {}: enable them in the kernel, {WITHOUT}",
+                m.join(", "),
+                fs_root.join("cgroup.controllers").display()
+            ))
+        }
     }
+    // The deepest cgroup of the path that exists already: below it picolet
+    // creates the levels itself and can enable what that one has.
+    let mut path = tree_root.trim_end_matches('/').to_string();
+    while !path.is_empty() {
+        let dir = crate::cgroup::dir(fs_root, &path);
+        if let Some(text) = read(&dir) {
+            let missing = lacking(&text);
+            if missing.is_empty() {
+                return Ok(());
+            }
+            let parent = path.rsplit_once('/').map(|(p, _)| if p.is_empty() { "/" } else { p }).unwrap_or("/");
+            return Err(format!(
+                "cgroup v2 controller(s) {} not available in {path} (its cgroup.controllers: {:?}): enable them in {}/cgroup.subtree_control (picolet's systemd unit needs Delegate=yes) or choose another --cgroup-root, {WITHOUT}",
+                missing.join(", "),
+                text.trim(),
+                crate::cgroup::dir(fs_root, parent).display().to_string().trim_end_matches('/'),
+            ));
+        }
+        path = path.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// Whether /proc/filesystems text lists overlayfs.
@@ -149,16 +181,29 @@ mod tests {
     fn cgroup_checks_name_the_fix() {
         let dir = std::env::temp_dir().join(format!("picolet-cgcheck-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let e = check_cgroups(&dir).unwrap_err();
+        let e = check_cgroups(&dir, "/picolet").unwrap_err();
         assert!(e.contains("no cgroup v2") && e.contains("--cgroups-per-qos=false"), "{e}");
         std::fs::write(dir.join("cgroup.controllers"), "cpuset cpu io pids\n").unwrap();
-        let e = check_cgroups(&dir).unwrap_err();
+        let e = check_cgroups(&dir, "/picolet").unwrap_err();
         assert!(e.contains("cgroup_enable=memory"), "{e}");
         std::fs::write(dir.join("cgroup.controllers"), "cpuset cpu io memory\n").unwrap();
-        let e = check_cgroups(&dir).unwrap_err();
+        let e = check_cgroups(&dir, "/picolet").unwrap_err();
         assert!(e.contains("pids") && !e.contains("cpu,"), "{e}");
         std::fs::write(dir.join("cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma misc\n").unwrap();
-        assert_eq!(check_cgroups(&dir), Ok(()));
+        // A root that does not exist yet: picolet creates it below the hierarchy's root.
+        assert_eq!(check_cgroups(&dir, "/picolet/a"), Ok(()));
+        assert_eq!(check_cgroups(&dir, "/"), Ok(()));
+        // A subtree whose parent hands down no memory (a unit without Delegate=yes).
+        std::fs::create_dir_all(dir.join("system.slice/picolet.service")).unwrap();
+        std::fs::write(dir.join("system.slice/picolet.service/cgroup.controllers"), "cpu pids\n").unwrap();
+        let e = check_cgroups(&dir, "/system.slice/picolet.service").unwrap_err();
+        assert!(e.contains("memory not available in /system.slice/picolet.service"), "{e}");
+        assert!(e.contains("system.slice/cgroup.subtree_control") && e.contains("Delegate=yes") && e.contains("--cgroups-per-qos=false"), "{e}");
+        assert!(!e.contains('\n'));
+        // Below it, the deepest existing level decides.
+        assert!(check_cgroups(&dir, "/system.slice/picolet.service/x").is_err());
+        std::fs::write(dir.join("system.slice/picolet.service/cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        assert_eq!(check_cgroups(&dir, "/system.slice/picolet.service/x"), Ok(()));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -26,6 +26,8 @@ pub struct Facts {
     pub machine_id: String,
     pub system_uuid: String,
     pub runtime_version: String,
+    /// What pods may use (node::allocatable), computed once at start.
+    pub allocatable: super::allocatable::Allocatable,
 }
 
 /// Kubernetes' name for the architecture picolet was built for.
@@ -58,13 +60,21 @@ pub fn facts(name: &str, cfg: &crate::config::Config, internal_ip: &str, runtime
     let cpus = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN).ok().flatten().map(|n| n.max(1) as u64).unwrap_or(1);
     let storage = nix::sys::statvfs::statvfs(&cfg.root_dir).map(|s| s.blocks() as u64 * s.fragment_size() as u64).unwrap_or(0);
     let os_release = std::fs::read_to_string("/etc/os-release").or_else(|_| std::fs::read_to_string("/usr/lib/os-release")).unwrap_or_default();
+    let memory = super::memory_capacity();
+    let allocatable = super::allocatable::allocatable(
+        cpus as i64 * 1000,
+        memory,
+        cfg.kube_reserved,
+        cfg.system_reserved,
+        super::allocatable::DEFAULT_EVICTION_MEMORY,
+    );
     Facts {
         name: name.to_string(),
         labels: cfg.node_labels.clone(),
         internal_ip: internal_ip.to_string(),
         hostname,
         cpus,
-        memory: super::memory_capacity(),
+        memory,
         ephemeral_storage: storage,
         max_pods: cfg.max_pods,
         port: cfg.port,
@@ -74,11 +84,10 @@ pub fn facts(name: &str, cfg: &crate::config::Config, internal_ip: &str, runtime
         machine_id: read_trim("/etc/machine-id"),
         system_uuid: read_trim("/sys/class/dmi/id/product_uuid"),
         runtime_version,
+        allocatable,
     }
 }
 
-/// Upstream's default hard eviction threshold for memory (memory.available<100Mi).
-const EVICTION_MEMORY: i64 = 100 << 20;
 /// nodefs.available<10%.
 const EVICTION_NODEFS_PERCENT: u64 = 10;
 
@@ -140,7 +149,6 @@ fn condition(kind: &str, on: bool, reason: &str, message: &str, now: &str, previ
 pub fn status(f: &Facts, p: Pressure, previous: &Value, now: &str) -> Value {
     let cap_storage = f.ephemeral_storage;
     let alloc_storage = cap_storage - cap_storage * EVICTION_NODEFS_PERCENT / 100;
-    let alloc_memory = (f.memory - EVICTION_MEMORY).max(0);
     let conditions = vec![
         condition("MemoryPressure", p.memory, if p.memory { "KubeletHasInsufficientMemory" } else { "KubeletHasSufficientMemory" },
             if p.memory { "kubelet has insufficient memory available" } else { "kubelet has sufficient memory available" }, now, previous),
@@ -163,8 +171,8 @@ pub fn status(f: &Facts, p: Pressure, previous: &Value, now: &str) -> Value {
             "ephemeral-storage": format!("{}Ki", cap_storage / 1024),
         },
         "allocatable": {
-            "cpu": f.cpus.to_string(),
-            "memory": format!("{}Ki", alloc_memory / 1024),
+            "cpu": super::allocatable::format_cpu(f.allocatable.cpu_milli),
+            "memory": format!("{}Ki", f.allocatable.memory / 1024),
             "pods": f.max_pods.to_string(),
             "ephemeral-storage": alloc_storage.to_string(),
         },
@@ -236,6 +244,13 @@ mod tests {
             machine_id: "m".into(),
             system_uuid: String::new(),
             runtime_version: "runc://1.1.5".into(),
+            allocatable: crate::node::allocatable::allocatable(
+                4000,
+                4 << 30,
+                crate::node::allocatable::Reserved { cpu_milli: 500, memory: 0 },
+                crate::node::allocatable::Reserved { cpu_milli: 0, memory: 256 << 20 },
+                crate::node::allocatable::DEFAULT_EVICTION_MEMORY,
+            ),
         }
     }
 
@@ -247,7 +262,9 @@ mod tests {
         assert_eq!(n["metadata"]["labels"]["role"], "edge");
         let s = status(&f, Pressure::default(), &Value::Null, "t0");
         assert_eq!(s["capacity"]["memory"], "4194304Ki");
-        assert_eq!(s["allocatable"]["memory"], format!("{}Ki", ((4i64 << 30) - (100 << 20)) / 1024));
+        assert_eq!(s["allocatable"]["memory"], format!("{}Ki", ((4i64 << 30) - (256 << 20) - (100 << 20)) / 1024));
+        assert_eq!(s["capacity"]["cpu"], "4");
+        assert_eq!(s["allocatable"]["cpu"], "3500m");
         assert_eq!(s["allocatable"]["pods"], "110");
         assert_eq!(s["nodeInfo"]["kubeletVersion"], KUBELET_VERSION);
         assert_eq!(s["addresses"][0]["type"], "InternalIP");

@@ -34,7 +34,8 @@ pub fn qos_class(pod: &Pod) -> &'static str {
 
 /// `oom_score_adj` for a container, upstream's policy: Guaranteed -997,
 /// BestEffort 1000, Burstable `1000 - 1000 * memoryRequest / capacity`
-/// clamped to [2, 999] so it stays above Guaranteed and below BestEffort.
+/// clamped to [3, 999]: 3 is `1000 + (-997)`, where a Guaranteed container
+/// using all memory would score, and 999 stays below BestEffort.
 /// Without this, containers would inherit picolet's own -999.
 pub fn oom_score_adj(pod: &Pod, c: &Container, memory_capacity: i64) -> i64 {
     match qos_class(pod) {
@@ -51,7 +52,7 @@ pub fn oom_score_adj(pod: &Pod, c: &Container, memory_capacity: i64) -> i64 {
                 return 999;
             }
             let adj = 1000 - (1000 * request as i128 / memory_capacity as i128) as i64;
-            adj.clamp(2, 999)
+            adj.clamp(3, 999)
         }
     }
 }
@@ -96,8 +97,11 @@ mod tests {
         p.spec.containers[0].resources = Some(r.clone());
         assert_eq!(oom_score_adj(&p, &p.spec.containers[0].clone(), gib), 750);
         r.requests.insert("memory".into(), "2Gi".into());
+        p.spec.containers[0].resources = Some(r.clone());
+        assert_eq!(oom_score_adj(&p, &p.spec.containers[0].clone(), gib), 3);
+        r.requests.insert("memory".into(), "1".into());
         p.spec.containers[0].resources = Some(r);
-        assert_eq!(oom_score_adj(&p, &p.spec.containers[0].clone(), gib), 2);
+        assert_eq!(oom_score_adj(&p, &p.spec.containers[0].clone(), gib), 999);
         let mut g = ResourceRequirements::default();
         g.limits.insert("cpu".into(), "1".into());
         g.limits.insert("memory".into(), "64Mi".into());

@@ -57,9 +57,11 @@ pub struct Settings {
     pub host_ip: String,
     /// The node's memory, for Burstable containers' oom_score_adj.
     pub memory_capacity: i64,
-    /// The cgroup v2 parent of pod cgroups (`<own>/kubepods`); None when
-    /// picolet runs without resource management (cgroupsPerQOS=false).
-    pub cgroup_parent: Option<String>,
+    /// What pods may use (node::allocatable), for the downward API.
+    pub node_allocatable: crate::node::allocatable::Allocatable,
+    /// picolet's cgroup tree; None when picolet runs without resource
+    /// management (cgroupsPerQOS=false, enforceNodeAllocatable=[]).
+    pub cgroups: Option<cgroup::PodCgroups>,
     /// Registries and platform for pulling images pods need; None: no pulls.
     pub pull: Option<PullConfig>,
     /// What `/metrics` shows, fed by every pass (metrics.rs).
@@ -159,7 +161,7 @@ impl<R: Runtime> Manager<R> {
     /// otherwise, so the first `sync` must come after the first source scan.
     pub fn new(cfg: Settings, runtime: R, images: Store) -> Manager<R> {
         let objects = ObjectStore::under_root(&cfg.root);
-        let allocatable = Allocatable::of_node(&cfg.root, cfg.memory_capacity);
+        let allocatable = Allocatable::of_node(&cfg.root, cfg.node_allocatable);
         let mut m = Manager {
             cfg,
             runtime,
@@ -217,6 +219,11 @@ impl<R: Runtime> Manager<R> {
         }
         if !self.pods.is_empty() {
             log::info!("recovered {} pod(s) from {}", self.pods.len(), pods_dir.display());
+        }
+        // Pods picolet no longer knows at all (no checkpoint) leave no cgroup;
+        // recovered ones are removed when they stop.
+        if let Some(cg) = &self.cfg.cgroups {
+            cg.remove_stale(&self.pods.keys().cloned().collect());
         }
     }
 
@@ -346,6 +353,11 @@ impl<R: Runtime> Manager<R> {
             }
         }
         self.update_gauges();
+        if let Some(cg) = &self.cfg.cgroups {
+            if let Err(e) = cg.update_tiers(self.pods.values().map(|p| &*p.pod)) {
+                log::warn!("{e}");
+            }
+        }
     }
 
     // ---- observation ----
@@ -366,7 +378,12 @@ impl<R: Runtime> Manager<R> {
         } else if let Some(exit) = ExitInfo::read(&dir) {
             Observed::Exited {
                 exit_code: exit.exit_code,
-                reason: if exit.exit_code == 0 { "Completed" } else { "Error" }.into(),
+                reason: match (exit.oom_killed, exit.exit_code) {
+                    (true, _) => "OOMKilled",
+                    (false, 0) => "Completed",
+                    _ => "Error",
+                }
+                .into(),
                 message: String::new(),
                 started_at: r.started_at.clone(),
                 finished_at: exit.finished_at,
@@ -497,7 +514,12 @@ impl<R: Runtime> Manager<R> {
         let pod_dir = self.pod_dir(uid);
         let pod = self.pods[uid].pod.clone();
         let src = volume::Sources { objects: &self.objects, node: &self.allocatable };
-        let result = volume::setup(&pod, &pod_dir, &src).map_err(|e| (super::events::FAILED_MOUNT, e.to_string())).and_then(|v| {
+        // The pod's cgroup and limits exist before any of its containers.
+        let pod_cgroup = match &self.cfg.cgroups {
+            Some(cg) => cg.ensure_pod(&pod).map_err(|e| (super::events::FAILED_CREATE_POD_SANDBOX, e.to_string())),
+            None => Ok(()),
+        };
+        let result = pod_cgroup.and_then(|_| volume::setup(&pod, &pod_dir, &src).map_err(|e| (super::events::FAILED_MOUNT, e.to_string()))).and_then(|v| {
             let sandbox = network::setup(&pod, &pod_dir, &self.cfg.node_name);
             sandbox.map(|s| (s, v)).map_err(|e| (super::events::FAILED_CREATE_POD_SANDBOX, e.to_string()))
         });
@@ -668,8 +690,13 @@ impl<R: Runtime> Manager<R> {
             };
             let mut config = spec::generate(&input, &rootfs).map_err(|e| e.to_string())?;
             config["process"]["oomScoreAdj"] = oom_score_adj(&pod, c, self.cfg.memory_capacity).into();
-            if let Some(parent) = &self.cfg.cgroup_parent {
-                config["linux"]["cgroupsPath"] = cgroup::container_path(parent, uid, &id).into();
+            if let Some(cg) = &self.cfg.cgroups {
+                config["linux"]["cgroupsPath"] = cg.container_path(&pod, &id).into();
+                let (cpu, memory) = cgroup::resources::container_resources(c);
+                config["linux"]["resources"]["cpu"] = cpu;
+                if let Some(m) = memory {
+                    config["linux"]["resources"]["memory"] = m;
+                }
             }
             let body = serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?;
             write_atomic(&dir.join("config.json"), &body).map_err(|e| e.to_string())?;
@@ -817,8 +844,8 @@ impl<R: Runtime> Manager<R> {
             self.release_attempt(r, true);
         }
         let pod_dir = self.pod_dir(uid);
-        if let Some(parent) = &self.cfg.cgroup_parent {
-            if let Err(e) = cgroup::remove_pod(Path::new("/sys/fs/cgroup"), parent, uid) {
+        if let Some(cg) = &self.cfg.cgroups {
+            if let Err(e) = cg.remove_pod(uid) {
                 log::warn!("pod {name}: {e}");
             }
         }

@@ -37,6 +37,10 @@ pub struct ExitInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
     pub finished_at: String,
+    /// The kernel's OOM killer killed a process in the container's cgroup
+    /// (memory.events, read before the cgroup is removed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
 }
 
 impl ExitInfo {
@@ -160,8 +164,9 @@ struct Shared {
     /// reaped: a `runc create` claims its own at once; the rest (processes
     /// orphaned inside containers) are dropped after a minute.
     exits: HashMap<i32, (std::process::ExitStatus, Instant)>,
-    /// Container inits: pid -> bundle dir (where exit.json goes).
-    containers: HashMap<i32, PathBuf>,
+    /// Container inits: pid -> bundle dir (where exit.json goes) and the
+    /// container's cgroup v2 directory (for its OOM count at exit).
+    containers: HashMap<i32, (PathBuf, Option<PathBuf>)>,
 }
 
 /// Runs the reaper until killed. Returns only on a start-up error.
@@ -284,10 +289,14 @@ fn create(
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| format!("{}: no pid written", pid_file.display()))?;
+    // Read now, while the init lives: at its exit /proc no longer says.
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|t| crate::cgroup::oom::cgroup_dir(Path::new(crate::cgroup::FS_ROOT), &t));
     if let Some((status, _)) = guard.exits.remove(&pid) {
-        write_exit(bundle, status);
+        write_exit(bundle, status, cgroup.as_deref());
     } else {
-        guard.containers.insert(pid, bundle.to_path_buf());
+        guard.containers.insert(pid, (bundle.to_path_buf(), cgroup));
     }
     Ok((pid as u32, (out_r, err_r)))
 }
@@ -314,8 +323,8 @@ fn reap_forever(shared: &Arc<(Mutex<Shared>, Condvar)>) {
                     _ => continue,
                 };
                 let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(dir) = g.containers.remove(&pid.as_raw()) {
-                    write_exit(&dir, status);
+                if let Some((dir, cgroup)) = g.containers.remove(&pid.as_raw()) {
+                    write_exit(&dir, status, cgroup.as_deref());
                 } else {
                     g.exits.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(60));
                     g.exits.insert(pid.as_raw(), (status, Instant::now()));
@@ -332,11 +341,14 @@ fn reap_forever(shared: &Arc<(Mutex<Shared>, Condvar)>) {
     }
 }
 
-fn write_exit(dir: &Path, status: std::process::ExitStatus) {
+fn write_exit(dir: &Path, status: std::process::ExitStatus, cgroup: Option<&Path>) {
     let info = ExitInfo {
         exit_code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
         signal: status.signal(),
         finished_at: crate::api::time::rfc3339(SystemTime::now()),
+        // The cgroup outlives its init until `runc delete`, which picolet
+        // runs only after it has seen this file.
+        oom_killed: cgroup.is_some_and(crate::cgroup::oom::killed),
     };
     let body = serde_json::to_vec(&info).expect("exit info serialises");
     if let Err(e) = crate::node::fs::write_atomic(&dir.join("exit.json"), &body) {

@@ -4,7 +4,8 @@
 //! root, hostname, standard and volume mounts, namespaces (joining the pod's pinned
 //! sandbox namespaces), masked/readonly paths, device rules, sysctls.
 //! Doesn't: seccomp (runc runs without a profile for now), AppArmor/SELinux,
-//! cgroupsPath and resource limits (a later cgroup v2 change), oomScoreAdj, hooks.
+//! cgroupsPath, cpu/memory resources and oomScoreAdj (the pod worker adds them from
+//! cgroup::resources and pod::qos), hooks.
 //! Only reads files: the image's `/etc/passwd` and `/etc/group` to resolve a named user.
 
 use crate::api::types::{Container, Pod};

@@ -151,7 +151,8 @@ pub(super) mod tests {
             node_name: "node1".into(),
             host_ip: "127.0.0.1".into(),
             memory_capacity: 1 << 30,
-            cgroup_parent: None,
+            node_allocatable: crate::node::allocatable::Allocatable { cpu_milli: 2000, memory: 1 << 30 },
+            cgroups: None,
             pull: None,
             metrics: Default::default(),
         };
