@@ -1,6 +1,7 @@
 //! Facts about this node that pods and status need: its name and address.
 
 pub mod agent;
+pub mod eviction;
 pub mod fs;
 pub mod notify;
 pub mod status;
