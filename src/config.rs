@@ -88,6 +88,17 @@ pub struct Config {
     /// `--healthz-port` (0 disables), `--healthz-bind-address`: plain `/healthz`.
     pub healthz_port: u16,
     pub healthz_bind_address: String,
+    // issue 6: eviction
+    /// `--eviction-hard`, config `evictionHard`: hard eviction thresholds (upstream's defaults).
+    pub eviction_hard: crate::node::eviction::Thresholds,
+    /// `--eviction-pressure-transition-period`, config `evictionPressureTransitionPeriod` (5m).
+    pub eviction_pressure_transition_period: Duration,
+    /// `--image-gc-high-threshold`, config `imageGCHighThresholdPercent` (85): image GC starts above this disk usage.
+    pub image_gc_high_threshold_percent: u8,
+    /// `--image-gc-low-threshold`, config `imageGCLowThresholdPercent` (80): image GC frees down to this.
+    pub image_gc_low_threshold_percent: u8,
+    /// `--minimum-image-ttl-duration`, config `imageMinimumGCAge` (2m): younger unused images are kept.
+    pub image_minimum_gc_age: Duration,
 }
 
 impl Default for Config {
@@ -129,6 +140,12 @@ impl Default for Config {
             authorization_webhook_cache_unauthorized_ttl: Duration::from_secs(30),
             healthz_port: 10248,
             healthz_bind_address: "127.0.0.1".into(),
+            // issue 6: eviction
+            eviction_hard: Default::default(),
+            eviction_pressure_transition_period: crate::node::eviction::PRESSURE_TRANSITION_PERIOD,
+            image_gc_high_threshold_percent: 85,
+            image_gc_low_threshold_percent: 80,
+            image_minimum_gc_age: Duration::from_secs(120),
         }
     }
 }
@@ -466,6 +483,42 @@ const FLAGS: &[FlagSpec] = &[
         field: "healthzBindAddress",
         help: "where the /healthz endpoint listens",
     },
+    // issue 6: eviction
+    FlagSpec {
+        name: "--eviction-hard",
+        value: Some("LIST"),
+        default: "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,imagefs.available<15%",
+        field: "evictionHard",
+        help: "hard eviction thresholds, signal<quantity or signal<percent% (a list replaces the defaults; empty: none)",
+    },
+    FlagSpec {
+        name: "--eviction-pressure-transition-period",
+        value: Some("DURATION"),
+        default: "5m",
+        field: "evictionPressureTransitionPeriod",
+        help: "how long MemoryPressure/DiskPressure stay on after the last threshold met",
+    },
+    FlagSpec {
+        name: "--image-gc-high-threshold",
+        value: Some("PERCENT"),
+        default: "85",
+        field: "imageGCHighThresholdPercent",
+        help: "image filesystem usage above which unused images are deleted (100 disables image GC)",
+    },
+    FlagSpec {
+        name: "--image-gc-low-threshold",
+        value: Some("PERCENT"),
+        default: "80",
+        field: "imageGCLowThresholdPercent",
+        help: "image filesystem usage image GC frees down to",
+    },
+    FlagSpec {
+        name: "--minimum-image-ttl-duration",
+        value: Some("DURATION"),
+        default: "2m",
+        field: "imageMinimumGCAge",
+        help: "unused images younger than this are not deleted",
+    },
     FlagSpec { name: "--version", value: None, default: "", field: "", help: "show the version" },
 ];
 
@@ -660,8 +713,23 @@ fn build(flags: &Flags) -> Result<Config, ConfigError> {
                 c.enforce_node_allocatable =
                     v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
             }
+            // issue 6: eviction
+            "--eviction-hard" => {
+                c.eviction_hard = crate::node::eviction::Thresholds::parse_flag(v).map_err(|r| bad(name, v, &r.to_string()))?
+            }
+            "--eviction-pressure-transition-period" => {
+                c.eviction_pressure_transition_period = parse_duration(v).map_err(|r| bad(name, v, &r))?
+            }
+            "--image-gc-high-threshold" => c.image_gc_high_threshold_percent = percent(v).map_err(|r| bad(name, v, r))?,
+            "--image-gc-low-threshold" => c.image_gc_low_threshold_percent = percent(v).map_err(|r| bad(name, v, r))?,
+            "--minimum-image-ttl-duration" => c.image_minimum_gc_age = parse_duration(v).map_err(|r| bad(name, v, &r))?,
             _ => {}
         }
+    }
+    // issue 6: eviction
+    if c.image_gc_low_threshold_percent >= c.image_gc_high_threshold_percent {
+        let v = format!("{} (high {})", c.image_gc_low_threshold_percent, c.image_gc_high_threshold_percent);
+        return Err(bad("--image-gc-low-threshold", &v, "must be below the high threshold (imageGCHighThresholdPercent)"));
     }
     if !image_dir_set {
         c.image_import_dir = c.root_dir.join("images");
@@ -826,6 +894,26 @@ fn apply_file(c: &mut Config, path: &Path, text: &str) -> Result<(), ConfigError
             }
             "authentication" => apply_authentication(c, v, &|f, r| nested_bad(path, "authentication", f, r))?,
             "authorization" => apply_authorization(c, v, &|f, r| nested_bad(path, "authorization", f, r))?,
+            // issue 6: eviction
+            "evictionHard" => {
+                let Yaml::Hash(m) = v else { return Err(bad("not a mapping of signal to quantity")) };
+                let mut pairs = Vec::new();
+                for (k, q) in m {
+                    let (Some(k), Some(q)) = (k.as_str(), yaml_scalar(q)) else { return Err(bad("not a mapping of signal to quantity")) };
+                    pairs.push((k.to_string(), q));
+                }
+                c.eviction_hard = crate::node::eviction::Thresholds::from_pairs(&pairs).map_err(|e| bad(&e.to_string()))?;
+            }
+            "evictionPressureTransitionPeriod" | "imageMinimumGCAge" => {
+                let s = v.as_str().ok_or_else(|| bad("not a duration string"))?;
+                let d = parse_duration(s).map_err(|r| bad(&r))?;
+                if key == "imageMinimumGCAge" { c.image_minimum_gc_age = d } else { c.eviction_pressure_transition_period = d }
+            }
+            "imageGCHighThresholdPercent" | "imageGCLowThresholdPercent" => {
+                let i = v.as_i64().ok_or_else(|| bad("not an integer"))?;
+                let p = percent(&i.to_string()).map_err(bad)?;
+                if key == "imageGCHighThresholdPercent" { c.image_gc_high_threshold_percent = p } else { c.image_gc_low_threshold_percent = p }
+            }
             other => log::debug!("config file {}: ignoring field {other}", path.display()),
         }
     }
@@ -886,6 +974,25 @@ fn apply_authorization(c: &mut Config, v: &Yaml, bad: Bad) -> Result<(), ConfigE
         c.authorization_webhook_cache_unauthorized_ttl = d;
     }
     Ok(())
+}
+
+// issue 6: eviction
+/// A whole percentage, 0 to 100.
+fn percent(v: &str) -> Result<u8, &'static str> {
+    match v.trim().parse::<u8>() {
+        Ok(p) if p <= 100 => Ok(p),
+        _ => Err("not a whole percentage from 0 to 100"),
+    }
+}
+
+/// A YAML scalar as text (quantities may be written as numbers).
+fn yaml_scalar(v: &Yaml) -> Option<String> {
+    match v {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Integer(i) => Some(i.to_string()),
+        Yaml::Real(r) => Some(r.clone()),
+        _ => None,
+    }
 }
 
 fn show(v: &Yaml) -> String {
@@ -1213,6 +1320,50 @@ mod tests {
         check("junk.yaml", "a: [b\n", &["config file"]);
         check("list.yaml", "- a\n", &["not a YAML mapping"]);
         check("empty.yaml", "", &["not a YAML mapping"]);
+    }
+
+    // issue 6: eviction
+    #[test]
+    fn eviction_and_image_gc_settings() {
+        use crate::node::eviction::{Signal, Thresholds, Value};
+        let c = run("");
+        assert_eq!(c.eviction_hard, Thresholds::default());
+        assert_eq!((c.image_gc_high_threshold_percent, c.image_gc_low_threshold_percent), (85, 80));
+        assert_eq!((c.image_minimum_gc_age, c.eviction_pressure_transition_period), (Duration::from_secs(120), Duration::from_secs(300)));
+        let c = run("--eviction-hard=memory.available<1200Mi --eviction-pressure-transition-period=5s --image-gc-high-threshold=1 --image-gc-low-threshold=0 --minimum-image-ttl-duration=0s");
+        assert_eq!(c.eviction_hard.flag_value(), "memory.available<1200Mi");
+        assert_eq!(c.eviction_pressure_transition_period, Duration::from_secs(5));
+        assert_eq!((c.image_gc_high_threshold_percent, c.image_gc_low_threshold_percent, c.image_minimum_gc_age), (1, 0, Duration::ZERO));
+        let e = err("--eviction-hard=memory.avail<1Mi");
+        assert!(e.contains("--eviction-hard") && e.contains("memory.avail"), "{e}");
+        let e = err("--image-gc-high-threshold=70 --image-gc-low-threshold=75");
+        assert!(e.contains("must be below the high threshold"), "{e}");
+        assert!(err("--image-gc-high-threshold=101").contains("percentage"));
+
+        let dir = tempdir("eviction");
+        let path = dir.join("kubelet.yaml");
+        let head = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+        std::fs::write(
+            &path,
+            format!(
+                "{head}evictionHard:\n  memory.available: 200Mi\n  nodefs.inodesFree: \"3%\"\nevictionPressureTransitionPeriod: 30s\n\
+                 imageGCHighThresholdPercent: 90\nimageGCLowThresholdPercent: 50\nimageMinimumGCAge: 5m\n"
+            ),
+        )
+        .unwrap();
+        let c = run(&format!("--config {}", path.display()));
+        assert_eq!(c.eviction_hard.get(Signal::MemoryAvailable).unwrap().value, Value::Quantity(200 << 20));
+        assert_eq!(c.eviction_hard.get(Signal::NodeFsInodesFree).unwrap().value, Value::Percentage(0.03));
+        assert_eq!(c.eviction_hard.0.len(), 2);
+        assert_eq!(c.eviction_pressure_transition_period, Duration::from_secs(30));
+        assert_eq!((c.image_gc_high_threshold_percent, c.image_gc_low_threshold_percent), (90, 50));
+        assert_eq!(c.image_minimum_gc_age, Duration::from_secs(300));
+        // Flags override the file.
+        let c = run(&format!("--config {} --eviction-hard=", path.display()));
+        assert!(c.eviction_hard.0.is_empty());
+        std::fs::write(&path, format!("{head}evictionHard:\n  disk.available: 1Gi\n")).unwrap();
+        let e = err(&format!("--config {}", path.display()));
+        assert!(e.contains("evictionHard") && e.contains("disk.available"), "{e}");
     }
 
     #[test]
