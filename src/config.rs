@@ -185,6 +185,8 @@ pub enum Command {
     ImagesImport(Config, Vec<PathBuf>),
     /// `picolet images list`
     ImagesList(Config),
+    /// `picolet images rm REF...`
+    ImagesRemove(Config, Vec<String>),
     /// `picolet images pull [--platform os/arch[/variant]] REF`
     ImagesPull { config: Config, reference: String, platform: Option<String> },
     /// `--help`: the text to print.
@@ -218,7 +220,7 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::UnknownCommand(c) => write!(f, "unknown command {c:?} (see --help)"),
             ConfigError::MissingFiles => write!(f, "images import: no FILE given (see --help)"),
-            ConfigError::MissingReference => write!(f, "images pull: no image reference given (see --help)"),
+            ConfigError::MissingReference => write!(f, "images pull/rm: no image reference given (see --help)"),
             ConfigError::ReadFile { path, source } => {
                 write!(f, "reading config file {}: {source}", path.display())
             }
@@ -529,6 +531,7 @@ pub fn help() -> String {
          Usage:\n  picolet [FLAGS]                      run the kubelet\n  \
          picolet images import FILE... [FLAGS] import image archives (docker save / OCI layout tar)\n  \
          picolet images list [FLAGS]          list imported images\n  \
+         picolet images rm REF... [FLAGS]     delete images no container uses\n  \
          picolet images pull REF [FLAGS]      pull an image from a registry (see --registry-config, --platform)\n\nFlags:\n",
     );
     for f in FLAGS {
@@ -636,6 +639,8 @@ pub fn parse(args: &[String]) -> Result<Command, ConfigError> {
     match words.as_slice() {
         [] => Ok(Command::Run(config)),
         ["images", "list"] => Ok(Command::ImagesList(config)),
+        ["images", "rm"] => Err(ConfigError::MissingReference),
+        ["images", "rm", refs @ ..] => Ok(Command::ImagesRemove(config, refs.iter().map(|r| r.to_string()).collect())),
         ["images", "import"] => Err(ConfigError::MissingFiles),
         ["images", "import", files @ ..] => {
             Ok(Command::ImagesImport(config, files.iter().map(PathBuf::from).collect()))
@@ -1136,6 +1141,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        match parse(&args("images rm a:1 b --root-dir /x")).unwrap() {
+            Command::ImagesRemove(c, refs) => assert_eq!((c.root_dir, refs), (PathBuf::from("/x"), vec!["a:1".to_string(), "b".into()])),
+            other => panic!("{other:?}"),
+        }
+        assert!(err("images rm").contains("no image reference"));
         match parse(&args("--root-dir /x images list")).unwrap() {
             Command::ImagesList(c) => assert_eq!(c.root_dir, PathBuf::from("/x")),
             other => panic!("{other:?}"),
@@ -1155,7 +1165,7 @@ mod tests {
         assert_eq!(run("").registry_config, PathBuf::from("/etc/picolet/registries.yaml"));
         assert!(err("images pull").contains("no image reference"));
         assert!(err("--platform linux/arm64 images list").contains("only used by images pull"));
-        assert!(err("images rm x").contains("\"images rm\""));
+        assert!(err("images prune x").contains("\"images prune\""));
         assert!(err("serve").contains("\"serve\""));
     }
 

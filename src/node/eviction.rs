@@ -216,6 +216,7 @@ impl Thresholds {
 
 /// The hard memory threshold in bytes for a node with `capacity` bytes of
 /// memory (0 without one): node allocatable memory subtracts it.
+#[allow(dead_code)] // for node allocatable (kubepods memory.max, node status)
 pub fn memory_threshold_bytes(t: &Thresholds, capacity: i64) -> i64 {
     t.get(Signal::MemoryAvailable).map_or(0, |t| t.quantity(capacity).max(0))
 }

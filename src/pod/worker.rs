@@ -39,6 +39,8 @@ pub use pull::PullConfig;
 mod health;
 pub use health::{Job, JobReport};
 mod metrics;
+mod evict;
+pub use evict::Housekeeping;
 
 /// How often a running pod's configMap, secret, downwardAPI and projected
 /// volumes are checked against the object store (a few `stat`s per volume).
@@ -96,8 +98,10 @@ struct PodState {
     volumes_checked: Option<Instant>,
     refresh_error: Option<String>,
     stop: Option<Stop>,
-    /// Set when the pod ended for good (an init container failed under Never).
+    /// Set when the pod ended for good (an init container failed under
+    /// Never, or it was evicted: then `eviction` is set too).
     failed: Option<String>,
+    eviction: Option<evict::Eviction>,
     status: Option<PodStatus>,
     /// Startup latency bookkeeping until recorded; None for adopted pods.
     startup: Option<metrics::Startup>,
@@ -445,6 +449,8 @@ impl<R: Runtime> Manager<R> {
 
     fn sync_pod(&mut self, uid: &str) {
         if self.pods[uid].failed.is_some() {
+            // An evicted pod's containers are being killed, then cleaned up.
+            self.finish_eviction(uid, Instant::now());
             return;
         }
         // A replaced static pod starts once its previous instance is gone.
@@ -895,6 +901,7 @@ impl<R: Runtime> Manager<R> {
             pod_ip: &pod_ip,
             start_time: &st.start_time,
             failed_message: st.failed.clone(),
+            failed_reason: if st.eviction.is_some() { crate::node::eviction::REASON } else { "" },
         };
         let status = status::compute(&view, st.status.as_ref(), &now_str());
         let st = self.pods.get_mut(uid).unwrap();
@@ -940,6 +947,7 @@ impl PodState {
             refresh_error: None,
             stop: None,
             failed: None,
+            eviction: None,
             status: None,
             startup: None,
             sync_kind: "create",
