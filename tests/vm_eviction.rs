@@ -89,7 +89,11 @@ spec:
     let msg = hog["status"]["message"].as_str().unwrap();
     let head = format!("The node was low on resource: memory. Threshold quantity: {threshold}Mi, available: ");
     assert!(msg.starts_with(&head), "{msg}");
-    assert!(msg.contains(". Container app was using ") && msg.ends_with(", request is 0, has larger consumption of memory. "), "{msg}");
+    assert!(
+        msg.contains(". Container app was using ") && msg.ends_with(", request is 0, has larger consumption of memory. "),
+        "{msg}\n--- picolet log ---\n{}",
+        p.picolet_log()
+    );
     assert!(!container(&hog, "app")["state"]["terminated"].is_null(), "the hog's container is stopped: {hog}");
     // The memory came back (its tmpfs went with it), the condition cleared
     // after the transition period, and the idle pod ran through it all.

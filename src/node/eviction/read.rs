@@ -89,6 +89,7 @@ impl Reader {
             }
         };
         let mut out = Vec::new();
+        log::debug!("eviction: usage of {} pod(s): {:?}", summary.pods.len(), summary.pods);
         for ps in summary.pods {
             let Some(pod) = pods.iter().find(|p| p.metadata.uid == ps.pod_ref.uid) else { continue };
             let bytes = |f: &Option<stats::FsStats>| f.as_ref().and_then(|f| f.used_bytes).map(|b| b as i64);
