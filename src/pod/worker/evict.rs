@@ -186,6 +186,8 @@ impl<R: Runtime> Manager<R> {
         log::warn!("evicting pod {}: {message}", full_name(&st.pod));
         st.failed = Some(message.clone());
         st.eviction = Some(Eviction { cleaned: false });
+        // Nothing starts again: no container is waiting any more.
+        st.waiting.clear();
         self.changed = true;
         self.event(uid, None, true, ev::EVICTED, message);
         let now = Instant::now();
@@ -265,5 +267,53 @@ impl<R: Runtime> Manager<R> {
     /// GC never deletes these.
     pub(super) fn images_in_use(&self) -> HashSet<String> {
         self.pods.values().flat_map(|p| p.attempts.values().flatten()).map(|r| r.image_id.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::events::tests::{manager, pod, running};
+    use crate::runtime::record;
+
+    #[test]
+    fn an_evicted_pod_fails_with_the_message_and_its_containers_stop_and_free_their_disk() {
+        let (mut m, fake, root) = manager("evict");
+        let p = pod("u-ev");
+        m.sync(std::slice::from_ref(&p));
+        let r = running(&mut m, "u-ev");
+        assert_eq!(m.eviction_candidates().len(), 1);
+        assert_eq!(m.images_in_use().len(), 1);
+        m.take_events();
+        let msg = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 90Mi. ".to_string();
+        assert!(m.evict("u-ev", msg.clone()));
+        let st = m.pods()[0].status.clone().unwrap();
+        assert_eq!((st.phase.as_str(), st.reason.as_str(), st.message.as_str()), ("Failed", "Evicted", msg.as_str()));
+        let events: Vec<_> = m.take_events().into_iter().map(|e| (e.field_path, e.warning, e.reason, e.message)).collect();
+        assert_eq!(events[0], (None, true, "Evicted", msg.clone()));
+        assert_eq!(events[1], (Some("spec.containers{web}".into()), false, "Killing", "Stopping container web".into()));
+        // No grace period and no preStop: the stop signal at once.
+        assert!(fake.0.borrow().contains(&format!("kill {} SIGTERM", r.id)), "{:?}", fake.0.borrow());
+        assert!(!m.evict("u-ev", msg.clone()), "once");
+        assert!(m.eviction_candidates().is_empty());
+
+        // The container exits; the next pass drops its writable layer and the
+        // pod's volumes, keeps the record for the status, starts nothing.
+        let dir = record::dir(&root, &r.id);
+        std::fs::create_dir_all(dir.join("upper")).unwrap();
+        std::fs::write(dir.join("upper/fill"), b"data").unwrap();
+        std::fs::write(dir.join("exit.json"), br#"{"exitCode":137,"finishedAt":"2024-05-01T12:01:00Z"}"#).unwrap();
+        let volumes = root.join("pods/u-ev/volumes/kubernetes.io~empty-dir/scratch");
+        std::fs::create_dir_all(&volumes).unwrap();
+        m.sync(std::slice::from_ref(&p));
+        assert!(!dir.join("upper").exists() && dir.join("exit.json").exists());
+        assert!(!volumes.exists());
+        assert!(m.pods["u-ev"].eviction.as_ref().unwrap().cleaned);
+        let st = m.pods()[0].status.clone().unwrap();
+        assert_eq!((st.phase.as_str(), st.reason.as_str()), ("Failed", "Evicted"));
+        assert_eq!(st.container_statuses[0].state.terminated.as_ref().unwrap().exit_code, 137);
+        assert!(!fake.0.borrow().iter().any(|c| c.starts_with("create")));
+        // An ended pod's containers are what dead-container GC may take; this one is done.
+        assert_eq!(m.remove_dead_containers(), 0);
+        let _ = std::fs::remove_dir_all(root);
     }
 }
