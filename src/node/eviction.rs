@@ -204,13 +204,18 @@ impl Thresholds {
         self.0.iter().find(|t| t.signal == s)
     }
 
-    /// `signal<value,...` as `--eviction-hard` takes it (for /configz and logs).
-    pub fn flag_value(&self) -> String {
+    /// (signal, value) as KubeletConfiguration's `evictionHard` writes them.
+    pub fn entries(&self) -> Vec<(&'static str, String)> {
         let show = |t: &Threshold| match t.value {
             Value::Quantity(q) => format_binary(q),
             Value::Percentage(p) => format!("{}%", (f64::from(p) * 1e4).round() / 100.0),
         };
-        self.0.iter().map(|t| format!("{}<{}", t.signal, show(t))).collect::<Vec<_>>().join(",")
+        self.0.iter().map(|t| (t.signal.name(), show(t))).collect()
+    }
+
+    /// `signal<value,...` as `--eviction-hard` takes it (for logs).
+    pub fn flag_value(&self) -> String {
+        self.entries().iter().map(|(s, v)| format!("{s}<{v}")).collect::<Vec<_>>().join(",")
     }
 }
 
