@@ -75,6 +75,9 @@ pub struct Settings {
 struct Checkpoint {
     pod: Pod,
     start_time: String,
+    /// The eviction message of an evicted pod: it stays Failed across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    evicted: Option<String>,
 }
 
 /// The pod is being stopped (its containers are in `Manager::kills`).
@@ -201,7 +204,11 @@ impl<R: Runtime> Manager<R> {
             match cp {
                 Some(cp) => {
                     let uid = cp.pod.metadata.uid.clone();
-                    self.pods.insert(uid, PodState::new(cp.pod, cp.start_time, false));
+                    let mut st = PodState::new(cp.pod, cp.start_time, false);
+                    if let Some(message) = cp.evicted {
+                        evict::restore(&mut st, message);
+                    }
+                    self.pods.insert(uid, st);
                 }
                 None => log::warn!("ignoring unreadable pod checkpoint {}", path.display()),
             }
@@ -923,7 +930,8 @@ impl<R: Runtime> Manager<R> {
     }
 
     fn checkpoint(&self, st: &PodState) {
-        let cp = Checkpoint { pod: Pod::clone(&st.pod), start_time: st.start_time.clone() };
+        let evicted = st.eviction.as_ref().and(st.failed.clone());
+        let cp = Checkpoint { pod: Pod::clone(&st.pod), start_time: st.start_time.clone(), evicted };
         let path = self.pod_dir(&st.pod.metadata.uid).join("pod.json");
         let body = serde_json::to_vec(&cp).expect("pod serialises");
         if let Err(e) = write_atomic(&path, &body) {

@@ -144,7 +144,7 @@ pub(super) mod tests {
         manager_in(scratch(name))
     }
 
-    fn manager_in(root: PathBuf) -> (Manager<Fake>, Fake, PathBuf) {
+    pub(in super::super) fn manager_in(root: PathBuf) -> (Manager<Fake>, Fake, PathBuf) {
         let cfg = Settings {
             root: root.clone(),
             logs_dir: root.join("logs"),

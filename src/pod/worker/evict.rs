@@ -96,6 +96,15 @@ fn show(t: &Threshold, v: i64) -> String {
     }
 }
 
+/// Marks a pod state evicted with `message` (also when recovered from its
+/// checkpoint: a restart does not bring an evicted pod back).
+pub(super) fn restore(st: &mut super::PodState, message: String) {
+    st.failed = Some(message);
+    st.eviction = Some(Eviction { cleaned: false });
+    // Nothing starts again: no container is waiting any more.
+    st.waiting.clear();
+}
+
 impl<R: Runtime> Manager<R> {
     /// One housekeeping step at `now` (cheap when nothing is due).
     pub fn housekeep(&mut self, hk: &mut Housekeeping, now: Instant) {
@@ -184,11 +193,9 @@ impl<R: Runtime> Manager<R> {
             return false;
         }
         log::warn!("evicting pod {}: {message}", full_name(&st.pod));
-        st.failed = Some(message.clone());
-        st.eviction = Some(Eviction { cleaned: false });
-        // Nothing starts again: no container is waiting any more.
-        st.waiting.clear();
+        restore(st, message.clone());
         self.changed = true;
+        self.checkpoint(&self.pods[uid]);
         self.event(uid, None, true, ev::EVICTED, message);
         let now = Instant::now();
         let latest: Vec<Record> = self.pods[uid].attempts.values().filter_map(|v| v.last().cloned()).collect();
@@ -314,6 +321,13 @@ mod tests {
         assert!(!fake.0.borrow().iter().any(|c| c.starts_with("create")));
         // An ended pod's containers are what dead-container GC may take; this one is done.
         assert_eq!(m.remove_dead_containers(), 0);
+        // A restarted picolet keeps it evicted.
+        drop(m);
+        let (mut m, fake, root) = super::super::events::tests::manager_in(root);
+        m.sync(std::slice::from_ref(&p));
+        let st = m.pods()[0].status.clone().unwrap();
+        assert_eq!((st.phase.as_str(), st.reason.as_str(), st.message.as_str()), ("Failed", "Evicted", msg.as_str()));
+        assert!(!fake.0.borrow().iter().any(|c| c.starts_with("create")));
         let _ = std::fs::remove_dir_all(root);
     }
 }
