@@ -94,7 +94,8 @@ spec:
         "{msg}\n--- picolet log ---\n{}",
         p.picolet_log()
     );
-    assert!(!container(&hog, "app")["state"]["terminated"].is_null(), "the hog's container is stopped: {hog}");
+    // Its container is stopped (no grace period: SIGKILL within the runtime's 2 s minimum).
+    p.wait_pod("hog", "its container stopped", |q| evicted(q) && !container(q, "app")["state"]["terminated"].is_null());
     // The memory came back (its tmpfs went with it), the condition cleared
     // after the transition period, and the idle pod ran through it all.
     wait_logged(&p, "node condition MemoryPressure is now False");
