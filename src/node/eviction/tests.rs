@@ -203,3 +203,29 @@ fn messages_are_upstreams() {
     let met = thresholds_met(&t, &o);
     assert_eq!(rank::message(Signal::NodeFsInodesFree, &met, &o, &p), "The node was low on resource: inodes. Threshold quantity: 5000, available: 4k. ");
 }
+
+#[test]
+fn pod_requests_and_readings_from_this_machine() {
+    use crate::api::{Container, Pod, ResourceRequirements};
+    let c = |name: &str, mem: &str| Container {
+        name: name.into(),
+        resources: Some(ResourceRequirements { requests: [("memory".to_string(), mem.to_string())].into(), ..Default::default() }),
+        ..Default::default()
+    };
+    let mut p = Pod::default();
+    p.spec.containers = vec![c("a", "64Mi"), c("b", "32Mi"), Container::default()];
+    assert_eq!(read::pod_request(&p, "memory"), 96 * MI);
+    // The largest init container wins when it asks for more than the apps together.
+    p.spec.init_containers = vec![c("init", "128Mi")];
+    assert_eq!(read::pod_request(&p, "memory"), 128 * MI);
+    assert_eq!(read::pod_request(&p, "ephemeral-storage"), 0);
+
+    let dir = std::env::temp_dir();
+    let r = read::Reader { roots: Default::default(), root_dir: dir.clone(), logs_dir: dir.clone(), image_store: dir };
+    let o = r.observe();
+    let fs = o.nodefs.expect("statvfs of the temp dir");
+    assert!(fs.capacity_bytes > 0 && fs.available_bytes <= fs.capacity_bytes);
+    assert_eq!(o.nodefs, o.imagefs, "one filesystem");
+    let (cap, ws) = o.memory.expect("/proc/meminfo");
+    assert!(cap > 0 && ws > 0 && ws <= cap);
+}
