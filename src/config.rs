@@ -98,6 +98,17 @@ pub struct Config {
     /// `--kube-reserved` / `--system-reserved`, config `kubeReserved` / `systemReserved`.
     pub kube_reserved: Reserved,
     pub system_reserved: Reserved,
+    // issue 6: eviction
+    /// `--eviction-hard`, config `evictionHard`: hard eviction thresholds (upstream's defaults).
+    pub eviction_hard: crate::node::eviction::Thresholds,
+    /// `--eviction-pressure-transition-period`, config `evictionPressureTransitionPeriod` (5m).
+    pub eviction_pressure_transition_period: Duration,
+    /// `--image-gc-high-threshold`, config `imageGCHighThresholdPercent` (85): image GC starts above this disk usage.
+    pub image_gc_high_threshold_percent: u8,
+    /// `--image-gc-low-threshold`, config `imageGCLowThresholdPercent` (80): image GC frees down to this.
+    pub image_gc_low_threshold_percent: u8,
+    /// `--minimum-image-ttl-duration`, config `imageMinimumGCAge` (2m): younger unused images are kept.
+    pub image_minimum_gc_age: Duration,
 }
 
 impl Default for Config {
@@ -144,6 +155,12 @@ impl Default for Config {
             pod_pids_limit: -1,
             kube_reserved: Reserved::default(),
             system_reserved: Reserved::default(),
+            // issue 6: eviction
+            eviction_hard: Default::default(),
+            eviction_pressure_transition_period: crate::node::eviction::PRESSURE_TRANSITION_PERIOD,
+            image_gc_high_threshold_percent: 85,
+            image_gc_low_threshold_percent: 80,
+            image_minimum_gc_age: Duration::from_secs(120),
         }
     }
 }
@@ -183,6 +200,8 @@ pub enum Command {
     ImagesImport(Config, Vec<PathBuf>),
     /// `picolet images list`
     ImagesList(Config),
+    /// `picolet images rm REF...`
+    ImagesRemove(Config, Vec<String>),
     /// `picolet images pull [--platform os/arch[/variant]] REF`
     ImagesPull { config: Config, reference: String, platform: Option<String> },
     /// `--help`: the text to print.
@@ -216,7 +235,7 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::UnknownCommand(c) => write!(f, "unknown command {c:?} (see --help)"),
             ConfigError::MissingFiles => write!(f, "images import: no FILE given (see --help)"),
-            ConfigError::MissingReference => write!(f, "images pull: no image reference given (see --help)"),
+            ConfigError::MissingReference => write!(f, "images pull/rm: no image reference given (see --help)"),
             ConfigError::ReadFile { path, source } => {
                 write!(f, "reading config file {}: {source}", path.display())
             }
@@ -510,6 +529,42 @@ const FLAGS: &[FlagSpec] = &[
         field: "systemReserved",
         help: "resources kept back from pods for the OS (node allocatable)",
     },
+    // issue 6: eviction
+    FlagSpec {
+        name: "--eviction-hard",
+        value: Some("LIST"),
+        default: "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,imagefs.available<15%",
+        field: "evictionHard",
+        help: "hard eviction thresholds, signal<quantity or signal<percent% (a list replaces the defaults; empty: none)",
+    },
+    FlagSpec {
+        name: "--eviction-pressure-transition-period",
+        value: Some("DURATION"),
+        default: "5m",
+        field: "evictionPressureTransitionPeriod",
+        help: "how long MemoryPressure/DiskPressure stay on after the last threshold met",
+    },
+    FlagSpec {
+        name: "--image-gc-high-threshold",
+        value: Some("PERCENT"),
+        default: "85",
+        field: "imageGCHighThresholdPercent",
+        help: "image filesystem usage above which unused images are deleted (100 disables image GC)",
+    },
+    FlagSpec {
+        name: "--image-gc-low-threshold",
+        value: Some("PERCENT"),
+        default: "80",
+        field: "imageGCLowThresholdPercent",
+        help: "image filesystem usage image GC frees down to",
+    },
+    FlagSpec {
+        name: "--minimum-image-ttl-duration",
+        value: Some("DURATION"),
+        default: "2m",
+        field: "imageMinimumGCAge",
+        help: "unused images younger than this are not deleted",
+    },
     FlagSpec { name: "--version", value: None, default: "", field: "", help: "show the version" },
 ];
 
@@ -520,6 +575,7 @@ pub fn help() -> String {
          Usage:\n  picolet [FLAGS]                      run the kubelet\n  \
          picolet images import FILE... [FLAGS] import image archives (docker save / OCI layout tar)\n  \
          picolet images list [FLAGS]          list imported images\n  \
+         picolet images rm REF... [FLAGS]     delete images no container uses\n  \
          picolet images pull REF [FLAGS]      pull an image from a registry (see --registry-config, --platform)\n\nFlags:\n",
     );
     for f in FLAGS {
@@ -627,6 +683,8 @@ pub fn parse(args: &[String]) -> Result<Command, ConfigError> {
     match words.as_slice() {
         [] => Ok(Command::Run(config)),
         ["images", "list"] => Ok(Command::ImagesList(config)),
+        ["images", "rm"] => Err(ConfigError::MissingReference),
+        ["images", "rm", refs @ ..] => Ok(Command::ImagesRemove(config, refs.iter().map(|r| r.to_string()).collect())),
         ["images", "import"] => Err(ConfigError::MissingFiles),
         ["images", "import", files @ ..] => {
             Ok(Command::ImagesImport(config, files.iter().map(PathBuf::from).collect()))
@@ -709,8 +767,23 @@ fn build(flags: &Flags) -> Result<Config, ConfigError> {
             "--pod-max-pids" => c.pod_pids_limit = v.parse().map_err(|_| bad(name, v, "not a whole number"))?,
             "--kube-reserved" => c.kube_reserved = Reserved::parse(v).map_err(|r| bad(name, v, &r))?,
             "--system-reserved" => c.system_reserved = Reserved::parse(v).map_err(|r| bad(name, v, &r))?,
+            // issue 6: eviction
+            "--eviction-hard" => {
+                c.eviction_hard = crate::node::eviction::Thresholds::parse_flag(v).map_err(|r| bad(name, v, &r.to_string()))?
+            }
+            "--eviction-pressure-transition-period" => {
+                c.eviction_pressure_transition_period = parse_duration(v).map_err(|r| bad(name, v, &r))?
+            }
+            "--image-gc-high-threshold" => c.image_gc_high_threshold_percent = percent(v).map_err(|r| bad(name, v, r))?,
+            "--image-gc-low-threshold" => c.image_gc_low_threshold_percent = percent(v).map_err(|r| bad(name, v, r))?,
+            "--minimum-image-ttl-duration" => c.image_minimum_gc_age = parse_duration(v).map_err(|r| bad(name, v, &r))?,
             _ => {}
         }
+    }
+    // issue 6: eviction
+    if c.image_gc_low_threshold_percent >= c.image_gc_high_threshold_percent {
+        let v = format!("{} (high {})", c.image_gc_low_threshold_percent, c.image_gc_high_threshold_percent);
+        return Err(bad("--image-gc-low-threshold", &v, "must be below the high threshold (imageGCHighThresholdPercent)"));
     }
     if !image_dir_set {
         c.image_import_dir = c.root_dir.join("images");
@@ -901,6 +974,26 @@ fn apply_file(c: &mut Config, path: &Path, text: &str) -> Result<(), ConfigError
                 let r = Reserved::from_pairs(&pairs).map_err(|r| bad(&r))?;
                 if key == "kubeReserved" { c.kube_reserved = r } else { c.system_reserved = r }
             }
+            // issue 6: eviction
+            "evictionHard" => {
+                let Yaml::Hash(m) = v else { return Err(bad("not a mapping of signal to quantity")) };
+                let mut pairs = Vec::new();
+                for (k, q) in m {
+                    let (Some(k), Some(q)) = (k.as_str(), yaml_scalar(q)) else { return Err(bad("not a mapping of signal to quantity")) };
+                    pairs.push((k.to_string(), q));
+                }
+                c.eviction_hard = crate::node::eviction::Thresholds::from_pairs(&pairs).map_err(|e| bad(&e.to_string()))?;
+            }
+            "evictionPressureTransitionPeriod" | "imageMinimumGCAge" => {
+                let s = v.as_str().ok_or_else(|| bad("not a duration string"))?;
+                let d = parse_duration(s).map_err(|r| bad(&r))?;
+                if key == "imageMinimumGCAge" { c.image_minimum_gc_age = d } else { c.eviction_pressure_transition_period = d }
+            }
+            "imageGCHighThresholdPercent" | "imageGCLowThresholdPercent" => {
+                let i = v.as_i64().ok_or_else(|| bad("not an integer"))?;
+                let p = percent(&i.to_string()).map_err(bad)?;
+                if key == "imageGCHighThresholdPercent" { c.image_gc_high_threshold_percent = p } else { c.image_gc_low_threshold_percent = p }
+            }
             other => log::debug!("config file {}: ignoring field {other}", path.display()),
         }
     }
@@ -961,6 +1054,25 @@ fn apply_authorization(c: &mut Config, v: &Yaml, bad: Bad) -> Result<(), ConfigE
         c.authorization_webhook_cache_unauthorized_ttl = d;
     }
     Ok(())
+}
+
+// issue 6: eviction
+/// A whole percentage, 0 to 100.
+fn percent(v: &str) -> Result<u8, &'static str> {
+    match v.trim().parse::<u8>() {
+        Ok(p) if p <= 100 => Ok(p),
+        _ => Err("not a whole percentage from 0 to 100"),
+    }
+}
+
+/// A YAML scalar as text (quantities may be written as numbers).
+fn yaml_scalar(v: &Yaml) -> Option<String> {
+    match v {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Integer(i) => Some(i.to_string()),
+        Yaml::Real(r) => Some(r.clone()),
+        _ => None,
+    }
 }
 
 fn show(v: &Yaml) -> String {
@@ -1104,6 +1216,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        match parse(&args("images rm a:1 b --root-dir /x")).unwrap() {
+            Command::ImagesRemove(c, refs) => assert_eq!((c.root_dir, refs), (PathBuf::from("/x"), vec!["a:1".to_string(), "b".into()])),
+            other => panic!("{other:?}"),
+        }
+        assert!(err("images rm").contains("no image reference"));
         match parse(&args("--root-dir /x images list")).unwrap() {
             Command::ImagesList(c) => assert_eq!(c.root_dir, PathBuf::from("/x")),
             other => panic!("{other:?}"),
@@ -1123,7 +1240,7 @@ mod tests {
         assert_eq!(run("").registry_config, PathBuf::from("/etc/picolet/registries.yaml"));
         assert!(err("images pull").contains("no image reference"));
         assert!(err("--platform linux/arm64 images list").contains("only used by images pull"));
-        assert!(err("images rm x").contains("\"images rm\""));
+        assert!(err("images prune x").contains("\"images prune\""));
         assert!(err("serve").contains("\"serve\""));
     }
 
@@ -1316,6 +1433,50 @@ mod tests {
         check("junk.yaml", "a: [b\n", &["config file"]);
         check("list.yaml", "- a\n", &["not a YAML mapping"]);
         check("empty.yaml", "", &["not a YAML mapping"]);
+    }
+
+    // issue 6: eviction
+    #[test]
+    fn eviction_and_image_gc_settings() {
+        use crate::node::eviction::{Signal, Thresholds, Value};
+        let c = run("");
+        assert_eq!(c.eviction_hard, Thresholds::default());
+        assert_eq!((c.image_gc_high_threshold_percent, c.image_gc_low_threshold_percent), (85, 80));
+        assert_eq!((c.image_minimum_gc_age, c.eviction_pressure_transition_period), (Duration::from_secs(120), Duration::from_secs(300)));
+        let c = run("--eviction-hard=memory.available<1200Mi --eviction-pressure-transition-period=5s --image-gc-high-threshold=1 --image-gc-low-threshold=0 --minimum-image-ttl-duration=0s");
+        assert_eq!(c.eviction_hard.flag_value(), "memory.available<1200Mi");
+        assert_eq!(c.eviction_pressure_transition_period, Duration::from_secs(5));
+        assert_eq!((c.image_gc_high_threshold_percent, c.image_gc_low_threshold_percent, c.image_minimum_gc_age), (1, 0, Duration::ZERO));
+        let e = err("--eviction-hard=memory.avail<1Mi");
+        assert!(e.contains("--eviction-hard") && e.contains("memory.avail"), "{e}");
+        let e = err("--image-gc-high-threshold=70 --image-gc-low-threshold=75");
+        assert!(e.contains("must be below the high threshold"), "{e}");
+        assert!(err("--image-gc-high-threshold=101").contains("percentage"));
+
+        let dir = tempdir("eviction");
+        let path = dir.join("kubelet.yaml");
+        let head = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+        std::fs::write(
+            &path,
+            format!(
+                "{head}evictionHard:\n  memory.available: 200Mi\n  nodefs.inodesFree: \"3%\"\nevictionPressureTransitionPeriod: 30s\n\
+                 imageGCHighThresholdPercent: 90\nimageGCLowThresholdPercent: 50\nimageMinimumGCAge: 5m\n"
+            ),
+        )
+        .unwrap();
+        let c = run(&format!("--config {}", path.display()));
+        assert_eq!(c.eviction_hard.get(Signal::MemoryAvailable).unwrap().value, Value::Quantity(200 << 20));
+        assert_eq!(c.eviction_hard.get(Signal::NodeFsInodesFree).unwrap().value, Value::Percentage(0.03));
+        assert_eq!(c.eviction_hard.0.len(), 2);
+        assert_eq!(c.eviction_pressure_transition_period, Duration::from_secs(30));
+        assert_eq!((c.image_gc_high_threshold_percent, c.image_gc_low_threshold_percent), (90, 50));
+        assert_eq!(c.image_minimum_gc_age, Duration::from_secs(300));
+        // Flags override the file.
+        let c = run(&format!("--config {} --eviction-hard=", path.display()));
+        assert!(c.eviction_hard.0.is_empty());
+        std::fs::write(&path, format!("{head}evictionHard:\n  disk.available: 1Gi\n")).unwrap();
+        let e = err(&format!("--config {}", path.display()));
+        assert!(e.contains("evictionHard") && e.contains("disk.available"), "{e}");
     }
 
     #[test]

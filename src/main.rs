@@ -58,6 +58,7 @@ fn main() {
         }
         Command::ImagesImport(cfg, files) => images_import(&cfg, &files),
         Command::ImagesList(cfg) => images_list(&cfg),
+        Command::ImagesRemove(cfg, refs) => images_rm(&cfg, &refs),
         Command::ImagesPull { config, reference, platform } => images_pull(&config, &reference, platform.as_deref()),
         Command::Run(cfg) => {
             logging::init_logging(cfg.verbosity);
@@ -117,6 +118,26 @@ fn images_list(cfg: &Config) -> Result<(), String> {
     Ok(())
 }
 
+/// Deletes images by reference; one a container record names (running, or
+/// exited and kept for its pod's status) is refused.
+fn images_rm(cfg: &Config, refs: &[String]) -> Result<(), String> {
+    let store = open_store(cfg)?;
+    let records = runtime::record::Record::load_all(&cfg.root_dir);
+    for r in refs {
+        let img = store.resolve(r).map_err(|e| e.to_string())?.ok_or_else(|| format!("no image {r}"))?;
+        let shared = store.list().map_err(|e| e.to_string())?.iter().any(|i| i.id == img.id && i.references.len() > 1);
+        if let Some(c) = records.iter().find(|c| c.image == img.reference || (c.image_id == img.id && !shared)) {
+            return Err(format!("image {r} is used by container {} of pod {}/{}: delete the pod first", c.container, c.pod_namespace, c.pod_name));
+        }
+        match store.remove_reference(r).map_err(|e| e.to_string())? {
+            Some((id, 0)) => println!("untagged {} (image {} kept for its other references)", img.reference, &id[7..19]),
+            Some((id, bytes)) => println!("deleted {} (image {}, {} freed)", img.reference, &id[7..19], human_size(bytes)),
+            None => return Err(format!("no image {r}")),
+        }
+    }
+    Ok(())
+}
+
 fn human_size(n: u64) -> String {
     match n {
         n if n >= 1 << 20 => format!("{:.1}MiB", n as f64 / (1 << 20) as f64),
@@ -129,13 +150,7 @@ fn run(cfg: Config) -> Result<(), String> {
     // Before any thread or child exists: runc must not inherit NOTIFY_SOCKET.
     node::notify::init();
     node::preflight(&cfg.runtime_path)?;
-    let node_allocatable = node::allocatable::allocatable(
-        node::cpu_capacity() * 1000,
-        node::memory_capacity(),
-        cfg.kube_reserved,
-        cfg.system_reserved,
-        node::allocatable::DEFAULT_EVICTION_MEMORY,
-    );
+    let node_allocatable = node::allocatable::of_node(&cfg, node::cpu_capacity(), node::memory_capacity());
     let cgroups = if cfg.manages_cgroups() {
         Some(setup_cgroups(&cfg, node_allocatable)?)
     } else {
@@ -170,8 +185,10 @@ fn run(cfg: Config) -> Result<(), String> {
         env!("CARGO_PKG_VERSION"),
         root.display(),
     );
+    // Set by eviction (the pod loop), reported in the node status.
+    let pressure: Arc<Mutex<node::status::Pressure>> = Arc::default();
     let api = match &cfg.kubeconfig {
-        Some(path) => Some(join_cluster(&cfg, path, &node_name, &settings.host_ip, runtime_version)?),
+        Some(path) => Some(join_cluster(&cfg, path, &node_name, &settings.host_ip, runtime_version, pressure.clone())?),
         None => None,
     };
 
@@ -212,6 +229,22 @@ fn run(cfg: Config) -> Result<(), String> {
     let (max_size, max_files) = (cfg.container_log_max_size, cfg.container_log_max_files);
     // Probes and hooks run as tasks; their results come back here.
     let (report_tx, report_rx) = smol::channel::unbounded::<JobReport>();
+    let mut housekeeping = pod::worker::Housekeeping::new(
+        cfg.eviction_hard.clone(),
+        cfg.eviction_pressure_transition_period,
+        node::eviction::read::Reader {
+            roots: Default::default(),
+            root_dir: root.clone(),
+            logs_dir: cfg.pod_logs_dir.clone(),
+            image_store: root.join("images-store"),
+        },
+        image::gc::Policy {
+            high_percent: cfg.image_gc_high_threshold_percent,
+            low_percent: cfg.image_gc_low_threshold_percent,
+            min_age: cfg.image_minimum_gc_age,
+        },
+        pressure,
+    );
     smol::block_on(ex.run(async {
         let mut manager = Manager::new(settings, runc, store);
         let (api_rx, fetch, mut cluster) = match api {
@@ -279,6 +312,8 @@ fn run(cfg: Config) -> Result<(), String> {
                 Some(c) => manager.sync(desired.iter().chain(c.desired())),
                 None => manager.sync(&desired),
             }
+            // Eviction and image GC (each only when due).
+            manager.housekeep(&mut housekeeping, Instant::now());
             let removed = manager.take_removed();
             let events = manager.take_events();
             if let Some(c) = cluster.as_mut() {
@@ -401,6 +436,7 @@ fn join_cluster(
     node_name: &str,
     host_ip: &str,
     runtime_version: String,
+    pressure: Arc<Mutex<node::status::Pressure>>,
 ) -> Result<ClusterLinks, String> {
     let kc = api::kubeconfig::Kubeconfig::load(kubeconfig).map_err(|e| e.to_string())?;
     let client = Arc::new(api::client::Client::new(&kc).map_err(|e| format!("kubeconfig {}: {e}", kubeconfig.display()))?);
@@ -412,7 +448,6 @@ fn join_cluster(
         report: cfg.node_status_report_frequency,
         lease_seconds: cfg.node_lease_duration_seconds,
     };
-    let pressure = Arc::default();
     let node_uid: Arc<std::sync::OnceLock<String>> = Arc::default();
     let uid = node_uid.clone();
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {

@@ -105,7 +105,7 @@ pub(super) mod tests {
 
     /// A runtime that remembers the verbs it was asked for and always succeeds.
     #[derive(Clone, Default)]
-    pub(in super::super) struct Fake(Rc<RefCell<Vec<String>>>);
+    pub(in super::super) struct Fake(pub(in super::super) Rc<RefCell<Vec<String>>>);
 
     impl Runtime for Fake {
         fn create(&self, id: &str, _: &Path, _: &Path, _: &Path) -> Result<u32, RuntimeError> {
@@ -144,7 +144,7 @@ pub(super) mod tests {
         manager_in(scratch(name))
     }
 
-    fn manager_in(root: PathBuf) -> (Manager<Fake>, Fake, PathBuf) {
+    pub(in super::super) fn manager_in(root: PathBuf) -> (Manager<Fake>, Fake, PathBuf) {
         let cfg = Settings {
             root: root.clone(),
             logs_dir: root.join("logs"),
