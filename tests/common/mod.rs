@@ -20,7 +20,11 @@ pub fn repo() -> PathBuf {
 }
 
 /// Builds the test images once per checkout (tests/images/build.sh caches).
+/// In the VM (tests/vm/suite.sh) they come ready-made: `PICOLET_TEST_IMAGES`.
 pub fn images_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PICOLET_TEST_IMAGES") {
+        return PathBuf::from(dir);
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"));
     let out = target.join("test-images");
     std::fs::create_dir_all(&target).unwrap();
@@ -39,6 +43,12 @@ extern "C" {
 }
 unsafe fn libc_flock(fd: i32) {
     flock(fd, 2 /* LOCK_EX */);
+}
+
+/// The picolet binary under test: cargo's, or `PICOLET_BIN` (the VM, where
+/// the host's target directory does not exist).
+pub fn picolet_bin() -> PathBuf {
+    std::env::var_os("PICOLET_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_picolet")))
 }
 
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
@@ -112,7 +122,7 @@ impl Picolet {
     pub fn start(&mut self) {
         assert!(self.child.is_none());
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.base.join("picolet.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_picolet"))
+        let child = Command::new(picolet_bin())
             .args(self.args())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

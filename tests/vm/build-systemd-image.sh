@@ -36,7 +36,9 @@ MIRROR=${MIRROR:-$(cat /etc/apt/sources.list.d/debian.sources /etc/apt/sources.l
   awk '/^URIs:/ && $2 ~ /debian\/?$/ {print $2; exit} /^deb / && $2 ~ /debian\/?$/ {print $2; exit}' || true)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
-PKGS=systemd,systemd-sysv,udev,kmod,dbus,runc,busybox-static,iproute2,curl,ca-certificates,procps,psmisc,jq
+# containernetworking-plugins + iptables: CNI for the pod-network tests (tests/vm/suite.sh);
+# e2fsprogs: small filesystems for the disk-pressure tests.
+PKGS=systemd,systemd-sysv,udev,kmod,dbus,runc,busybox-static,iproute2,curl,ca-certificates,procps,psmisc,jq,containernetworking-plugins,iptables,e2fsprogs
 
 KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
 [ -n "$KPKG" ] || { apt-get update -q >/dev/null; KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}'); }
