@@ -68,6 +68,17 @@ fn veths() -> BTreeSet<String> {
     String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split(": ").nth(1)).map(|n| n.split('@').next().unwrap().to_string()).collect()
 }
 
+/// The node's network state, for failure messages.
+fn diagnostics() -> String {
+    let mut out = String::new();
+    for cmd in [&["iptables-save"][..], &["ip", "-o", "addr"], &["ip", "route"], &["sysctl", "-a", "--pattern", "bridge-nf|ip_forward"]] {
+        let o = Command::new(cmd[0]).args(&cmd[1..]).output();
+        let text = o.map(|o| String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)).unwrap_or_else(|e| e.to_string());
+        out.push_str(&format!("--- {}\n{text}", cmd.join(" ")));
+    }
+    out
+}
+
 /// One HTTP/1.0 GET; the body, or the error.
 fn http_body(addr: &str, port: u16) -> Result<String, String> {
     let mut s = TcpStream::connect_timeout(&format!("{addr}:{port}").parse().unwrap(), Duration::from_secs(5)).map_err(|e| e.to_string())?;
@@ -176,14 +187,22 @@ fn pod_ips_pod_to_pod_node_to_pod_and_host_port() {
     wait_http(&p, "127.0.0.1", 18080, "hello from busybox");
     wait_http(&p, GATEWAY, 18080, "hello from busybox");
 
-    // pod → pod: a second pod fetches the first one's page and logs it
+    // pod → pod: a second pod fetches the first one's page and logs it (with nc: the test
+    // image's static busybox wget segfaults in a container without NSS files)
     let client = format!(
-        "  containers:\n  - name: client\n    image: busybox\n    command: [sh, -c, 'while true; do echo \"got: $(wget -qO- -T 5 http://{web_ip}:8080/)\"; sleep 1; done']\n"
+        "  containers:\n  - name: client\n    image: busybox\n    command: [sh, -c, 'while true; do \
+         echo \"got: $(printf \"GET / HTTP/1.0\\r\\n\\r\\n\" | nc -w 5 {web_ip} 8080 | tail -1)\"; sleep 1; done']\n"
     );
     p.write_manifest("client.yaml", &manifest("client", &client));
     let c = wait_running(&p, &["client".into()]).remove("client").unwrap();
     assert_ne!(ip_of(&c), web_ip);
-    p.wait_log(&c, "client", 0, "got: hello from busybox");
+    let deadline = Instant::now() + common::DEADLINE;
+    while !p.log_lines(&c, "client", 0).iter().any(|l| l.contains("got: hello from busybox")) {
+        if Instant::now() > deadline {
+            panic!("pod → pod failed; client said {:?}\n{}", p.log_lines(&c, "client", 0), diagnostics());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     p.remove_manifest("web.yaml");
     p.remove_manifest("client.yaml");
