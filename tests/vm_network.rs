@@ -249,11 +249,17 @@ fn restart_keeps_ips_and_releases_pods_removed_meanwhile() {
 }
 
 /// Pods created and deleted in batches; every address is released and every veth removed.
-/// PICOLET_VM_CHURN sets the number of pods (default 200), in batches of 20.
+/// PICOLET_VM_CHURN sets the number of pods (default 200, the figure), in batches of
+/// 20; it is read when the test is built too, since the guest gets no environment from
+/// suite.sh (`PICOLET_VM_CHURN=60 tests/vm/suite.sh ...`). Under TCG a pod costs ~7 s.
 #[test]
 #[ignore = "needs cgroup v2: runs in the VM, tests/vm/suite.sh"]
 fn many_pods_created_and_deleted_leave_no_reservations_or_veths() {
-    let total: usize = std::env::var("PICOLET_VM_CHURN").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let total: usize = std::env::var("PICOLET_VM_CHURN")
+        .ok()
+        .or(option_env!("PICOLET_VM_CHURN").map(String::from))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     let batch = 20;
     let (res_before, veth_before) = (reservations(), veths());
     let mut p = picolet("churn", &[]);
