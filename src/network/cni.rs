@@ -530,13 +530,13 @@ pub fn attach(plugins: &Plugins, pod: &PodRef, pod_dir: &Path, netns: &Path, lis
 /// Marks the pod's record as describing a network namespace that no longer exists (it is
 /// about to be created again): the next [`attach`] or [`detach`] DELs it without a netns.
 /// Renamed, not DELeted here, so the mark survives a failing DEL and a picolet restart.
-pub fn retire(pod_dir: &Path) -> Result<(), CniError> {
+pub fn retire(pod: &str, pod_dir: &Path) -> Result<(), CniError> {
     let (from, to) = (pod_dir.join(RECORD), pod_dir.join(STALE_RECORD));
     // A stale record is always released before a new record is written, so both never
     // exist together and the rename loses nothing.
     match std::fs::rename(&from, &to) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(CniError::Record { pod: String::new(), path: from, op: "retire", reason: e.to_string() })
+            Err(CniError::Record { pod: pod.to_string(), path: from, op: "retire", reason: e.to_string() })
         }
         _ => Ok(()),
     }

@@ -219,7 +219,7 @@ pub fn setup(pod: &Pod, pod_dir: &Path, net: &Network) -> Result<Setup, NetworkE
     }
     if missing.contains(CloneFlags::CLONE_NEWNET) {
         // Whatever the record describes lived in a namespace that is gone.
-        cni::retire(pod_dir).map_err(NetworkError::Cni)?;
+        cni::retire(&pod_name, pod_dir).map_err(NetworkError::Cni)?;
     }
     if !missing.is_empty() {
         let name = pod_name.clone();

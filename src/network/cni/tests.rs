@@ -250,7 +250,7 @@ fn retired_record_is_deleted_without_netns_before_a_new_add() {
     attach_default(&f, &dir).unwrap();
     f.calls();
     // a reboot: the namespace is created again
-    retire(&dir).unwrap();
+    retire("prod/web", &dir).unwrap();
     assert!(!dir.join(RECORD).exists() && dir.join(STALE_RECORD).exists());
     // DEL fails: the stale record survives for the next try
     f.fail("bridge", "DEL", r#"{"code":7,"msg":"busy"}"#, "");
@@ -274,7 +274,7 @@ fn retired_record_is_deleted_without_netns_before_a_new_add() {
     );
     assert!(!dir.join(STALE_RECORD).exists() && dir.join(RECORD).exists());
     // a pod removed while its namespace is gone: DEL of both, no netns
-    retire(&dir).unwrap();
+    retire("prod/web", &dir).unwrap();
     detach(&f.plugins(), "prod/web", &dir, None).unwrap();
     assert_eq!(f.calls().len(), 3);
     assert!(!dir.join(STALE_RECORD).exists());
@@ -406,4 +406,48 @@ mod settings {
         let l = s.network_list("ns/p").unwrap().unwrap();
         assert_eq!(l.plugins[0]["ipam"]["ranges"][0][0]["subnet"], conf::DEFAULT_POD_CIDR);
     }
+}
+
+/// The sandbox wiring (needs root for namespaces): one ADD per namespace, none after a
+/// restart, DEL without netns then ADD when the namespace had to be made again, DEL on
+/// teardown.
+#[test]
+fn sandbox_setup_adds_once_per_namespace() {
+    use crate::network::{setup, teardown, CniSettings, DnsSettings, Network, PodCidr};
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let dir = scratch("sandbox");
+    let (pod_dir, conf_dir) = (dir.join("pod"), dir.join("net.d"));
+    let f = Fake::with(&ALL);
+    let net = Network {
+        cni: Some(CniSettings::new(conf_dir.clone(), f.plugins(), PodCidr { configured: None, node: None })),
+        dns: DnsSettings { cluster_dns: vec!["10.96.0.10".into()], cluster_domain: "cluster.local".into(), resolv_conf: None },
+    };
+    let p = pod();
+    let cmds = |f: &Fake| f.calls().iter().map(|c| format!("{}/{}/{}", c.plugin, c.cmd(), c.env["CNI_NETNS"].is_empty())).collect::<Vec<_>>();
+    let s = setup(&p, &pod_dir, &net).unwrap();
+    assert_eq!(s.sandbox.pod_ip, "10.88.0.5");
+    assert!(!s.missing_cluster_dns);
+    assert!(conf_dir.join(conf::DEFAULT_FILE).exists());
+    assert_eq!(cmds(&f), ["loopback/ADD/false", "bridge/ADD/false", "portmap/ADD/false"]);
+    let hosts = std::fs::read_to_string(&s.sandbox.hosts).unwrap();
+    assert!(hosts.ends_with("\n10.88.0.5\tweb\n"), "{hosts}");
+    assert!(std::fs::read_to_string(&s.sandbox.resolv_conf).unwrap().starts_with("search prod.svc.cluster.local "));
+
+    // a picolet restart: the namespace is still pinned, so CHECK, no ADD
+    assert_eq!(setup(&p, &pod_dir, &net).unwrap().sandbox.pod_ip, "10.88.0.5");
+    assert_eq!(cmds(&f), ["loopback/CHECK/false", "bridge/CHECK/false", "portmap/CHECK/false"]);
+
+    // a reboot: the pin is gone; the old attachment is DELeted without netns, then ADD
+    nix::mount::umount2(&pod_dir.join("ns/net"), nix::mount::MntFlags::MNT_DETACH).unwrap();
+    setup(&p, &pod_dir, &net).unwrap();
+    let want = ["portmap/DEL/true", "bridge/DEL/true", "loopback/DEL/true", "loopback/ADD/false", "bridge/ADD/false", "portmap/ADD/false"];
+    assert_eq!(cmds(&f), want);
+
+    teardown(&pod_dir, "prod/web", &net).unwrap();
+    assert_eq!(cmds(&f), ["portmap/DEL/false", "bridge/DEL/false", "loopback/DEL/false"]);
+    assert!(!pod_dir.join(RECORD).exists());
+    let _ = std::fs::remove_dir_all(&dir);
 }
