@@ -144,6 +144,15 @@ pub fn run(client: Arc<Client>, f: Facts, t: Timing, pressure: Arc<Mutex<Pressur
 #[cfg(test)]
 mod tests {
     #[test]
+    fn pod_cidr_follows_the_node() {
+        let cell = std::sync::Mutex::new(None);
+        super::publish_pod_cidr(&serde_json::json!({"spec": {}}), &cell);
+        assert_eq!(cell.lock().unwrap().as_deref(), Some(""), "read, none yet");
+        super::publish_pod_cidr(&serde_json::json!({"spec": {"podCIDR": "10.244.1.0/24"}}), &cell);
+        assert_eq!(cell.lock().unwrap().as_deref(), Some("10.244.1.0/24"));
+    }
+
+    #[test]
     fn micro_time_has_six_digits() {
         let t = super::now_micro();
         let frac = t.split_once('.').unwrap().1;
