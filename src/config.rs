@@ -109,6 +109,21 @@ pub struct Config {
     pub image_gc_low_threshold_percent: u8,
     /// `--minimum-image-ttl-duration`, config `imageMinimumGCAge` (2m): younger unused images are kept.
     pub image_minimum_gc_age: Duration,
+    // issue 6: network
+    /// `--cni-conf-dir`: CNI network configs (the first by name is used; picolet writes a
+    /// default one here when there is none).
+    pub cni_conf_dir: PathBuf,
+    /// `--cni-bin-dir`: where CNI plugins are looked for, in order.
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// `--pod-cidr`, config `podCIDR`: the default CNI config's pod subnet when the Node has
+    /// no spec.podCIDR (standalone: always).
+    pub pod_cidr: Option<String>,
+    /// `--cluster-dns`, config `clusterDNS`: the nameservers of ClusterFirst pods.
+    pub cluster_dns: Vec<String>,
+    /// `--cluster-domain`, config `clusterDomain`.
+    pub cluster_domain: String,
+    /// `--resolv-conf`, config `resolvConf`: the host resolv.conf Default pods get; None ("") for none.
+    pub resolv_conf: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -161,6 +176,14 @@ impl Default for Config {
             image_gc_high_threshold_percent: 85,
             image_gc_low_threshold_percent: 80,
             image_minimum_gc_age: Duration::from_secs(120),
+            // issue 6: network
+            cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
+            // Debian's containernetworking-plugins installs into /usr/lib/cni.
+            cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+            pod_cidr: None,
+            cluster_dns: Vec::new(),
+            cluster_domain: String::new(),
+            resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
         }
     }
 }
@@ -566,6 +589,49 @@ const FLAGS: &[FlagSpec] = &[
         help: "unused images younger than this are not deleted",
     },
     FlagSpec { name: "--version", value: None, default: "", field: "", help: "show the version" },
+    // issue 6: network
+    FlagSpec {
+        name: "--cni-conf-dir",
+        value: Some("DIR"),
+        default: "/etc/cni/net.d",
+        field: "",
+        help: "CNI network configs; the first *.conflist/*.conf/*.json by name is used, a default is written when none",
+    },
+    FlagSpec {
+        name: "--cni-bin-dir",
+        value: Some("DIRS"),
+        default: "/opt/cni/bin,/usr/lib/cni",
+        field: "",
+        help: "comma-separated directories searched for CNI plugins, in order",
+    },
+    FlagSpec {
+        name: "--pod-cidr",
+        value: Some("CIDR"),
+        default: "10.88.0.0/16",
+        field: "podCIDR",
+        help: "pod subnet of the default CNI config (in a cluster the Node's spec.podCIDR wins); IPv4[,IPv6]",
+    },
+    FlagSpec {
+        name: "--cluster-dns",
+        value: Some("IP,..."),
+        default: "",
+        field: "clusterDNS",
+        help: "nameservers of ClusterFirst pods; without, they get the host's resolv.conf (as upstream)",
+    },
+    FlagSpec {
+        name: "--cluster-domain",
+        value: Some("DOMAIN"),
+        default: "",
+        field: "clusterDomain",
+        help: "the cluster's DNS domain (e.g. cluster.local), searched by ClusterFirst pods",
+    },
+    FlagSpec {
+        name: "--resolv-conf",
+        value: Some("FILE"),
+        default: "/etc/resolv.conf",
+        field: "resolvConf",
+        help: "the resolver config Default pods inherit; empty for none",
+    },
 ];
 
 /// The usage text: every flag with its default and config-file field, and the subcommands.
@@ -777,6 +843,15 @@ fn build(flags: &Flags) -> Result<Config, ConfigError> {
             "--image-gc-high-threshold" => c.image_gc_high_threshold_percent = percent(v).map_err(|r| bad(name, v, r))?,
             "--image-gc-low-threshold" => c.image_gc_low_threshold_percent = percent(v).map_err(|r| bad(name, v, r))?,
             "--minimum-image-ttl-duration" => c.image_minimum_gc_age = parse_duration(v).map_err(|r| bad(name, v, &r))?,
+            // issue 6: network
+            "--cni-conf-dir" => c.cni_conf_dir = PathBuf::from(v),
+            "--cni-bin-dir" => {
+                c.cni_bin_dirs = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+            }
+            "--pod-cidr" => c.pod_cidr = pod_cidr(v).map_err(|r| bad(name, v, &r))?,
+            "--cluster-dns" => c.cluster_dns = cluster_dns(v.split(',')).map_err(|r| bad(name, v, &r))?,
+            "--cluster-domain" => c.cluster_domain = v.trim().trim_end_matches('.').to_string(),
+            "--resolv-conf" => c.resolv_conf = non_empty_path(v),
             _ => {}
         }
     }
@@ -821,6 +896,27 @@ fn bad_flag(flag: &str, value: &str, reason: &str) -> ConfigError {
 
 fn non_empty_path(v: &str) -> Option<PathBuf> {
     Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty())
+}
+
+// issue 6: network
+/// A `--pod-cidr`/`podCIDR` value; "" means unset.
+fn pod_cidr(v: &str) -> Result<Option<String>, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    crate::network::cni::conf::check_pod_cidr(v)?;
+    Ok(Some(v.to_string()))
+}
+
+/// `--cluster-dns`/`clusterDNS`: IP addresses.
+fn cluster_dns<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for ip in items.map(str::trim).filter(|s| !s.is_empty()) {
+        ip.parse::<std::net::IpAddr>().map_err(|_| format!("{ip:?} is not an IP address"))?;
+        out.push(ip.to_string());
+    }
+    Ok(out)
 }
 
 /// The authorization modes picolet has; upstream also allows a list, picolet one of these.
@@ -994,6 +1090,15 @@ fn apply_file(c: &mut Config, path: &Path, text: &str) -> Result<(), ConfigError
                 let p = percent(&i.to_string()).map_err(bad)?;
                 if key == "imageGCHighThresholdPercent" { c.image_gc_high_threshold_percent = p } else { c.image_gc_low_threshold_percent = p }
             }
+            // issue 6: network
+            "podCIDR" => c.pod_cidr = pod_cidr(v.as_str().ok_or_else(|| bad("not a string"))?).map_err(|r| bad(&r))?,
+            "clusterDNS" => {
+                let Yaml::Array(items) = v else { return Err(bad("not a list")) };
+                let ips: Vec<&str> = items.iter().map(|i| i.as_str().ok_or_else(|| bad("not a list of strings"))).collect::<Result<_, _>>()?;
+                c.cluster_dns = cluster_dns(ips.into_iter()).map_err(|r| bad(&r))?;
+            }
+            "clusterDomain" => c.cluster_domain = v.as_str().ok_or_else(|| bad("not a string"))?.trim().trim_end_matches('.').to_string(),
+            "resolvConf" => c.resolv_conf = non_empty_path(v.as_str().ok_or_else(|| bad("not a string"))?),
             other => log::debug!("config file {}: ignoring field {other}", path.display()),
         }
     }
@@ -1493,5 +1598,37 @@ mod tests {
                 && h.contains("images import FILE")
                 && h.contains("images list")
         );
+    }
+
+    // issue 6: network
+    #[test]
+    fn network_flags_and_fields() {
+        let c = run("");
+        assert_eq!(c.cni_conf_dir, PathBuf::from("/etc/cni/net.d"));
+        assert_eq!(c.cni_bin_dirs, [PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]);
+        assert_eq!((c.pod_cidr.as_deref(), c.cluster_domain.as_str()), (None, ""));
+        assert_eq!(c.resolv_conf.as_deref(), Some(Path::new("/etc/resolv.conf")));
+        let c = run("--cni-conf-dir /c --cni-bin-dir=/a,/b --pod-cidr 10.1.0.0/16 --cluster-dns 10.96.0.10,fd00::a \
+                     --cluster-domain cluster.local. --resolv-conf=");
+        assert_eq!(c.cni_conf_dir, PathBuf::from("/c"));
+        assert_eq!(c.cni_bin_dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(c.pod_cidr.as_deref(), Some("10.1.0.0/16"));
+        assert_eq!(c.cluster_dns, ["10.96.0.10", "fd00::a"]);
+        assert_eq!((c.cluster_domain.as_str(), c.resolv_conf.clone()), ("cluster.local", None));
+        assert!(err("--pod-cidr 10.1.0.0").contains("not a CIDR"), "{}", err("--pod-cidr 10.1.0.0"));
+        assert_eq!(err("--cluster-dns 10.0.0.300"), "--cluster-dns: invalid value \"10.0.0.300\": \"10.0.0.300\" is not an IP address");
+
+        let d = tempdir("network");
+        let f = d.join("k.yaml");
+        std::fs::write(&f, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodCIDR: 10.5.0.0/24\n\
+                           clusterDNS: [10.96.0.10]\nclusterDomain: cluster.local\nresolvConf: /run/systemd/resolve/resolv.conf\n").unwrap();
+        let c = run(&format!("--config {}", f.display()));
+        assert_eq!(c.pod_cidr.as_deref(), Some("10.5.0.0/24"));
+        assert_eq!((c.cluster_dns.clone(), c.cluster_domain.as_str()), (vec!["10.96.0.10".to_string()], "cluster.local"));
+        assert_eq!(c.resolv_conf, Some(PathBuf::from("/run/systemd/resolve/resolv.conf")));
+        // flags win over the file
+        assert_eq!(run(&format!("--config {} --cluster-dns=10.0.0.2", f.display())).cluster_dns, ["10.0.0.2"]);
+        std::fs::write(&f, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nclusterDNS: 10.96.0.10\n").unwrap();
+        assert!(err(&format!("--config {}", f.display())).ends_with("clusterDNS: invalid value \"10.96.0.10\": not a list"));
     }
 }

@@ -168,16 +168,19 @@ fn run(cfg: Config) -> Result<(), String> {
     let registries = image::Registries::load(&cfg.registry_config).map_err(|e| e.to_string())?;
     // A finished image pull wakes the pod loop.
     let (pull_wake, pull_woke) = smol::channel::bounded::<()>(1);
+    // In a cluster the node agent publishes the Node's podCIDR here.
+    let node_pod_cidr: Arc<Mutex<Option<String>>> = Arc::default();
+    let network = network_settings(&cfg, cfg.kubeconfig.is_some().then(|| node_pod_cidr.clone()));
     let settings = Settings {
         root: root.clone(),
         logs_dir: cfg.pod_logs_dir.clone(),
-        node_name: node_name.clone(),
         host_ip: node::host_ip(),
         memory_capacity: node::memory_capacity(),
         node_allocatable,
         cgroups,
         pull: Some(pod::worker::PullConfig { registries: Arc::new(registries), platform: image::Platform::host(), wake: Some(pull_wake) }),
         metrics: metrics.clone(),
+        network: Arc::new(network),
     };
     let runtime_version = runtime::runc::Runtime::version(&runc);
     log::info!(
@@ -188,7 +191,7 @@ fn run(cfg: Config) -> Result<(), String> {
     // Set by eviction (the pod loop), reported in the node status.
     let pressure: Arc<Mutex<node::status::Pressure>> = Arc::default();
     let api = match &cfg.kubeconfig {
-        Some(path) => Some(join_cluster(&cfg, path, &node_name, &settings.host_ip, runtime_version, pressure.clone())?),
+        Some(path) => Some(join_cluster(&cfg, path, &node_name, &settings.host_ip, runtime_version, pressure.clone(), node_pod_cidr)?),
         None => None,
     };
 
@@ -428,6 +431,20 @@ struct ClusterLinks {
     client: Arc<api::client::Client>,
 }
 
+/// CNI and DNS for pod sandboxes, from the config.
+fn network_settings(cfg: &Config, node_pod_cidr: Option<Arc<Mutex<Option<String>>>>) -> network::Network {
+    let plugins = network::cni::Plugins { dirs: cfg.cni_bin_dirs.clone(), exec: Box::new(network::cni::ExecPlugins) };
+    let pod_cidr = network::PodCidr { configured: cfg.pod_cidr.clone(), node: node_pod_cidr };
+    network::Network {
+        cni: Some(network::CniSettings::new(cfg.cni_conf_dir.clone(), plugins, pod_cidr)),
+        dns: network::DnsSettings {
+            cluster_dns: cfg.cluster_dns.clone(),
+            cluster_domain: cfg.cluster_domain.clone(),
+            resolv_conf: cfg.resolv_conf.clone(),
+        },
+    }
+}
+
 /// Starts the threads that make picolet a node of the cluster in `kubeconfig`:
 /// node registration/status/lease, the pod watch and the API writer.
 fn join_cluster(
@@ -437,6 +454,7 @@ fn join_cluster(
     host_ip: &str,
     runtime_version: String,
     pressure: Arc<Mutex<node::status::Pressure>>,
+    pod_cidr: Arc<Mutex<Option<String>>>,
 ) -> Result<ClusterLinks, String> {
     let kc = api::kubeconfig::Kubeconfig::load(kubeconfig).map_err(|e| e.to_string())?;
     let client = Arc::new(api::client::Client::new(&kc).map_err(|e| format!("kubeconfig {}: {e}", kubeconfig.display()))?);
@@ -454,7 +472,7 @@ fn join_cluster(
         std::thread::Builder::new().name(name.into()).stack_size(256 << 10).spawn(f).map_err(|e| format!("starting the {name} thread: {e}"))
     };
     let c = client.clone();
-    spawn("node", Box::new(move || node::agent::run(c, facts, timing, pressure, uid)))?;
+    spawn("node", Box::new(move || node::agent::run(c, facts, timing, pressure, uid, pod_cidr)))?;
     let (tx, rx) = smol::channel::unbounded();
     let (c, node, wake) = (client.clone(), node_name.to_string(), tx.clone());
     spawn("pod-watch", Box::new(move || pod::apisource::run(c, node, tx)))?;

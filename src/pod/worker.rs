@@ -55,7 +55,6 @@ const SANDBOX_GRACE: Duration = Duration::from_secs(5);
 pub struct Settings {
     pub root: PathBuf,
     pub logs_dir: PathBuf,
-    pub node_name: String,
     pub host_ip: String,
     /// The node's memory, for Burstable containers' oom_score_adj.
     pub memory_capacity: i64,
@@ -68,6 +67,8 @@ pub struct Settings {
     pub pull: Option<PullConfig>,
     /// What `/metrics` shows, fed by every pass (metrics.rs).
     pub metrics: Arc<crate::server::metrics::Metrics>,
+    /// CNI and DNS settings for pod sandboxes.
+    pub network: Arc<network::Network>,
 }
 
 /// What `<root>/pods/<uid>/pod.json` keeps: the pod as last desired, so a
@@ -533,8 +534,14 @@ impl<R: Runtime> Manager<R> {
             None => Ok(()),
         };
         let result = pod_cgroup.and_then(|_| volume::setup(&pod, &pod_dir, &src).map_err(|e| (super::events::FAILED_MOUNT, e.to_string()))).and_then(|v| {
-            let sandbox = network::setup(&pod, &pod_dir, &self.cfg.node_name);
+            let sandbox = network::setup(&pod, &pod_dir, &self.cfg.network);
             sandbox.map(|s| (s, v)).map_err(|e| (super::events::FAILED_CREATE_POD_SANDBOX, e.to_string()))
+        });
+        let result = result.map(|(setup, v)| {
+            if setup.missing_cluster_dns {
+                self.missing_cluster_dns(uid);
+            }
+            (setup.sandbox, v)
         });
         let st = self.pods.get_mut(uid).unwrap();
         match result {
@@ -862,7 +869,7 @@ impl<R: Runtime> Manager<R> {
                 log::warn!("pod {name}: {e}");
             }
         }
-        if let Err(e) = network::teardown(&pod_dir) {
+        if let Err(e) = network::teardown(&pod_dir, &name, &self.cfg.network) {
             log::warn!("pod {name}: {e}");
             return false;
         }
