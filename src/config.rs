@@ -98,6 +98,32 @@ pub struct Config {
     /// `--kube-reserved` / `--system-reserved`, config `kubeReserved` / `systemReserved`.
     pub kube_reserved: Reserved,
     pub system_reserved: Reserved,
+    // issue 6: eviction
+    /// `--eviction-hard`, config `evictionHard`: hard eviction thresholds (upstream's defaults).
+    pub eviction_hard: crate::node::eviction::Thresholds,
+    /// `--eviction-pressure-transition-period`, config `evictionPressureTransitionPeriod` (5m).
+    pub eviction_pressure_transition_period: Duration,
+    /// `--image-gc-high-threshold`, config `imageGCHighThresholdPercent` (85): image GC starts above this disk usage.
+    pub image_gc_high_threshold_percent: u8,
+    /// `--image-gc-low-threshold`, config `imageGCLowThresholdPercent` (80): image GC frees down to this.
+    pub image_gc_low_threshold_percent: u8,
+    /// `--minimum-image-ttl-duration`, config `imageMinimumGCAge` (2m): younger unused images are kept.
+    pub image_minimum_gc_age: Duration,
+    // issue 6: network
+    /// `--cni-conf-dir`: CNI network configs (the first by name is used; picolet writes a
+    /// default one here when there is none).
+    pub cni_conf_dir: PathBuf,
+    /// `--cni-bin-dir`: where CNI plugins are looked for, in order.
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// `--pod-cidr`, config `podCIDR`: the default CNI config's pod subnet when the Node has
+    /// no spec.podCIDR (standalone: always).
+    pub pod_cidr: Option<String>,
+    /// `--cluster-dns`, config `clusterDNS`: the nameservers of ClusterFirst pods.
+    pub cluster_dns: Vec<String>,
+    /// `--cluster-domain`, config `clusterDomain`.
+    pub cluster_domain: String,
+    /// `--resolv-conf`, config `resolvConf`: the host resolv.conf Default pods get; None ("") for none.
+    pub resolv_conf: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -144,6 +170,20 @@ impl Default for Config {
             pod_pids_limit: -1,
             kube_reserved: Reserved::default(),
             system_reserved: Reserved::default(),
+            // issue 6: eviction
+            eviction_hard: Default::default(),
+            eviction_pressure_transition_period: crate::node::eviction::PRESSURE_TRANSITION_PERIOD,
+            image_gc_high_threshold_percent: 85,
+            image_gc_low_threshold_percent: 80,
+            image_minimum_gc_age: Duration::from_secs(120),
+            // issue 6: network
+            cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
+            // Debian's containernetworking-plugins installs into /usr/lib/cni.
+            cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+            pod_cidr: None,
+            cluster_dns: Vec::new(),
+            cluster_domain: String::new(),
+            resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
         }
     }
 }
@@ -183,6 +223,8 @@ pub enum Command {
     ImagesImport(Config, Vec<PathBuf>),
     /// `picolet images list`
     ImagesList(Config),
+    /// `picolet images rm REF...`
+    ImagesRemove(Config, Vec<String>),
     /// `picolet images pull [--platform os/arch[/variant]] REF`
     ImagesPull { config: Config, reference: String, platform: Option<String> },
     /// `--help`: the text to print.
@@ -216,7 +258,7 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::UnknownCommand(c) => write!(f, "unknown command {c:?} (see --help)"),
             ConfigError::MissingFiles => write!(f, "images import: no FILE given (see --help)"),
-            ConfigError::MissingReference => write!(f, "images pull: no image reference given (see --help)"),
+            ConfigError::MissingReference => write!(f, "images pull/rm: no image reference given (see --help)"),
             ConfigError::ReadFile { path, source } => {
                 write!(f, "reading config file {}: {source}", path.display())
             }
@@ -510,7 +552,86 @@ const FLAGS: &[FlagSpec] = &[
         field: "systemReserved",
         help: "resources kept back from pods for the OS (node allocatable)",
     },
+    // issue 6: eviction
+    FlagSpec {
+        name: "--eviction-hard",
+        value: Some("LIST"),
+        default: "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,imagefs.available<15%",
+        field: "evictionHard",
+        help: "hard eviction thresholds, signal<quantity or signal<percent% (a list replaces the defaults; empty: none)",
+    },
+    FlagSpec {
+        name: "--eviction-pressure-transition-period",
+        value: Some("DURATION"),
+        default: "5m",
+        field: "evictionPressureTransitionPeriod",
+        help: "how long MemoryPressure/DiskPressure stay on after the last threshold met",
+    },
+    FlagSpec {
+        name: "--image-gc-high-threshold",
+        value: Some("PERCENT"),
+        default: "85",
+        field: "imageGCHighThresholdPercent",
+        help: "image filesystem usage above which unused images are deleted (100 disables image GC)",
+    },
+    FlagSpec {
+        name: "--image-gc-low-threshold",
+        value: Some("PERCENT"),
+        default: "80",
+        field: "imageGCLowThresholdPercent",
+        help: "image filesystem usage image GC frees down to",
+    },
+    FlagSpec {
+        name: "--minimum-image-ttl-duration",
+        value: Some("DURATION"),
+        default: "2m",
+        field: "imageMinimumGCAge",
+        help: "unused images younger than this are not deleted",
+    },
     FlagSpec { name: "--version", value: None, default: "", field: "", help: "show the version" },
+    // issue 6: network
+    FlagSpec {
+        name: "--cni-conf-dir",
+        value: Some("DIR"),
+        default: "/etc/cni/net.d",
+        field: "",
+        help: "CNI network configs; the first *.conflist/*.conf/*.json by name is used, a default is written when none",
+    },
+    FlagSpec {
+        name: "--cni-bin-dir",
+        value: Some("DIRS"),
+        default: "/opt/cni/bin,/usr/lib/cni",
+        field: "",
+        help: "comma-separated directories searched for CNI plugins, in order",
+    },
+    FlagSpec {
+        name: "--pod-cidr",
+        value: Some("CIDR"),
+        default: "10.88.0.0/16",
+        field: "podCIDR",
+        help: "pod subnet of the default CNI config (in a cluster the Node's spec.podCIDR wins); IPv4[,IPv6]",
+    },
+    FlagSpec {
+        name: "--cluster-dns",
+        value: Some("IP,..."),
+        default: "",
+        field: "clusterDNS",
+        help: "nameservers of ClusterFirst pods; without, they get the host's resolv.conf (as upstream)",
+    },
+    FlagSpec {
+        name: "--cluster-domain",
+        value: Some("DOMAIN"),
+        default: "",
+        field: "clusterDomain",
+        help: "the cluster's DNS domain (e.g. cluster.local), searched by ClusterFirst pods",
+    },
+    FlagSpec {
+        name: "--resolv-conf",
+        value: Some("FILE"),
+        default: "/etc/resolv.conf",
+        field: "resolvConf",
+        help: "the resolver config Default pods inherit; empty for none",
+    },
 ];
 
 /// The usage text: every flag with its default and config-file field, and the subcommands.
@@ -520,6 +641,7 @@ pub fn help() -> String {
          Usage:\n  picolet [FLAGS]                      run the kubelet\n  \
          picolet images import FILE... [FLAGS] import image archives (docker save / OCI layout tar)\n  \
          picolet images list [FLAGS]          list imported images\n  \
+         picolet images rm REF... [FLAGS]     delete images no container uses\n  \
          picolet images pull REF [FLAGS]      pull an image from a registry (see --registry-config, --platform)\n\nFlags:\n",
     );
     for f in FLAGS {
@@ -627,6 +749,8 @@ pub fn parse(args: &[String]) -> Result<Command, ConfigError> {
     match words.as_slice() {
         [] => Ok(Command::Run(config)),
         ["images", "list"] => Ok(Command::ImagesList(config)),
+        ["images", "rm"] => Err(ConfigError::MissingReference),
+        ["images", "rm", refs @ ..] => Ok(Command::ImagesRemove(config, refs.iter().map(|r| r.to_string()).collect())),
         ["images", "import"] => Err(ConfigError::MissingFiles),
         ["images", "import", files @ ..] => {
             Ok(Command::ImagesImport(config, files.iter().map(PathBuf::from).collect()))
@@ -709,8 +833,32 @@ fn build(flags: &Flags) -> Result<Config, ConfigError> {
             "--pod-max-pids" => c.pod_pids_limit = v.parse().map_err(|_| bad(name, v, "not a whole number"))?,
             "--kube-reserved" => c.kube_reserved = Reserved::parse(v).map_err(|r| bad(name, v, &r))?,
             "--system-reserved" => c.system_reserved = Reserved::parse(v).map_err(|r| bad(name, v, &r))?,
+            // issue 6: eviction
+            "--eviction-hard" => {
+                c.eviction_hard = crate::node::eviction::Thresholds::parse_flag(v).map_err(|r| bad(name, v, &r.to_string()))?
+            }
+            "--eviction-pressure-transition-period" => {
+                c.eviction_pressure_transition_period = parse_duration(v).map_err(|r| bad(name, v, &r))?
+            }
+            "--image-gc-high-threshold" => c.image_gc_high_threshold_percent = percent(v).map_err(|r| bad(name, v, r))?,
+            "--image-gc-low-threshold" => c.image_gc_low_threshold_percent = percent(v).map_err(|r| bad(name, v, r))?,
+            "--minimum-image-ttl-duration" => c.image_minimum_gc_age = parse_duration(v).map_err(|r| bad(name, v, &r))?,
+            // issue 6: network
+            "--cni-conf-dir" => c.cni_conf_dir = PathBuf::from(v),
+            "--cni-bin-dir" => {
+                c.cni_bin_dirs = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+            }
+            "--pod-cidr" => c.pod_cidr = pod_cidr(v).map_err(|r| bad(name, v, &r))?,
+            "--cluster-dns" => c.cluster_dns = cluster_dns(v.split(',')).map_err(|r| bad(name, v, &r))?,
+            "--cluster-domain" => c.cluster_domain = v.trim().trim_end_matches('.').to_string(),
+            "--resolv-conf" => c.resolv_conf = non_empty_path(v),
             _ => {}
         }
+    }
+    // issue 6: eviction
+    if c.image_gc_low_threshold_percent >= c.image_gc_high_threshold_percent {
+        let v = format!("{} (high {})", c.image_gc_low_threshold_percent, c.image_gc_high_threshold_percent);
+        return Err(bad("--image-gc-low-threshold", &v, "must be below the high threshold (imageGCHighThresholdPercent)"));
     }
     if !image_dir_set {
         c.image_import_dir = c.root_dir.join("images");
@@ -748,6 +896,27 @@ fn bad_flag(flag: &str, value: &str, reason: &str) -> ConfigError {
 
 fn non_empty_path(v: &str) -> Option<PathBuf> {
     Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty())
+}
+
+// issue 6: network
+/// A `--pod-cidr`/`podCIDR` value; "" means unset.
+fn pod_cidr(v: &str) -> Result<Option<String>, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    crate::network::cni::conf::check_pod_cidr(v)?;
+    Ok(Some(v.to_string()))
+}
+
+/// `--cluster-dns`/`clusterDNS`: IP addresses.
+fn cluster_dns<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for ip in items.map(str::trim).filter(|s| !s.is_empty()) {
+        ip.parse::<std::net::IpAddr>().map_err(|_| format!("{ip:?} is not an IP address"))?;
+        out.push(ip.to_string());
+    }
+    Ok(out)
 }
 
 /// The authorization modes picolet has; upstream also allows a list, picolet one of these.
@@ -901,6 +1070,35 @@ fn apply_file(c: &mut Config, path: &Path, text: &str) -> Result<(), ConfigError
                 let r = Reserved::from_pairs(&pairs).map_err(|r| bad(&r))?;
                 if key == "kubeReserved" { c.kube_reserved = r } else { c.system_reserved = r }
             }
+            // issue 6: eviction
+            "evictionHard" => {
+                let Yaml::Hash(m) = v else { return Err(bad("not a mapping of signal to quantity")) };
+                let mut pairs = Vec::new();
+                for (k, q) in m {
+                    let (Some(k), Some(q)) = (k.as_str(), yaml_scalar(q)) else { return Err(bad("not a mapping of signal to quantity")) };
+                    pairs.push((k.to_string(), q));
+                }
+                c.eviction_hard = crate::node::eviction::Thresholds::from_pairs(&pairs).map_err(|e| bad(&e.to_string()))?;
+            }
+            "evictionPressureTransitionPeriod" | "imageMinimumGCAge" => {
+                let s = v.as_str().ok_or_else(|| bad("not a duration string"))?;
+                let d = parse_duration(s).map_err(|r| bad(&r))?;
+                if key == "imageMinimumGCAge" { c.image_minimum_gc_age = d } else { c.eviction_pressure_transition_period = d }
+            }
+            "imageGCHighThresholdPercent" | "imageGCLowThresholdPercent" => {
+                let i = v.as_i64().ok_or_else(|| bad("not an integer"))?;
+                let p = percent(&i.to_string()).map_err(bad)?;
+                if key == "imageGCHighThresholdPercent" { c.image_gc_high_threshold_percent = p } else { c.image_gc_low_threshold_percent = p }
+            }
+            // issue 6: network
+            "podCIDR" => c.pod_cidr = pod_cidr(v.as_str().ok_or_else(|| bad("not a string"))?).map_err(|r| bad(&r))?,
+            "clusterDNS" => {
+                let Yaml::Array(items) = v else { return Err(bad("not a list")) };
+                let ips: Vec<&str> = items.iter().map(|i| i.as_str().ok_or_else(|| bad("not a list of strings"))).collect::<Result<_, _>>()?;
+                c.cluster_dns = cluster_dns(ips.into_iter()).map_err(|r| bad(&r))?;
+            }
+            "clusterDomain" => c.cluster_domain = v.as_str().ok_or_else(|| bad("not a string"))?.trim().trim_end_matches('.').to_string(),
+            "resolvConf" => c.resolv_conf = non_empty_path(v.as_str().ok_or_else(|| bad("not a string"))?),
             other => log::debug!("config file {}: ignoring field {other}", path.display()),
         }
     }
@@ -961,6 +1159,25 @@ fn apply_authorization(c: &mut Config, v: &Yaml, bad: Bad) -> Result<(), ConfigE
         c.authorization_webhook_cache_unauthorized_ttl = d;
     }
     Ok(())
+}
+
+// issue 6: eviction
+/// A whole percentage, 0 to 100.
+fn percent(v: &str) -> Result<u8, &'static str> {
+    match v.trim().parse::<u8>() {
+        Ok(p) if p <= 100 => Ok(p),
+        _ => Err("not a whole percentage from 0 to 100"),
+    }
+}
+
+/// A YAML scalar as text (quantities may be written as numbers).
+fn yaml_scalar(v: &Yaml) -> Option<String> {
+    match v {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Integer(i) => Some(i.to_string()),
+        Yaml::Real(r) => Some(r.clone()),
+        _ => None,
+    }
 }
 
 fn show(v: &Yaml) -> String {
@@ -1104,6 +1321,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        match parse(&args("images rm a:1 b --root-dir /x")).unwrap() {
+            Command::ImagesRemove(c, refs) => assert_eq!((c.root_dir, refs), (PathBuf::from("/x"), vec!["a:1".to_string(), "b".into()])),
+            other => panic!("{other:?}"),
+        }
+        assert!(err("images rm").contains("no image reference"));
         match parse(&args("--root-dir /x images list")).unwrap() {
             Command::ImagesList(c) => assert_eq!(c.root_dir, PathBuf::from("/x")),
             other => panic!("{other:?}"),
@@ -1123,7 +1345,7 @@ mod tests {
         assert_eq!(run("").registry_config, PathBuf::from("/etc/picolet/registries.yaml"));
         assert!(err("images pull").contains("no image reference"));
         assert!(err("--platform linux/arm64 images list").contains("only used by images pull"));
-        assert!(err("images rm x").contains("\"images rm\""));
+        assert!(err("images prune x").contains("\"images prune\""));
         assert!(err("serve").contains("\"serve\""));
     }
 
@@ -1318,6 +1540,50 @@ mod tests {
         check("empty.yaml", "", &["not a YAML mapping"]);
     }
 
+    // issue 6: eviction
+    #[test]
+    fn eviction_and_image_gc_settings() {
+        use crate::node::eviction::{Signal, Thresholds, Value};
+        let c = run("");
+        assert_eq!(c.eviction_hard, Thresholds::default());
+        assert_eq!((c.image_gc_high_threshold_percent, c.image_gc_low_threshold_percent), (85, 80));
+        assert_eq!((c.image_minimum_gc_age, c.eviction_pressure_transition_period), (Duration::from_secs(120), Duration::from_secs(300)));
+        let c = run("--eviction-hard=memory.available<1200Mi --eviction-pressure-transition-period=5s --image-gc-high-threshold=1 --image-gc-low-threshold=0 --minimum-image-ttl-duration=0s");
+        assert_eq!(c.eviction_hard.flag_value(), "memory.available<1200Mi");
+        assert_eq!(c.eviction_pressure_transition_period, Duration::from_secs(5));
+        assert_eq!((c.image_gc_high_threshold_percent, c.image_gc_low_threshold_percent, c.image_minimum_gc_age), (1, 0, Duration::ZERO));
+        let e = err("--eviction-hard=memory.avail<1Mi");
+        assert!(e.contains("--eviction-hard") && e.contains("memory.avail"), "{e}");
+        let e = err("--image-gc-high-threshold=70 --image-gc-low-threshold=75");
+        assert!(e.contains("must be below the high threshold"), "{e}");
+        assert!(err("--image-gc-high-threshold=101").contains("percentage"));
+
+        let dir = tempdir("eviction");
+        let path = dir.join("kubelet.yaml");
+        let head = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+        std::fs::write(
+            &path,
+            format!(
+                "{head}evictionHard:\n  memory.available: 200Mi\n  nodefs.inodesFree: \"3%\"\nevictionPressureTransitionPeriod: 30s\n\
+                 imageGCHighThresholdPercent: 90\nimageGCLowThresholdPercent: 50\nimageMinimumGCAge: 5m\n"
+            ),
+        )
+        .unwrap();
+        let c = run(&format!("--config {}", path.display()));
+        assert_eq!(c.eviction_hard.get(Signal::MemoryAvailable).unwrap().value, Value::Quantity(200 << 20));
+        assert_eq!(c.eviction_hard.get(Signal::NodeFsInodesFree).unwrap().value, Value::Percentage(0.03));
+        assert_eq!(c.eviction_hard.0.len(), 2);
+        assert_eq!(c.eviction_pressure_transition_period, Duration::from_secs(30));
+        assert_eq!((c.image_gc_high_threshold_percent, c.image_gc_low_threshold_percent), (90, 50));
+        assert_eq!(c.image_minimum_gc_age, Duration::from_secs(300));
+        // Flags override the file.
+        let c = run(&format!("--config {} --eviction-hard=", path.display()));
+        assert!(c.eviction_hard.0.is_empty());
+        std::fs::write(&path, format!("{head}evictionHard:\n  disk.available: 1Gi\n")).unwrap();
+        let e = err(&format!("--config {}", path.display()));
+        assert!(e.contains("evictionHard") && e.contains("disk.available"), "{e}");
+    }
+
     #[test]
     fn help_documents_every_flag() {
         let h = help();
@@ -1332,5 +1598,37 @@ mod tests {
                 && h.contains("images import FILE")
                 && h.contains("images list")
         );
+    }
+
+    // issue 6: network
+    #[test]
+    fn network_flags_and_fields() {
+        let c = run("");
+        assert_eq!(c.cni_conf_dir, PathBuf::from("/etc/cni/net.d"));
+        assert_eq!(c.cni_bin_dirs, [PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]);
+        assert_eq!((c.pod_cidr.as_deref(), c.cluster_domain.as_str()), (None, ""));
+        assert_eq!(c.resolv_conf.as_deref(), Some(Path::new("/etc/resolv.conf")));
+        let c = run("--cni-conf-dir /c --cni-bin-dir=/a,/b --pod-cidr 10.1.0.0/16 --cluster-dns 10.96.0.10,fd00::a \
+                     --cluster-domain cluster.local. --resolv-conf=");
+        assert_eq!(c.cni_conf_dir, PathBuf::from("/c"));
+        assert_eq!(c.cni_bin_dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(c.pod_cidr.as_deref(), Some("10.1.0.0/16"));
+        assert_eq!(c.cluster_dns, ["10.96.0.10", "fd00::a"]);
+        assert_eq!((c.cluster_domain.as_str(), c.resolv_conf.clone()), ("cluster.local", None));
+        assert!(err("--pod-cidr 10.1.0.0").contains("not a CIDR"), "{}", err("--pod-cidr 10.1.0.0"));
+        assert_eq!(err("--cluster-dns 10.0.0.300"), "--cluster-dns: invalid value \"10.0.0.300\": \"10.0.0.300\" is not an IP address");
+
+        let d = tempdir("network");
+        let f = d.join("k.yaml");
+        std::fs::write(&f, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodCIDR: 10.5.0.0/24\n\
+                           clusterDNS: [10.96.0.10]\nclusterDomain: cluster.local\nresolvConf: /run/systemd/resolve/resolv.conf\n").unwrap();
+        let c = run(&format!("--config {}", f.display()));
+        assert_eq!(c.pod_cidr.as_deref(), Some("10.5.0.0/24"));
+        assert_eq!((c.cluster_dns.clone(), c.cluster_domain.as_str()), (vec!["10.96.0.10".to_string()], "cluster.local"));
+        assert_eq!(c.resolv_conf, Some(PathBuf::from("/run/systemd/resolve/resolv.conf")));
+        // flags win over the file
+        assert_eq!(run(&format!("--config {} --cluster-dns=10.0.0.2", f.display())).cluster_dns, ["10.0.0.2"]);
+        std::fs::write(&f, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nclusterDNS: 10.96.0.10\n").unwrap();
+        assert!(err(&format!("--config {}", f.display())).ends_with("clusterDNS: invalid value \"10.96.0.10\": not a list"));
     }
 }

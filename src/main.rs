@@ -58,6 +58,7 @@ fn main() {
         }
         Command::ImagesImport(cfg, files) => images_import(&cfg, &files),
         Command::ImagesList(cfg) => images_list(&cfg),
+        Command::ImagesRemove(cfg, refs) => images_rm(&cfg, &refs),
         Command::ImagesPull { config, reference, platform } => images_pull(&config, &reference, platform.as_deref()),
         Command::Run(cfg) => {
             logging::init_logging(cfg.verbosity);
@@ -117,6 +118,26 @@ fn images_list(cfg: &Config) -> Result<(), String> {
     Ok(())
 }
 
+/// Deletes images by reference; one a container record names (running, or
+/// exited and kept for its pod's status) is refused.
+fn images_rm(cfg: &Config, refs: &[String]) -> Result<(), String> {
+    let store = open_store(cfg)?;
+    let records = runtime::record::Record::load_all(&cfg.root_dir);
+    for r in refs {
+        let img = store.resolve(r).map_err(|e| e.to_string())?.ok_or_else(|| format!("no image {r}"))?;
+        let shared = store.list().map_err(|e| e.to_string())?.iter().any(|i| i.id == img.id && i.references.len() > 1);
+        if let Some(c) = records.iter().find(|c| c.image == img.reference || (c.image_id == img.id && !shared)) {
+            return Err(format!("image {r} is used by container {} of pod {}/{}: delete the pod first", c.container, c.pod_namespace, c.pod_name));
+        }
+        match store.remove_reference(r).map_err(|e| e.to_string())? {
+            Some((id, 0)) => println!("untagged {} (image {} kept for its other references)", img.reference, &id[7..19]),
+            Some((id, bytes)) => println!("deleted {} (image {}, {} freed)", img.reference, &id[7..19], human_size(bytes)),
+            None => return Err(format!("no image {r}")),
+        }
+    }
+    Ok(())
+}
+
 fn human_size(n: u64) -> String {
     match n {
         n if n >= 1 << 20 => format!("{:.1}MiB", n as f64 / (1 << 20) as f64),
@@ -129,13 +150,7 @@ fn run(cfg: Config) -> Result<(), String> {
     // Before any thread or child exists: runc must not inherit NOTIFY_SOCKET.
     node::notify::init();
     node::preflight(&cfg.runtime_path)?;
-    let node_allocatable = node::allocatable::allocatable(
-        node::cpu_capacity() * 1000,
-        node::memory_capacity(),
-        cfg.kube_reserved,
-        cfg.system_reserved,
-        node::allocatable::DEFAULT_EVICTION_MEMORY,
-    );
+    let node_allocatable = node::allocatable::of_node(&cfg, node::cpu_capacity(), node::memory_capacity());
     let cgroups = if cfg.manages_cgroups() {
         Some(setup_cgroups(&cfg, node_allocatable)?)
     } else {
@@ -153,16 +168,19 @@ fn run(cfg: Config) -> Result<(), String> {
     let registries = image::Registries::load(&cfg.registry_config).map_err(|e| e.to_string())?;
     // A finished image pull wakes the pod loop.
     let (pull_wake, pull_woke) = smol::channel::bounded::<()>(1);
+    // In a cluster the node agent publishes the Node's podCIDR here.
+    let node_pod_cidr: Arc<Mutex<Option<String>>> = Arc::default();
+    let network = network_settings(&cfg, cfg.kubeconfig.is_some().then(|| node_pod_cidr.clone()));
     let settings = Settings {
         root: root.clone(),
         logs_dir: cfg.pod_logs_dir.clone(),
-        node_name: node_name.clone(),
         host_ip: node::host_ip(),
         memory_capacity: node::memory_capacity(),
         node_allocatable,
         cgroups,
         pull: Some(pod::worker::PullConfig { registries: Arc::new(registries), platform: image::Platform::host(), wake: Some(pull_wake) }),
         metrics: metrics.clone(),
+        network: Arc::new(network),
     };
     let runtime_version = runtime::runc::Runtime::version(&runc);
     log::info!(
@@ -170,8 +188,10 @@ fn run(cfg: Config) -> Result<(), String> {
         env!("CARGO_PKG_VERSION"),
         root.display(),
     );
+    // Set by eviction (the pod loop), reported in the node status.
+    let pressure: Arc<Mutex<node::status::Pressure>> = Arc::default();
     let api = match &cfg.kubeconfig {
-        Some(path) => Some(join_cluster(&cfg, path, &node_name, &settings.host_ip, runtime_version)?),
+        Some(path) => Some(join_cluster(&cfg, path, &node_name, &settings.host_ip, runtime_version, pressure.clone(), node_pod_cidr)?),
         None => None,
     };
 
@@ -212,6 +232,22 @@ fn run(cfg: Config) -> Result<(), String> {
     let (max_size, max_files) = (cfg.container_log_max_size, cfg.container_log_max_files);
     // Probes and hooks run as tasks; their results come back here.
     let (report_tx, report_rx) = smol::channel::unbounded::<JobReport>();
+    let mut housekeeping = pod::worker::Housekeeping::new(
+        cfg.eviction_hard.clone(),
+        cfg.eviction_pressure_transition_period,
+        node::eviction::read::Reader {
+            roots: Default::default(),
+            root_dir: root.clone(),
+            logs_dir: cfg.pod_logs_dir.clone(),
+            image_store: root.join("images-store"),
+        },
+        image::gc::Policy {
+            high_percent: cfg.image_gc_high_threshold_percent,
+            low_percent: cfg.image_gc_low_threshold_percent,
+            min_age: cfg.image_minimum_gc_age,
+        },
+        pressure,
+    );
     smol::block_on(ex.run(async {
         let mut manager = Manager::new(settings, runc, store);
         let (api_rx, fetch, mut cluster) = match api {
@@ -279,6 +315,8 @@ fn run(cfg: Config) -> Result<(), String> {
                 Some(c) => manager.sync(desired.iter().chain(c.desired())),
                 None => manager.sync(&desired),
             }
+            // Eviction and image GC (each only when due).
+            manager.housekeep(&mut housekeeping, Instant::now());
             let removed = manager.take_removed();
             let events = manager.take_events();
             if let Some(c) = cluster.as_mut() {
@@ -393,6 +431,20 @@ struct ClusterLinks {
     client: Arc<api::client::Client>,
 }
 
+/// CNI and DNS for pod sandboxes, from the config.
+fn network_settings(cfg: &Config, node_pod_cidr: Option<Arc<Mutex<Option<String>>>>) -> network::Network {
+    let plugins = network::cni::Plugins { dirs: cfg.cni_bin_dirs.clone(), exec: Box::new(network::cni::ExecPlugins) };
+    let pod_cidr = network::PodCidr { configured: cfg.pod_cidr.clone(), node: node_pod_cidr };
+    network::Network {
+        cni: Some(network::CniSettings::new(cfg.cni_conf_dir.clone(), plugins, pod_cidr)),
+        dns: network::DnsSettings {
+            cluster_dns: cfg.cluster_dns.clone(),
+            cluster_domain: cfg.cluster_domain.clone(),
+            resolv_conf: cfg.resolv_conf.clone(),
+        },
+    }
+}
+
 /// Starts the threads that make picolet a node of the cluster in `kubeconfig`:
 /// node registration/status/lease, the pod watch and the API writer.
 fn join_cluster(
@@ -401,6 +453,8 @@ fn join_cluster(
     node_name: &str,
     host_ip: &str,
     runtime_version: String,
+    pressure: Arc<Mutex<node::status::Pressure>>,
+    pod_cidr: Arc<Mutex<Option<String>>>,
 ) -> Result<ClusterLinks, String> {
     let kc = api::kubeconfig::Kubeconfig::load(kubeconfig).map_err(|e| e.to_string())?;
     let client = Arc::new(api::client::Client::new(&kc).map_err(|e| format!("kubeconfig {}: {e}", kubeconfig.display()))?);
@@ -412,14 +466,13 @@ fn join_cluster(
         report: cfg.node_status_report_frequency,
         lease_seconds: cfg.node_lease_duration_seconds,
     };
-    let pressure = Arc::default();
     let node_uid: Arc<std::sync::OnceLock<String>> = Arc::default();
     let uid = node_uid.clone();
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new().name(name.into()).stack_size(256 << 10).spawn(f).map_err(|e| format!("starting the {name} thread: {e}"))
     };
     let c = client.clone();
-    spawn("node", Box::new(move || node::agent::run(c, facts, timing, pressure, uid)))?;
+    spawn("node", Box::new(move || node::agent::run(c, facts, timing, pressure, uid, pod_cidr)))?;
     let (tx, rx) = smol::channel::unbounded();
     let (c, node, wake) = (client.clone(), node_name.to_string(), tx.clone());
     spawn("pod-watch", Box::new(move || pod::apisource::run(c, node, tx)))?;

@@ -88,6 +88,57 @@ fn images_import_and_list() {
 }
 
 #[test]
+fn images_rm_keeps_shared_layers_and_refuses_an_image_in_use() {
+    let images = images_dir();
+    let root = std::env::temp_dir().join(format!("picolet-images-rm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let root_arg = format!("--root-dir={}", root.display());
+    for tar in ["busybox.tar", "layered.tar"] {
+        let (code, _, err) = picolet(&["images", "import", images.join(tar).to_str().unwrap(), &root_arg]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let blobs = || std::fs::read_dir(root.join("images-store/blobs/sha256")).unwrap().count();
+    let before = blobs();
+    // layered:v1 is busybox's layer plus one of its own: its own blobs go, the shared one stays.
+    let (code, out, err) = picolet(&["images", "rm", "layered:v1", &root_arg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("deleted docker.io/library/layered:v1 (image "), "{out}");
+    let (_, list, _) = picolet(&["images", "list", &root_arg]);
+    assert!(list.contains("busybox:latest") && !list.contains("layered"), "{list}");
+    // What is left is exactly busybox's manifest, config and layers.
+    let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("images-store/images.json")).unwrap()).unwrap();
+    let bb = &index["docker.io/library/busybox:latest"];
+    let mut kept: Vec<&str> = bb["layers"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    kept.extend([bb["config"].as_str().unwrap(), bb["manifest"].as_str().unwrap()]);
+    kept.sort();
+    kept.dedup();
+    assert!(blobs() < before && blobs() == kept.len(), "{before} → {} blobs, busybox needs {kept:?}", blobs());
+    let (code, _, err) = picolet(&["images", "rm", "layered:v1", &root_arg]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no image layered:v1"), "{err}");
+    // A container record naming busybox (as a running or kept container has).
+    let (_, list, _) = picolet(&["images", "list", &root_arg]);
+    let short = list.lines().find(|l| l.contains("busybox:latest")).unwrap().split_whitespace().nth(1).unwrap().to_string();
+    let id = index["docker.io/library/busybox:latest"]["config"].as_str().unwrap();
+    assert!(id.contains(&short));
+    let dir = root.join("containers/u1-app-0");
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = serde_json::json!({"id": "u1-app-0", "podUid": "u1", "podNamespace": "default", "podName": "web", "container": "app",
+        "attempt": 0, "image": "docker.io/library/busybox:latest", "imageId": id, "createdAt": "2024-05-01T12:00:00Z"});
+    std::fs::write(dir.join("record.json"), rec.to_string()).unwrap();
+    let (code, _, err) = picolet(&["images", "rm", "busybox", &root_arg]);
+    assert_ne!(code, 0);
+    assert!(err.contains("image busybox is used by container app of pod default/web"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (code, out, err) = picolet(&["images", "rm", "busybox", &root_arg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deleted docker.io/library/busybox:latest"), "{out}");
+    assert_eq!(blobs(), 0);
+    cleanup(&root);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
 fn image_dropped_into_import_dir_unblocks_a_waiting_pod() {
     let mut p = Picolet::new("late-image");
     // The docker-save archive arrives only after the pod is waiting for it.

@@ -2,7 +2,9 @@
 # The test command: installs what the tests need, then runs every test as
 # root: unit tests and the integration tests that drive the real runc; the
 # ARM builds with their unit tests under qemu-user; the systemd unit, checked
-# with systemd-analyze and run under a real systemd in a qemu VM. The cluster
+# with systemd-analyze and run under a real systemd in a qemu VM; the tests that
+# need cgroup v2 controllers (tests/vm_*.rs, #[ignore]d on this host) inside
+# the x86_64 and the aarch64 qemu VMs. The cluster
 # tests run against a real etcd + kube-apiserver + controller-manager +
 # scheduler built from the Go module proxy (tests/cluster/).
 #   sudo tests/run.sh                 everything
@@ -29,4 +31,8 @@ bash systemd/verify.sh || status=1
 echo "== systemd unit under a real systemd (qemu VM)"
 cargo build --release -q
 bash tests/vm/systemd-test.sh "${CARGO_TARGET_DIR:-target}/release/picolet" || status=1
+echo "== cgroup v2, networking, eviction: tests/vm_*.rs in the x86_64 VM"
+bash tests/vm/suite.sh || status=1
+echo "== the same in the aarch64 VM (cortex-a72)"
+bash tests/vm/suite.sh --arch aarch64 || status=1
 exit $status

@@ -304,9 +304,11 @@ impl Store {
         let config = doc.config.ok_or_else(|| ImageError::bad(archive, format!("manifest {digest} has no config")))?;
         let layers: Vec<String> = doc.layers.into_iter().map(|l| l.digest).collect();
         for d in layers.iter().chain([&config.digest]) {
-            if !self.blob_path(d)?.is_file() {
+            let blob = self.blob_path(d)?;
+            if !blob.is_file() {
                 return Err(ImageError::MissingBlob { digest: d.clone(), archive: archive.into() });
             }
+            super::gc::touch(&blob);
         }
         Ok(Record { manifest: Some(digest.to_string()), config: config.digest, layers, size: 0 })
     }

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error;
+pub mod gc;
 pub mod import;
 pub mod pull;
 pub mod reference;

@@ -313,7 +313,9 @@ impl Store {
     /// Streams blob `d` into the store unless it is already there; returns the
     /// bytes read and whether it was downloaded.
     fn fetch_blob(&self, s: &mut Session, d: &Descriptor, what: &str) -> Result<(u64, bool), ImageError> {
-        if self.blob_path(&d.digest)?.is_file() {
+        let existing = self.blob_path(&d.digest)?;
+        if existing.is_file() {
+            super::gc::touch(&existing);
             return Ok((0, false));
         }
         let path = format!("blobs/{}", d.digest);

@@ -9,9 +9,9 @@
 //! tmp/                   temp files and dirs, renamed into place when complete
 //! ```
 //!
-//! It does not talk to registries and never deletes images; importing is in
-//! `import.rs`, pulling in `pull.rs` (both land blobs through `put_blob`),
-//! unpacking in `unpack.rs`.
+//! It does not talk to registries; importing is in `import.rs`, pulling in
+//! `pull.rs` (both land blobs through `put_blob`), unpacking in `unpack.rs`,
+//! deleting images (image GC, `images rm`) in `gc.rs`.
 
 use super::{reference, unpack, ImageConfig, ImageError};
 use serde::{Deserialize, Serialize};
@@ -270,6 +270,7 @@ impl Store {
         }
         let dst = self.blob_path(&digest)?;
         if dst.exists() {
+            super::gc::touch(&dst);
             let _ = fs::remove_file(tmp);
             return Ok((digest, w.n, false));
         }

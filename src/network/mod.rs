@@ -4,10 +4,16 @@
 //! set the pod hostname, bring `lo` up, and pin the namespaces by bind-mounting
 //! `/proc/thread-self/ns/*` onto files under `pod_dir/ns` (as `ip netns add` does),
 //! so they live on with no process in them. Writes the pod's `/etc/hosts`,
-//! `/etc/hostname` and `/etc/resolv.conf`.
-//! Doesn't: CNI (pods get loopback only; `pod_ip` is "" until CNI exists), port
-//! mappings, cluster DNS (no clusterDNS is configured, so ClusterFirst falls back to
-//! the host's resolv.conf as upstream does), PID namespace sharing.
+//! `/etc/hostname` and `/etc/resolv.conf` (dns.rs), and has CNI plugins wire the network
+//! namespace (cni.rs): ADD when the sandbox is set up, DEL when it is torn down.
+//! When no CNI config exists and the default one's plugins are not installed, pods get
+//! loopback only (`pod_ip` ""), said once in the log.
+//! Doesn't: PID namespace sharing, dual-stack pod IPs.
+
+pub mod cni;
+pub mod dns;
+
+pub use dns::{host_network_hosts, hosts_file, resolv_conf, DnsSettings};
 
 use crate::api::types::Pod;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -16,6 +22,97 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The node's network settings: CNI (None: loopback only, as in unit tests) and DNS.
+pub struct Network {
+    pub cni: Option<CniSettings>,
+    pub dns: DnsSettings,
+}
+
+impl Network {
+    /// No CNI, no cluster DNS, the host's /etc/resolv.conf.
+    #[cfg(test)]
+    pub fn loopback_only() -> Network {
+        Network { cni: None, dns: DnsSettings { resolv_conf: Some("/etc/resolv.conf".into()), ..Default::default() } }
+    }
+}
+
+/// Where CNI configs and plugins are, and where the default config's pod CIDR comes from.
+pub struct CniSettings {
+    pub conf_dir: PathBuf,
+    pub plugins: cni::Plugins,
+    pub pod_cidr: PodCidr,
+    /// The "no CNI config, no plugins" notice was logged.
+    warned: AtomicBool,
+}
+
+impl CniSettings {
+    pub fn new(conf_dir: PathBuf, plugins: cni::Plugins, pod_cidr: PodCidr) -> CniSettings {
+        CniSettings { conf_dir, plugins, pod_cidr, warned: AtomicBool::new(false) }
+    }
+
+    /// The network pods join: the conf dir's first config, else the default one written
+    /// now from the pod CIDR. None when there is no config and the default's plugins are
+    /// not installed.
+    pub fn network_list(&self, pod: &str) -> Result<Option<cni::NetworkList>, cni::CniError> {
+        if let Some((_, list)) = cni::conf::load_dir(&self.conf_dir)? {
+            return Ok(Some(list));
+        }
+        let probe = cni::conf::default_list(cni::conf::DEFAULT_POD_CIDR).expect("the default CIDR is valid");
+        if !self.plugins.have_all(&probe) || !self.plugins.have_all(&cni::NetworkList::loopback()) {
+            if !self.warned.swap(true, Ordering::Relaxed) {
+                let dirs: Vec<String> = self.plugins.dirs.iter().map(|d| d.display().to_string()).collect();
+                log::warn!(
+                    "no CNI config in {} and no bridge/host-local/portmap/loopback plugins in {}: pods get loopback only \
+                     (install containernetworking-plugins, or put a config in the conf dir)",
+                    self.conf_dir.display(),
+                    dirs.join(", ")
+                );
+            }
+            return Ok(None);
+        }
+        let cidr = self.pod_cidr.current().ok_or_else(|| cni::CniError::NoPodCidr { pod: pod.to_string() })?;
+        let path = self.conf_dir.join(cni::conf::DEFAULT_FILE);
+        let list = cni::conf::default_list(&cidr).map_err(|reason| cni::CniError::Config { path, reason })?;
+        let path = cni::conf::write_default(&self.conf_dir, &list)?;
+        log::info!("wrote the default CNI config {} (bridge {}, pod CIDR {cidr})", path.display(), cni::conf::BRIDGE);
+        Ok(Some(list))
+    }
+}
+
+/// The pod CIDR the default CNI config uses: in a cluster the Node's spec.podCIDR (the
+/// node agent fills `node`: None until the Node was read, "" if it has none), else (or
+/// when the Node has none) the configured one, else [`cni::conf::DEFAULT_POD_CIDR`].
+pub struct PodCidr {
+    pub configured: Option<String>,
+    pub node: Option<Arc<Mutex<Option<String>>>>,
+}
+
+impl PodCidr {
+    /// None: wait (the Node has not been read yet).
+    pub fn current(&self) -> Option<String> {
+        let fallback = || self.configured.clone().unwrap_or_else(|| cni::conf::DEFAULT_POD_CIDR.to_string());
+        match &self.node {
+            Some(cell) => match cell.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                None => None,
+                Some(c) if !c.is_empty() => Some(c),
+                Some(_) => Some(fallback()),
+            },
+            None => Some(fallback()),
+        }
+    }
+}
+
+/// What setting up a sandbox gave.
+#[derive(Debug)]
+pub struct Setup {
+    pub sandbox: Sandbox,
+    /// ClusterFirst fell back to Default for lack of clusterDNS (upstream warns with
+    /// MissingClusterDNS).
+    pub missing_cluster_dns: bool,
+}
 
 /// Where a pod's containers find their shared namespaces and etc files.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,7 +126,8 @@ pub struct Sandbox {
     pub hosts: PathBuf,
     pub hostname: PathBuf,
     pub resolv_conf: PathBuf,
-    /// The node's primary IPv4 for hostNetwork pods, else "" (no CNI yet).
+    /// The node's primary IPv4 for hostNetwork pods, else the first IP CNI gave ("" when
+    /// pods get loopback only).
     pub pod_ip: String,
 }
 
@@ -42,6 +140,8 @@ pub enum NetworkError {
     Sys { pod: String, path: PathBuf, op: &'static str, errno: nix::Error },
     /// The namespace-creating thread died.
     Thread { pod: String },
+    /// CNI ADD or DEL failed (the error names pod, network and plugin).
+    Cni(cni::CniError),
 }
 
 impl fmt::Display for NetworkError {
@@ -54,6 +154,7 @@ impl fmt::Display for NetworkError {
                 write!(f, "pod {pod}: sandbox: {op} {}: {errno}", path.display())
             }
             NetworkError::Thread { pod } => write!(f, "pod {pod}: sandbox: namespace thread panicked"),
+            NetworkError::Cni(e) => e.fmt(f),
         }
     }
 }
@@ -78,7 +179,10 @@ const KINDS: [(&str, CloneFlags); 3] =
 /// picolet restart) are reused, missing ones are created and pinned; etc files are
 /// rewritten in place only when their content changed (running containers bind-mount
 /// them). hostNetwork → `netns`/`utsns` None; hostIPC → `ipcns` None.
-pub fn setup(pod: &Pod, pod_dir: &Path, node_name: &str) -> Result<Sandbox, NetworkError> {
+/// A pod with its own network namespace is attached by CNI once per namespace: after a
+/// picolet restart the record in the pod dir is reused (no second ADD); a namespace that
+/// had to be created again (a reboot) first has the old attachment DELeted.
+pub fn setup(pod: &Pod, pod_dir: &Path, net: &Network) -> Result<Setup, NetworkError> {
     let pod_name = format!("{}/{}", pod.metadata.namespace, pod.metadata.name);
     let io_err = |path: &Path, op: &'static str| {
         let (pod, path) = (pod_name.clone(), path.to_path_buf());
@@ -113,6 +217,10 @@ pub fn setup(pod: &Pod, pod_dir: &Path, node_name: &str) -> Result<Sandbox, Netw
             to_pin.push((kind, file));
         }
     }
+    if missing.contains(CloneFlags::CLONE_NEWNET) {
+        // Whatever the record describes lived in a namespace that is gone.
+        cni::retire(&pod_name, pod_dir).map_err(NetworkError::Cni)?;
+    }
     if !missing.is_empty() {
         let name = pod_name.clone();
         let h = hostname.clone();
@@ -122,15 +230,19 @@ pub fn setup(pod: &Pod, pod_dir: &Path, node_name: &str) -> Result<Sandbox, Netw
     }
 
     let node_hostname = if host_net { host_hostname() } else { String::new() };
-    let pod_ip = if host_net { primary_ipv4().unwrap_or_default() } else { String::new() };
+    let pod_ip = match (&net.cni, host_net) {
+        (_, true) => primary_ipv4().unwrap_or_default(),
+        (Some(c), false) => attach(pod, pod_dir, &ns_dir.join("net"), c).map_err(NetworkError::Cni)?,
+        (None, false) => String::new(),
+    };
     let hosts = if host_net {
         let node_hosts = fs::read_to_string("/etc/hosts").unwrap_or_default();
         host_network_hosts(&node_hosts, pod)
     } else {
-        hosts_file(pod, &hostname, "", "")
+        hosts_file(pod, &hostname, &pod_ip, &net.dns.cluster_domain)
     };
-    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let resolv = resolv_conf(pod, &host_resolv);
+    let host_resolv = net.dns.resolv_conf.as_ref().and_then(|p| fs::read_to_string(p).ok()).unwrap_or_default();
+    let (resolv, missing_cluster_dns) = resolv_conf(pod, &host_resolv, &net.dns);
     let name_file = if host_net { node_hostname.clone() } else { hostname.clone() };
     let sb = Sandbox {
         netns: wanted("net").then(|| ns_dir.join("net")),
@@ -144,8 +256,26 @@ pub fn setup(pod: &Pod, pod_dir: &Path, node_name: &str) -> Result<Sandbox, Netw
     for (path, text) in [(&sb.hosts, hosts), (&sb.hostname, format!("{name_file}\n")), (&sb.resolv_conf, resolv)] {
         write_in_place(path, &text).map_err(io_err(path, "write"))?;
     }
-    let _ = node_name; // the node name is not the node's hostname; kept for CNI/logging later
-    Ok(sb)
+    Ok(Setup { sandbox: sb, missing_cluster_dns })
+}
+
+/// CNI ADD for the pod's namespace `netns` unless already attached; the pod IP ("" when
+/// there is no network to join).
+fn attach(pod: &Pod, pod_dir: &Path, netns: &Path, c: &CniSettings) -> Result<String, cni::CniError> {
+    let who = cni::PodRef::of(pod);
+    let Some(list) = c.network_list(&who.name)? else { return Ok(String::new()) };
+    let attached = cni::attach(&c.plugins, &who, pod_dir, netns, &list, cni::port_mappings(pod))?;
+    match &attached {
+        cni::Attached::Added(ips) => log::info!("pod {}: network {} attached, IPs {ips:?}", who.name, list.name),
+        cni::Attached::Kept(ips) => {
+            // Adopted after a restart: ask the plugins whether it is still as they left it.
+            if let Err(e) = cni::check(&c.plugins, &who.name, pod_dir, netns) {
+                log::warn!("{e}");
+            }
+            log::info!("pod {}: network attachment kept from before the restart, IPs {ips:?}", who.name);
+        }
+    }
+    Ok(attached.ips().first().cloned().unwrap_or_default())
 }
 
 /// Runs in its own thread: unshare applies to the calling thread only, and the
@@ -243,9 +373,11 @@ fn write_in_place(path: &Path, text: &str) -> io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
-/// Unmounts and removes the pinned namespace files and the etc files.
-pub fn teardown(pod_dir: &Path) -> Result<(), NetworkError> {
-    let pod = pod_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+/// CNI DEL of the pod's attachments (from the record in the pod dir, so a changed config
+/// does not matter), then unmounts and removes the pinned namespace files and the etc
+/// files. `pod` names the pod in errors.
+pub fn teardown(pod_dir: &Path, pod: &str, net: &Network) -> Result<(), NetworkError> {
+    let pod = pod.to_string();
     let ns_dir = pod_dir.join("ns");
     let pinned = pinned_namespaces().map_err(|source| NetworkError::Io {
         pod: pod.clone(),
@@ -254,6 +386,11 @@ pub fn teardown(pod_dir: &Path) -> Result<(), NetworkError> {
         source,
     })?;
     let real_dir = fs::canonicalize(&ns_dir).ok();
+    if let Some(c) = &net.cni {
+        // DEL inside the namespace while it still exists; a lost one (reboot) gets "".
+        let netns = real_dir.as_ref().map(|d| d.join("net")).filter(|n| pinned.contains(n)).map(|_| ns_dir.join("net"));
+        cni::detach(&c.plugins, &pod, pod_dir, netns.as_deref()).map_err(NetworkError::Cni)?;
+    }
     for (kind, _) in KINDS {
         let file = ns_dir.join(kind);
         if let Some(real) = real_dir.as_ref().map(|d| d.join(kind)) {
@@ -284,132 +421,9 @@ fn remove_if_exists(p: &Path) -> io::Result<()> {
     }
 }
 
-/// The Kubernetes-managed hosts file for a pod with its own network namespace.
-/// `ip` "" (no CNI yet) maps the hostname to 127.0.1.1, which `lo` answers in the
-/// pod's namespace (the Debian convention for a host without a fixed address).
-/// With a subdomain and a cluster domain the FQDN comes first, as upstream.
-pub fn hosts_file(pod: &Pod, hostname: &str, ip: &str, cluster_domain: &str) -> String {
-    let mut s = String::from("# Kubernetes-managed hosts file.\n");
-    s.push_str("127.0.0.1\tlocalhost\n");
-    s.push_str("::1\tlocalhost ip6-localhost ip6-loopback\n");
-    s.push_str("fe00::0\tip6-localnet\n");
-    s.push_str("fe00::0\tip6-mcastprefix\n");
-    s.push_str("fe00::1\tip6-allnodes\n");
-    s.push_str("fe00::2\tip6-allrouters\n");
-    let ip = if ip.is_empty() { "127.0.1.1" } else { ip };
-    if !pod.spec.subdomain.is_empty() && !cluster_domain.is_empty() {
-        let ns = if pod.metadata.namespace.is_empty() { "default" } else { &pod.metadata.namespace };
-        s.push_str(&format!("{ip}\t{hostname}.{}.{ns}.svc.{cluster_domain}\t{hostname}\n", pod.spec.subdomain));
-    } else {
-        s.push_str(&format!("{ip}\t{hostname}\n"));
-    }
-    s.push_str(&host_aliases(pod));
-    s
-}
-
-/// hostNetwork pods see the node's hosts file, plus their hostAliases.
-pub fn host_network_hosts(node_hosts: &str, pod: &Pod) -> String {
-    let mut s = node_hosts.to_string();
-    if !s.is_empty() && !s.ends_with('\n') {
-        s.push('\n');
-    }
-    s.push_str(&host_aliases(pod));
-    s
-}
-
-fn host_aliases(pod: &Pod) -> String {
-    if pod.spec.host_aliases.is_empty() {
-        return String::new();
-    }
-    let mut s = String::from("\n# Entries added by HostAliases.\n");
-    for a in &pod.spec.host_aliases {
-        s.push_str(&format!("{}\t{}\n", a.ip, a.hostnames.join("\t")));
-    }
-    s
-}
-
-const MAX_NAMESERVERS: usize = 3;
-const MAX_SEARCHES: usize = 32;
-
-/// nameservers, searches, options of a resolv.conf text (last `search` line wins).
-fn parse_resolv(text: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let (mut ns, mut search, mut opts) = (Vec::new(), Vec::new(), Vec::new());
-    for line in text.lines() {
-        let line = line.split(['#', ';']).next().unwrap_or("");
-        let mut f = line.split_whitespace();
-        match f.next() {
-            Some("nameserver") => ns.extend(f.next().map(str::to_string)),
-            Some("search") => {
-                search = f.filter(|s| *s != ".").map(|s| s.trim_end_matches('.').to_string()).collect()
-            }
-            Some("options") => opts.extend(f.map(str::to_string)),
-            _ => {}
-        }
-    }
-    (ns, search, opts)
-}
-
-fn push_unique(list: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
-    for i in items {
-        if !list.contains(&i) {
-            list.push(i);
-        }
-    }
-}
-
-/// The pod's resolv.conf from the host's (`host_resolv`) and the pod's dnsPolicy and
-/// dnsConfig. No clusterDNS is configured, so ClusterFirst (the default) and
-/// ClusterFirstWithHostNet behave like Default: the host's file. None starts empty.
-/// dnsConfig nameservers/searches/options are then merged: duplicates dropped, at
-/// most 3 nameservers and 32 searches; an option given again replaces the earlier value.
-pub fn resolv_conf(pod: &Pod, host_resolv: &str) -> String {
-    let (mut ns, mut search, mut opts) = if pod.spec.dns_policy == "None" {
-        (Vec::new(), Vec::new(), Vec::new())
-    } else {
-        parse_resolv(host_resolv)
-    };
-    if let Some(cfg) = &pod.spec.dns_config {
-        push_unique(&mut ns, cfg.nameservers.iter().cloned());
-        push_unique(&mut search, cfg.searches.iter().cloned());
-        for o in &cfg.options {
-            let text = match &o.value {
-                Some(v) => format!("{}:{v}", o.name),
-                None => o.name.clone(),
-            };
-            let name_of = |s: &str| s.split(':').next().unwrap_or("").to_string();
-            match opts.iter_mut().find(|x| name_of(x) == o.name) {
-                Some(slot) => *slot = text,
-                None => opts.push(text),
-            }
-        }
-    }
-    let mut dedup_opts = Vec::new();
-    push_unique(&mut dedup_opts, opts);
-    let mut dedup_ns = Vec::new();
-    push_unique(&mut dedup_ns, ns);
-    let mut ns = dedup_ns;
-    let mut dedup_search = Vec::new();
-    push_unique(&mut dedup_search, search);
-    let mut search = dedup_search;
-    ns.truncate(MAX_NAMESERVERS);
-    search.truncate(MAX_SEARCHES);
-    let mut s = String::new();
-    if !search.is_empty() {
-        s.push_str(&format!("search {}\n", search.join(" ")));
-    }
-    for n in &ns {
-        s.push_str(&format!("nameserver {n}\n"));
-    }
-    if !dedup_opts.is_empty() {
-        s.push_str(&format!("options {}\n", dedup_opts.join(" ")));
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::types::{HostAlias, PodDnsConfig, PodDnsConfigOption};
 
     fn pod() -> Pod {
         let mut p = Pod::default();
@@ -429,72 +443,6 @@ mod tests {
         assert_eq!(pod_hostname(&p), "a".repeat(61));
     }
 
-    #[test]
-    fn hosts_content() {
-        let mut p = pod();
-        let h = hosts_file(&p, "web", "", "");
-        assert_eq!(
-            h,
-            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-             fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n\
-             127.0.1.1\tweb\n"
-        );
-        p.spec.subdomain = "sub".into();
-        p.spec.host_aliases = vec![
-            HostAlias { ip: "10.0.0.9".into(), hostnames: vec!["a".into(), "b".into()] },
-            HostAlias { ip: "::2".into(), hostnames: vec!["c".into()] },
-        ];
-        let h = hosts_file(&p, "web", "10.1.0.4", "cluster.local");
-        assert!(h.contains("\n10.1.0.4\tweb.sub.prod.svc.cluster.local\tweb\n"), "{h}");
-        assert!(h.ends_with("\n\n# Entries added by HostAliases.\n10.0.0.9\ta\tb\n::2\tc\n"), "{h}");
-        // no cluster domain configured: no FQDN
-        assert!(hosts_file(&p, "web", "10.1.0.4", "").contains("\n10.1.0.4\tweb\n"));
-        let hn = host_network_hosts("127.0.0.1 localhost\n10.0.0.2 node", &p);
-        assert!(hn.starts_with("127.0.0.1 localhost\n10.0.0.2 node\n\n# Entries added by HostAliases.\n"), "{hn}");
-    }
-
-    const HOST: &str = "# generated\nnameserver 10.0.0.1\nnameserver 10.0.0.1\nnameserver 1.1.1.1 \
-                        \ndomain lan\nsearch old.example\nsearch lan example.com. lan\noptions ndots:2 edns0\n";
-
-    #[test]
-    fn resolv_default_and_cluster_first_use_host() {
-        let mut p = pod();
-        let want = "search lan example.com\nnameserver 10.0.0.1\nnameserver 1.1.1.1\noptions ndots:2 edns0\n";
-        for policy in ["", "ClusterFirst", "Default", "ClusterFirstWithHostNet"] {
-            p.spec.dns_policy = policy.into();
-            assert_eq!(resolv_conf(&p, HOST), want, "policy {policy:?}");
-        }
-    }
-
-    #[test]
-    fn resolv_merge_and_limits() {
-        let mut p = pod();
-        p.spec.dns_config = Some(PodDnsConfig {
-            nameservers: vec!["1.1.1.1".into(), "9.9.9.9".into(), "8.8.8.8".into()],
-            searches: vec!["lan".into(), "svc.local".into()],
-            options: vec![
-                PodDnsConfigOption { name: "ndots".into(), value: Some("5".into()) },
-                PodDnsConfigOption { name: "single-request".into(), value: None },
-            ],
-        });
-        assert_eq!(
-            resolv_conf(&p, HOST),
-            "search lan example.com svc.local\nnameserver 10.0.0.1\nnameserver 1.1.1.1\nnameserver 9.9.9.9\n\
-             options ndots:5 edns0 single-request\n"
-        );
-        p.spec.dns_policy = "None".into();
-        assert_eq!(
-            resolv_conf(&p, HOST),
-            "search lan svc.local\nnameserver 1.1.1.1\nnameserver 9.9.9.9\nnameserver 8.8.8.8\noptions ndots:5 single-request\n"
-        );
-        p.spec.dns_config = Some(PodDnsConfig {
-            searches: (0..40).map(|i| format!("s{i}")).collect(),
-            ..Default::default()
-        });
-        let r = resolv_conf(&p, "");
-        assert_eq!(r.split_whitespace().count(), 33, "{r}");
-    }
-
     /// The ns inode a pinned file refers to.
     fn ns_id(p: &Path) -> u64 {
         use std::os::unix::fs::MetadataExt;
@@ -510,26 +458,27 @@ mod tests {
         let d = std::env::temp_dir().join(format!("picolet-net-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
+        let net = Network::loopback_only();
         let mut p = pod();
         p.spec.hostname = "box".into();
-        let sb = setup(&p, &d, "node1").unwrap();
-        let net = sb.netns.clone().unwrap();
+        let sb = setup(&p, &d, &net).unwrap().sandbox;
+        let netns = sb.netns.clone().unwrap();
         let host_net = fs::metadata("/proc/self/ns/net").unwrap();
-        assert_ne!(ns_id(&net), std::os::unix::fs::MetadataExt::ino(&host_net));
+        assert_ne!(ns_id(&netns), std::os::unix::fs::MetadataExt::ino(&host_net));
         assert_eq!(fs::read_to_string(&sb.hostname).unwrap(), "box\n");
         assert!(fs::read_to_string(&sb.hosts).unwrap().contains("127.0.1.1\tbox\n"));
         assert_eq!(sb.pod_ip, "");
         // again (picolet restart): same namespaces
         let ids: Vec<u64> = [&sb.netns, &sb.ipcns, &sb.utsns].iter().map(|p| ns_id(p.as_ref().unwrap())).collect();
-        let sb2 = setup(&p, &d, "node1").unwrap();
+        let sb2 = setup(&p, &d, &net).unwrap().sandbox;
         let ids2: Vec<u64> = [&sb2.netns, &sb2.ipcns, &sb2.utsns].iter().map(|p| ns_id(p.as_ref().unwrap())).collect();
         assert_eq!(ids, ids2);
         // one pin lost: re-pinned, others kept
         umount2(sb.ipcns.as_ref().unwrap(), MntFlags::MNT_DETACH).unwrap();
-        let sb3 = setup(&p, &d, "node1").unwrap();
+        let sb3 = setup(&p, &d, &net).unwrap().sandbox;
         assert_eq!(ns_id(sb3.netns.as_ref().unwrap()), ids[0]);
         assert_ne!(ns_id(sb3.ipcns.as_ref().unwrap()), ids[1]);
-        teardown(&d).unwrap();
+        teardown(&d, "prod/web", &net).unwrap();
         let real = fs::canonicalize(&d).unwrap();
         let left = fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(!left.contains(real.to_str().unwrap()), "mounts left: {left}");
@@ -537,11 +486,11 @@ mod tests {
 
         p.spec.host_network = true;
         p.spec.host_ipc = true;
-        let sb = setup(&p, &d, "node1").unwrap();
+        let sb = setup(&p, &d, &net).unwrap().sandbox;
         assert_eq!((sb.netns, sb.ipcns, sb.utsns), (None, None, None));
         assert_eq!(fs::read_to_string(&sb.hostname).unwrap().trim(), host_hostname());
         assert_eq!(sb.pod_ip, primary_ipv4().unwrap_or_default());
-        teardown(&d).unwrap();
+        teardown(&d, "prod/web", &net).unwrap();
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -31,20 +31,33 @@ fn now_micro() -> String {
 }
 
 /// Creates the Node, or adopts the existing one (a restart, a re-install) and
-/// brings its labels up to date. Returns the Node's UID.
-fn register(client: &Client, f: &Facts) -> Result<String, ApiError> {
+/// brings its labels up to date. Returns the Node object.
+fn register(client: &Client, f: &Facts) -> Result<Value, ApiError> {
     match client.send("POST", "/api/v1/nodes", "application/json", &status::node_object(f)) {
         Ok(n) => {
             log::info!("registered node {}", f.name);
-            Ok(n["metadata"]["uid"].as_str().unwrap_or("").to_string())
+            Ok(n)
         }
         Err(e) if e.conflict() => {
             let patch = json!({"metadata": {"labels": status::labels(f)}});
             let n = client.send("PATCH", &format!("/api/v1/nodes/{}", f.name), MERGE, &patch)?;
             log::info!("node {} already registered; using it", f.name);
-            Ok(n["metadata"]["uid"].as_str().unwrap_or("").to_string())
+            Ok(n)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Publishes the Node's spec.podCIDR ("" while it has none) for the default CNI config;
+/// the controller-manager may set it some time after registration.
+fn publish_pod_cidr(node: &Value, cell: &Mutex<Option<String>>) {
+    let cidr = node["spec"]["podCIDR"].as_str().unwrap_or("").to_string();
+    let mut held = cell.lock().unwrap_or_else(|e| e.into_inner());
+    if held.as_deref() != Some(cidr.as_str()) {
+        if !cidr.is_empty() {
+            log::info!("node podCIDR: {cidr}");
+        }
+        *held = Some(cidr);
     }
 }
 
@@ -81,13 +94,17 @@ fn renew(client: &Client, name: &str, uid: &str, seconds: u32, held: &mut Option
 
 /// Runs forever: registration with back-off, then status and lease every
 /// `update`. `pressure` is set by the eviction logic; `node_uid` is set once
-/// the Node exists (mirror pods must name it as their owner).
-pub fn run(client: Arc<Client>, f: Facts, t: Timing, pressure: Arc<Mutex<Pressure>>, node_uid: Arc<OnceLock<String>>) {
+/// the Node exists (mirror pods must name it as their owner); `pod_cidr` follows the
+/// Node's spec.podCIDR.
+pub fn run(client: Arc<Client>, f: Facts, t: Timing, pressure: Arc<Mutex<Pressure>>, node_uid: Arc<OnceLock<String>>, pod_cidr: Arc<Mutex<Option<String>>>) {
     let mut quiet = Quiet::default();
     let mut retry = Retry::new(Duration::from_millis(500), Duration::from_secs(7));
     let uid = loop {
         match register(&client, &f) {
-            Ok(uid) => break uid,
+            Ok(node) => {
+                publish_pod_cidr(&node, &pod_cidr);
+                break node["metadata"]["uid"].as_str().unwrap_or("").to_string();
+            }
             Err(e) => {
                 quiet.failed(&format!("registering node {}", f.name), &e);
                 std::thread::sleep(retry.fail());
@@ -107,7 +124,8 @@ pub fn run(client: Arc<Client>, f: Facts, t: Timing, pressure: Arc<Mutex<Pressur
         let due = last_write.map_or(true, |at| at.elapsed() >= t.report);
         if due || status::changed(&s, &written) {
             match client.send("PATCH", &format!("/api/v1/nodes/{}/status", f.name), MERGE, &json!({"status": s})) {
-                Ok(_) => {
+                Ok(node) => {
+                    publish_pod_cidr(&node, &pod_cidr);
                     status_quiet.ok("node status");
                     written = s;
                     last_write = Some(Instant::now());
@@ -125,6 +143,15 @@ pub fn run(client: Arc<Client>, f: Facts, t: Timing, pressure: Arc<Mutex<Pressur
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pod_cidr_follows_the_node() {
+        let cell = std::sync::Mutex::new(None);
+        super::publish_pod_cidr(&serde_json::json!({"spec": {}}), &cell);
+        assert_eq!(cell.lock().unwrap().as_deref(), Some(""), "read, none yet");
+        super::publish_pod_cidr(&serde_json::json!({"spec": {"podCIDR": "10.244.1.0/24"}}), &cell);
+        assert_eq!(cell.lock().unwrap().as_deref(), Some("10.244.1.0/24"));
+    }
+
     #[test]
     fn micro_time_has_six_digits() {
         let t = super::now_micro();

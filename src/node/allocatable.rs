@@ -9,7 +9,15 @@
 use crate::api::quantity::{parse_int, parse_milli};
 
 /// Upstream's default hard eviction threshold, memory.available<100Mi.
+#[cfg(test)]
 pub const DEFAULT_EVICTION_MEMORY: i64 = 100 << 20;
+
+/// This node's allocatable under `cfg`: what main (kubepods' limits) and the
+/// node status both use, with the configured hard memory eviction threshold.
+pub fn of_node(cfg: &crate::config::Config, cpus: i64, memory: i64) -> Allocatable {
+    let eviction = crate::node::eviction::memory_threshold_bytes(&cfg.eviction_hard, memory);
+    allocatable(cpus * 1000, memory, cfg.kube_reserved, cfg.system_reserved, eviction)
+}
 
 /// A reservation (kubeReserved or systemReserved).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod allocatable;
+pub mod eviction;
 pub mod fs;
 pub mod notify;
 pub mod status;

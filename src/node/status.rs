@@ -18,6 +18,8 @@ pub struct Facts {
     pub cpus: u64,
     pub memory: i64,
     pub ephemeral_storage: u64,
+    /// The hard nodefs.available threshold in bytes, taken off allocatable storage.
+    pub eviction_nodefs: u64,
     pub max_pods: u32,
     pub port: u16,
     pub kernel_version: String,
@@ -61,13 +63,7 @@ pub fn facts(name: &str, cfg: &crate::config::Config, internal_ip: &str, runtime
     let storage = nix::sys::statvfs::statvfs(&cfg.root_dir).map(|s| s.blocks() as u64 * s.fragment_size() as u64).unwrap_or(0);
     let os_release = std::fs::read_to_string("/etc/os-release").or_else(|_| std::fs::read_to_string("/usr/lib/os-release")).unwrap_or_default();
     let memory = super::memory_capacity();
-    let allocatable = super::allocatable::allocatable(
-        cpus as i64 * 1000,
-        memory,
-        cfg.kube_reserved,
-        cfg.system_reserved,
-        super::allocatable::DEFAULT_EVICTION_MEMORY,
-    );
+    let allocatable = super::allocatable::of_node(cfg, cpus as i64, memory);
     Facts {
         name: name.to_string(),
         labels: cfg.node_labels.clone(),
@@ -76,6 +72,10 @@ pub fn facts(name: &str, cfg: &crate::config::Config, internal_ip: &str, runtime
         cpus,
         memory,
         ephemeral_storage: storage,
+        eviction_nodefs: cfg
+            .eviction_hard
+            .get(super::eviction::Signal::NodeFsAvailable)
+            .map_or(0, |t| t.quantity(storage as i64).max(0) as u64),
         max_pods: cfg.max_pods,
         port: cfg.port,
         kernel_version: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
@@ -88,8 +88,6 @@ pub fn facts(name: &str, cfg: &crate::config::Config, internal_ip: &str, runtime
     }
 }
 
-/// nodefs.available<10%.
-const EVICTION_NODEFS_PERCENT: u64 = 10;
 
 pub fn labels(f: &Facts) -> Value {
     let mut l = serde_json::Map::new();
@@ -148,7 +146,7 @@ fn condition(kind: &str, on: bool, reason: &str, message: &str, now: &str, previ
 /// The node's status; `previous` is the last status written (or Null).
 pub fn status(f: &Facts, p: Pressure, previous: &Value, now: &str) -> Value {
     let cap_storage = f.ephemeral_storage;
-    let alloc_storage = cap_storage - cap_storage * EVICTION_NODEFS_PERCENT / 100;
+    let alloc_storage = cap_storage.saturating_sub(f.eviction_nodefs);
     let conditions = vec![
         condition("MemoryPressure", p.memory, if p.memory { "KubeletHasInsufficientMemory" } else { "KubeletHasSufficientMemory" },
             if p.memory { "kubelet has insufficient memory available" } else { "kubelet has sufficient memory available" }, now, previous),
@@ -236,6 +234,7 @@ mod tests {
             cpus: 4,
             memory: 4 << 30,
             ephemeral_storage: 100 << 30,
+            eviction_nodefs: 10 << 30,
             max_pods: 110,
             port: 10250,
             kernel_version: "6.1.0".into(),

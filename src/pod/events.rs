@@ -40,6 +40,8 @@ pub const FAILED_POST_START_HOOK: &str = "FailedPostStartHook";
 pub const FAILED_PRE_STOP_HOOK: &str = "FailedPreStopHook";
 pub const FAILED_MOUNT: &str = "FailedMount";
 pub const FAILED_CREATE_POD_SANDBOX: &str = "FailedCreatePodSandBox";
+pub const EVICTED: &str = "Evicted";
+pub const MISSING_CLUSTER_DNS: &str = "MissingClusterDNS";
 
 /// Where a container's events point: upstream's GenerateContainerRef.
 /// None when the pod has no container of that name.

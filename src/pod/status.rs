@@ -56,8 +56,10 @@ pub struct PodView<'a> {
     pub host_ip: &'a str,
     pub pod_ip: &'a str,
     pub start_time: &'a str,
-    /// Set when the pod was stopped for good (init failure with restartPolicy Never).
+    /// Set when the pod was stopped for good (init failure with restartPolicy Never, eviction).
     pub failed_message: Option<String>,
+    /// The status reason of such a pod ("Evicted"), empty for none.
+    pub failed_reason: &'a str,
 }
 
 pub fn compute(v: &PodView, previous: Option<&PodStatus>, now: &str) -> PodStatus {
@@ -123,7 +125,7 @@ pub fn compute(v: &PodView, previous: Option<&PodStatus>, now: &str) -> PodStatu
         phase,
         conditions,
         message: v.failed_message.clone().unwrap_or_default(),
-        reason: String::new(),
+        reason: if v.failed_message.is_some() { v.failed_reason.to_string() } else { String::new() },
         host_ip: v.host_ip.to_string(),
         host_ips: ip_list(v.host_ip),
         pod_ip: v.pod_ip.to_string(),
@@ -284,7 +286,7 @@ mod tests {
     }
 
     fn view<'a>(p: &'a Pod, app: Vec<ContainerView>) -> PodView<'a> {
-        PodView { pod: p, init: vec![], app, sandbox_ready: true, host_ip: "10.0.0.1", pod_ip: "10.0.0.1", start_time: "t", failed_message: None }
+        PodView { pod: p, init: vec![], app, sandbox_ready: true, host_ip: "10.0.0.1", pod_ip: "10.0.0.1", start_time: "t", failed_message: None, failed_reason: "" }
     }
 
     #[test]

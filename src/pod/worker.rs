@@ -39,6 +39,8 @@ pub use pull::PullConfig;
 mod health;
 pub use health::{Job, JobReport};
 mod metrics;
+mod evict;
+pub use evict::Housekeeping;
 
 /// How often a running pod's configMap, secret, downwardAPI and projected
 /// volumes are checked against the object store (a few `stat`s per volume).
@@ -53,7 +55,6 @@ const SANDBOX_GRACE: Duration = Duration::from_secs(5);
 pub struct Settings {
     pub root: PathBuf,
     pub logs_dir: PathBuf,
-    pub node_name: String,
     pub host_ip: String,
     /// The node's memory, for Burstable containers' oom_score_adj.
     pub memory_capacity: i64,
@@ -66,6 +67,8 @@ pub struct Settings {
     pub pull: Option<PullConfig>,
     /// What `/metrics` shows, fed by every pass (metrics.rs).
     pub metrics: Arc<crate::server::metrics::Metrics>,
+    /// CNI and DNS settings for pod sandboxes.
+    pub network: Arc<network::Network>,
 }
 
 /// What `<root>/pods/<uid>/pod.json` keeps: the pod as last desired, so a
@@ -75,6 +78,9 @@ pub struct Settings {
 struct Checkpoint {
     pod: Pod,
     start_time: String,
+    /// The eviction message of an evicted pod: it stays Failed across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    evicted: Option<String>,
 }
 
 /// The pod is being stopped (its containers are in `Manager::kills`).
@@ -98,8 +104,10 @@ struct PodState {
     volumes_checked: Option<Instant>,
     refresh_error: Option<String>,
     stop: Option<Stop>,
-    /// Set when the pod ended for good (an init container failed under Never).
+    /// Set when the pod ended for good (an init container failed under
+    /// Never, or it was evicted: then `eviction` is set too).
     failed: Option<String>,
+    eviction: Option<evict::Eviction>,
     status: Option<PodStatus>,
     /// Startup latency bookkeeping until recorded; None for adopted pods.
     startup: Option<metrics::Startup>,
@@ -199,7 +207,11 @@ impl<R: Runtime> Manager<R> {
             match cp {
                 Some(cp) => {
                     let uid = cp.pod.metadata.uid.clone();
-                    self.pods.insert(uid, PodState::new(cp.pod, cp.start_time, false));
+                    let mut st = PodState::new(cp.pod, cp.start_time, false);
+                    if let Some(message) = cp.evicted {
+                        evict::restore(&mut st, message);
+                    }
+                    self.pods.insert(uid, st);
                 }
                 None => log::warn!("ignoring unreadable pod checkpoint {}", path.display()),
             }
@@ -462,6 +474,8 @@ impl<R: Runtime> Manager<R> {
 
     fn sync_pod(&mut self, uid: &str) {
         if self.pods[uid].failed.is_some() {
+            // An evicted pod's containers are being killed, then cleaned up.
+            self.finish_eviction(uid, Instant::now());
             return;
         }
         // A replaced static pod starts once its previous instance is gone.
@@ -520,8 +534,14 @@ impl<R: Runtime> Manager<R> {
             None => Ok(()),
         };
         let result = pod_cgroup.and_then(|_| volume::setup(&pod, &pod_dir, &src).map_err(|e| (super::events::FAILED_MOUNT, e.to_string()))).and_then(|v| {
-            let sandbox = network::setup(&pod, &pod_dir, &self.cfg.node_name);
+            let sandbox = network::setup(&pod, &pod_dir, &self.cfg.network);
             sandbox.map(|s| (s, v)).map_err(|e| (super::events::FAILED_CREATE_POD_SANDBOX, e.to_string()))
+        });
+        let result = result.map(|(setup, v)| {
+            if setup.missing_cluster_dns {
+                self.missing_cluster_dns(uid);
+            }
+            (setup.sandbox, v)
         });
         let st = self.pods.get_mut(uid).unwrap();
         match result {
@@ -849,7 +869,7 @@ impl<R: Runtime> Manager<R> {
                 log::warn!("pod {name}: {e}");
             }
         }
-        if let Err(e) = network::teardown(&pod_dir) {
+        if let Err(e) = network::teardown(&pod_dir, &name, &self.cfg.network) {
             log::warn!("pod {name}: {e}");
             return false;
         }
@@ -922,6 +942,7 @@ impl<R: Runtime> Manager<R> {
             pod_ip: &pod_ip,
             start_time: &st.start_time,
             failed_message: st.failed.clone(),
+            failed_reason: if st.eviction.is_some() { crate::node::eviction::REASON } else { "" },
         };
         let status = status::compute(&view, st.status.as_ref(), &now_str());
         let st = self.pods.get_mut(uid).unwrap();
@@ -943,7 +964,8 @@ impl<R: Runtime> Manager<R> {
     }
 
     fn checkpoint(&self, st: &PodState) {
-        let cp = Checkpoint { pod: Pod::clone(&st.pod), start_time: st.start_time.clone() };
+        let evicted = st.eviction.as_ref().and(st.failed.clone());
+        let cp = Checkpoint { pod: Pod::clone(&st.pod), start_time: st.start_time.clone(), evicted };
         let path = self.pod_dir(&st.pod.metadata.uid).join("pod.json");
         let body = serde_json::to_vec(&cp).expect("pod serialises");
         if let Err(e) = write_atomic(&path, &body) {
@@ -967,6 +989,7 @@ impl PodState {
             refresh_error: None,
             stop: None,
             failed: None,
+            eviction: None,
             status: None,
             startup: None,
             sync_kind: "create",

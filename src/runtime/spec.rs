@@ -902,7 +902,7 @@ mod runc_tests {
             let node = crate::api::downward::Allocatable::default();
             let src = crate::volume::Sources { objects: &objects, node: &node };
             let vols = crate::volume::setup(&pod, &pod_dir, &src).unwrap();
-            let sb = crate::network::setup(&pod, &pod_dir, "node").unwrap();
+            let sb = crate::network::setup(&pod, &pod_dir, &crate::network::Network::loopback_only()).unwrap().sandbox;
             Env { base, rootfs, pod, vols, sb, image: ImageConfig::default() }
         }
 
@@ -950,7 +950,7 @@ mod runc_tests {
         fn finish(self) {
             let pod_dir = self.base.join("pod");
             crate::volume::teardown(&pod_dir).unwrap();
-            crate::network::teardown(&pod_dir).unwrap();
+            crate::network::teardown(&pod_dir, "t/t", &crate::network::Network::loopback_only()).unwrap();
             let real = fs::canonicalize(&self.base).unwrap();
             let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
             let left: Vec<&str> = mi.lines().filter(|l| l.contains(real.to_str().unwrap())).collect();
@@ -963,7 +963,7 @@ mod runc_tests {
         fn drop(&mut self) {
             let pod_dir = self.base.join("pod");
             let _ = crate::volume::teardown(&pod_dir);
-            let _ = crate::network::teardown(&pod_dir);
+            let _ = crate::network::teardown(&pod_dir, "t/t", &crate::network::Network::loopback_only());
             let _ = fs::remove_dir_all(&self.base);
         }
     }

@@ -122,6 +122,13 @@ pub fn configz_json(cfg: &Config) -> Value {
             obj.insert(k.into(), v.into());
         }
     }
+    // issue 6: eviction
+    let hard: Map<String, Value> = cfg.eviction_hard.entries().into_iter().map(|(k, v)| (k.to_string(), v.into())).collect();
+    obj.insert("evictionHard".into(), hard.into());
+    obj.insert("evictionPressureTransitionPeriod".into(), go_duration(cfg.eviction_pressure_transition_period).into());
+    obj.insert("imageGCHighThresholdPercent".into(), cfg.image_gc_high_threshold_percent.into());
+    obj.insert("imageGCLowThresholdPercent".into(), cfg.image_gc_low_threshold_percent.into());
+    obj.insert("imageMinimumGCAge".into(), go_duration(cfg.image_minimum_gc_age).into());
     json!({ "kubeletconfig": kc })
 }
 
@@ -231,6 +238,14 @@ mod tests {
         assert_eq!(kc["nodeStatusUpdateFrequency"], "10s");
         assert_eq!(kc["nodeStatusReportFrequency"], "5m0s");
         assert_eq!(kc["nodeLeaseDurationSeconds"], 40);
+        // issue 6: eviction
+        assert_eq!(
+            kc["evictionHard"],
+            json!({"memory.available": "100Mi", "nodefs.available": "10%", "nodefs.inodesFree": "5%", "imagefs.available": "15%"})
+        );
+        assert_eq!(kc["evictionPressureTransitionPeriod"], "5m0s");
+        assert_eq!((kc["imageGCHighThresholdPercent"].as_u64(), kc["imageGCLowThresholdPercent"].as_u64()), (Some(85), Some(80)));
+        assert_eq!(kc["imageMinimumGCAge"], "2m0s");
         assert_eq!(kc["cgroupsPerQOS"], true);
         assert_eq!(kc["enforceNodeAllocatable"], json!(["pods"]));
         assert_eq!(kc["fileCheckFrequency"], "20s");

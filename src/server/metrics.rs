@@ -9,7 +9,7 @@
 //!
 //! Not here: OpenMetrics or protobuf negotiation (always text),
 //! `/metrics/cadvisor`, `/metrics/resource` (stats.rs). Evictions are
-//! declared but never counted: nothing evicts yet.
+//! counted by the eviction manager (pod::worker::evict).
 
 use super::kubelet::{Conn, Context, Request};
 use std::collections::BTreeMap;
@@ -91,6 +91,8 @@ struct Inner {
     /// By operation_type.
     runtime: BTreeMap<String, RuntimeOp>,
     probes: BTreeMap<ProbeTarget, ProbeSeries>,
+    /// By eviction_signal.
+    evictions: BTreeMap<&'static str, u64>,
 }
 
 impl Default for Inner {
@@ -103,6 +105,7 @@ impl Default for Inner {
             pod_worker: BTreeMap::new(),
             runtime: BTreeMap::new(),
             probes: BTreeMap::new(),
+            evictions: BTreeMap::new(),
         }
     }
 }
@@ -157,6 +160,11 @@ impl Histogram {
 impl Metrics {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One pod evicted for `signal` (memory.available, nodefs.available...).
+    pub fn eviction(&self, signal: &'static str) {
+        *self.lock().evictions.entry(signal).or_default() += 1;
     }
 
     /// Pods with a sandbox up and containers by state, as of the last pass.
@@ -229,6 +237,9 @@ impl Metrics {
         let mut w = Text::default();
         // Families in name order, as upstream's registry gathers them.
         w.family("kubelet_evictions", "[ALPHA] Cumulative number of pod evictions by eviction signal", "counter");
+        for (signal, n) in &m.evictions {
+            w.sample("kubelet_evictions", &[("eviction_signal", *signal)], *n as f64);
+        }
         w.family("kubelet_node_name", "[ALPHA] The node's name. The count is always 1.", "gauge");
         w.sample("kubelet_node_name", &[("node", node_name)], 1.0);
         w.family(
@@ -630,10 +641,18 @@ d_count{op=\"create\"} 4
         assert!(text.contains("kubelet_pod_worker_duration_seconds_bucket{operation_type=\"create\",le=\"0.05\"} 1\n"));
         assert!(text.contains("kubelet_pod_worker_duration_seconds_count{operation_type=\"sync\"} 1\n"));
         assert!(text.contains("kubelet_runtime_operations_duration_seconds_bucket{operation_type=\"create_container\",le=\"0.0125\"} 1\n"));
-        // Declared, never counted.
+        // Declared before any eviction, counted by signal after.
         assert!(text.starts_with(
             "# HELP kubelet_evictions [ALPHA] Cumulative number of pod evictions by eviction signal\n# TYPE kubelet_evictions counter\n# HELP kubelet_node_name"
         ));
+        m.eviction("memory.available");
+        m.eviction("memory.available");
+        m.eviction("nodefs.available");
+        let text = m.render("pi-1", None);
+        assert_eq!(
+            lines_starting(&text, "kubelet_evictions{"),
+            ["kubelet_evictions{eviction_signal=\"memory.available\"} 2", "kubelet_evictions{eviction_signal=\"nodefs.available\"} 1"]
+        );
         assert!(lines_starting(&text, "kubernetes_build_info{compiler=\"rustc\",git_version=\"v1.34.0+picolet.")[0].ends_with(" 1"));
 
         // Families are in name order, each declared once, every sample under its own family.

@@ -5,6 +5,7 @@
 #   OUTDIR/layered.tar         OCI archive, docker.io/library/layered:v1 (StopSignal SIGUSR1) whose top layer
 #                              deletes /data/gone (whiteout) and makes /opq opaque
 # Needs: umoci, skopeo, /bin/busybox (static), root (ownership in layers).
+# BUSYBOX=<static busybox> IMAGE_ARCH=arm64 build another architecture's images (the aarch64 VM).
 # Idempotent: does nothing when all outputs are newer than this script.
 set -euo pipefail
 
@@ -32,7 +33,11 @@ root=$work/bundle/rootfs
 
 mkdir -p "$root"/{bin,etc,root,home/app,var/www,proc,sys,dev}
 install -m 0755 "$busybox" "$root/bin/busybox"
-for applet in $("$busybox" --list); do
+# Another architecture's busybox cannot run here: Debian's busybox-static of the host has the
+# same applets, so its list serves.
+applets=$("$busybox" --list 2>/dev/null || /bin/busybox --list)
+[ -n "$applets" ] || { echo "no busybox applet list" >&2; exit 1; }
+for applet in $applets; do
     [[ $applet == busybox ]] || ln -sf busybox "$root/bin/$applet"
 done
 cat >"$root/etc/passwd" <<'P'
@@ -53,7 +58,7 @@ umoci repack --image "$layout:latest" "$work/bundle"
 umoci config --image "$layout:latest" \
     --config.cmd sh \
     --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    --architecture "$(uname -m | sed 's/x86_64/amd64/;s/aarch64/arm64/;s/armv.*/arm/')" \
+    --architecture "${IMAGE_ARCH:-$(uname -m | sed 's/x86_64/amd64/;s/aarch64/arm64/;s/armv.*/arm/')}" \
     --os linux
 
 # layered:v1 = busybox + a layer adding files + a hand-made layer with a

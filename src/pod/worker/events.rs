@@ -75,6 +75,15 @@ impl<R: Runtime> Manager<R> {
     }
 
     /// A pod's sandbox (volumes, then namespaces) could not be set up.
+    /// ClusterFirst fell back to Default for lack of clusterDNS: upstream's warning.
+    pub(super) fn missing_cluster_dns(&mut self, uid: &str) {
+        let Some(st) = self.pods.get(uid) else { return };
+        let msg = crate::network::dns::missing_cluster_dns_message(&st.pod.spec.dns_policy);
+        log::warn!("pod {}: {msg}", super::full_name(&st.pod));
+        let message = format!("pod: {:?}. {msg}", ev::pod_desc(&st.pod));
+        self.event(uid, None, true, ev::MISSING_CLUSTER_DNS, message);
+    }
+
     pub(super) fn sandbox_event(&mut self, uid: &str, reason: &'static str, error: &str) {
         let message = if reason == ev::FAILED_MOUNT {
             format!("Unable to attach or mount volumes: {error}")
@@ -105,7 +114,7 @@ pub(super) mod tests {
 
     /// A runtime that remembers the verbs it was asked for and always succeeds.
     #[derive(Clone, Default)]
-    pub(in super::super) struct Fake(Rc<RefCell<Vec<String>>>);
+    pub(in super::super) struct Fake(pub(in super::super) Rc<RefCell<Vec<String>>>);
 
     impl Runtime for Fake {
         fn create(&self, id: &str, _: &Path, _: &Path, _: &Path) -> Result<u32, RuntimeError> {
@@ -144,17 +153,17 @@ pub(super) mod tests {
         manager_in(scratch(name))
     }
 
-    fn manager_in(root: PathBuf) -> (Manager<Fake>, Fake, PathBuf) {
+    pub(in super::super) fn manager_in(root: PathBuf) -> (Manager<Fake>, Fake, PathBuf) {
         let cfg = Settings {
             root: root.clone(),
             logs_dir: root.join("logs"),
-            node_name: "node1".into(),
             host_ip: "127.0.0.1".into(),
             memory_capacity: 1 << 30,
             node_allocatable: crate::node::allocatable::Allocatable { cpu_milli: 2000, memory: 1 << 30 },
             cgroups: None,
             pull: None,
             metrics: Default::default(),
+            network: std::sync::Arc::new(crate::network::Network::loopback_only()),
         };
         let store = Store::open(&root.join("images-store")).unwrap();
         let fake = Fake::default();
