@@ -81,7 +81,8 @@ trap 'rm -rf "$SHARE"' EXIT
 mkdir -p "$SHARE/bin" "$SHARE/images"
 cp "$BIN" "$SHARE/picolet"
 cp "$IMAGES"/*.tar "$SHARE/images/"
-for i in "${!bins[@]}"; do cp "${bins[$i]}" "$SHARE/bin/${tests[$i]}"; done
+# cargo lists the executables in its own order: name each by its file (vm_network-<hash>).
+for b in "${bins[@]}"; do n=$(basename "$b"); cp "$b" "$SHARE/bin/${n%-*}"; done
 printf '%s\n' "${pass[@]+"${pass[@]}"}" > "$SHARE/args"
 install -m 0755 "$HERE/guest/suite.sh" "$SHARE/run-in-vm.sh"
 

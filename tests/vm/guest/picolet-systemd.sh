@@ -117,7 +117,8 @@ same_pod() { # check name, what happened
   else ok "$1" "after $2: pid $cpid alive, containerID unchanged, restartCount 0, startedAt unchanged"; fi
 }
 
-# --- cgroup: Delegate=yes, the reaper and the container live in the unit's cgroup
+# --- cgroup: Delegate=yes, the reaper lives in the unit's cgroup, the container in the tree at
+# config.yaml's cgroupRoot (/picolet: outside the unit, so systemd 252 can restart it)
 cg=$(prop ControlGroup)
 if [ -n "$cg" ] && [ -d "/sys/fs/cgroup$cg" ] && [ "$(prop Delegate)" = yes ]; then
   ok cgroup-unit "ControlGroup=$cg Delegate=yes subtree_control='$(cat /sys/fs/cgroup$cg/cgroup.subtree_control)'"
@@ -125,7 +126,9 @@ else fail cgroup-unit "ControlGroup='$cg' Delegate=$(prop Delegate)"; fi
 rcg=$(sed -n 's/^0:://p' /proc/$rpid/cgroup 2>/dev/null)
 case "$rcg" in "$cg"|"$cg"/*) ok cgroup-reaper "reaper $rpid in $rcg" ;; *) fail cgroup-reaper "reaper '$rpid' in '$rcg', unit cgroup $cg" ;; esac
 ccg=$(sed -n 's/^0:://p' /proc/$cpid/cgroup 2>/dev/null)
-case "$ccg" in "$cg"/*) ok cgroup-container "container in $ccg" ;; *) fail cgroup-container "container in '$ccg', outside the delegated $cg" ;; esac
+croot=$(sed -n 's/^cgroupRoot: *//p' /etc/picolet/config.yaml); croot=${croot:-$cg}
+case "$ccg" in "$croot"/kubepods/*) ok cgroup-container "container in $ccg (cgroupRoot $croot)" ;;
+  *) fail cgroup-container "container in '$ccg', not below $croot/kubepods" ;; esac
 pcg=$(sed -n 's/^0:://p' /proc/$(prop MainPID)/cgroup 2>/dev/null)
 # The tree picolet lays out (kubepods/besteffort/pod<uid>/<container>), wherever its root is: the
 # unit's cgroup (then picolet and the reaper sit in its supervisor leaf) or a cgroupRoot.
