@@ -31,6 +31,9 @@ bash systemd/verify.sh || status=1
 echo "== systemd unit under a real systemd (qemu VM)"
 cargo build --release -q
 bash tests/vm/systemd-test.sh "${CARGO_TARGET_DIR:-target}/release/picolet" || status=1
+# 40 pods through CNI per VM here (the 200 cost ~18 min under TCG: run
+# `PICOLET_VM_CHURN=200 tests/vm/suite.sh --test vm_network` for that).
+export PICOLET_VM_CHURN=${PICOLET_VM_CHURN:-40}
 echo "== cgroup v2, networking, eviction: tests/vm_*.rs in the x86_64 VM"
 bash tests/vm/suite.sh || status=1
 echo "== the same in the aarch64 VM (cortex-a72)"
