@@ -151,8 +151,12 @@ fn run(cfg: Config) -> Result<(), String> {
     node::notify::init();
     node::preflight(&cfg.runtime_path)?;
     let node_allocatable = node::allocatable::of_node(&cfg, node::cpu_capacity(), node::memory_capacity());
+    // kubepods' limit leaves the hard eviction threshold out, as upstream
+    // enforces it: pods may dip into that margin, so eviction acts before the
+    // kernel's OOM killer does (with it in, the limit would be hit first).
+    let kubepods_limit = node::allocatable::enforced(&cfg, node::cpu_capacity(), node::memory_capacity());
     let cgroups = if cfg.manages_cgroups() {
-        Some(setup_cgroups(&cfg, node_allocatable)?)
+        Some(setup_cgroups(&cfg, kubepods_limit)?)
     } else {
         log::warn!("cgroupsPerQOS=false and enforceNodeAllocatable=[]: running without resource management");
         None

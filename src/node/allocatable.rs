@@ -1,6 +1,7 @@
 //! Node allocatable: what pods may use, `capacity - kubeReserved -
-//! systemReserved - the hard eviction memory threshold`. The node status and
-//! kubepods' memory.max both come from [`allocatable`].
+//! systemReserved - the hard eviction memory threshold` (node status), and
+//! kubepods' memory.max, the same without the threshold (as upstream enforces
+//! it, so that eviction comes before the OOM killer). Both from [`allocatable`].
 //!
 //! Reservations are upstream's `--kube-reserved` / `--system-reserved`
 //! (`cpu=500m,memory=256Mi`) and the KubeletConfiguration maps of the same
@@ -12,11 +13,17 @@ use crate::api::quantity::{parse_int, parse_milli};
 #[cfg(test)]
 pub const DEFAULT_EVICTION_MEMORY: i64 = 100 << 20;
 
-/// This node's allocatable under `cfg`: what main (kubepods' limits) and the
-/// node status both use, with the configured hard memory eviction threshold.
+/// This node's allocatable under `cfg`, with the configured hard memory
+/// eviction threshold taken off: the node status and the downward API's
+/// default limits.
 pub fn of_node(cfg: &crate::config::Config, cpus: i64, memory: i64) -> Allocatable {
     let eviction = crate::node::eviction::memory_threshold_bytes(&cfg.eviction_hard, memory);
     allocatable(cpus * 1000, memory, cfg.kube_reserved, cfg.system_reserved, eviction)
+}
+
+/// What kubepods' cgroup is limited to: capacity less the reservations only.
+pub fn enforced(cfg: &crate::config::Config, cpus: i64, memory: i64) -> Allocatable {
+    allocatable(cpus * 1000, memory, cfg.kube_reserved, cfg.system_reserved, 0)
 }
 
 /// A reservation (kubeReserved or systemReserved).
