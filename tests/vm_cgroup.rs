@@ -223,10 +223,9 @@ fn qos_tiers_pod_and_container_limits() {
     assert_eq!(oom_score_adj(&ec), 1000);
 
     // Usage read from these cgroups: /stats/summary on the kubelet server.
-    let url = format!("https://127.0.0.1:{server_port}/stats/summary");
     poll(&n.p, "the burstable pod's usage in /stats/summary", || {
-        let out = Command::new("curl").args(["-sk", "--max-time", "10", &url]).output().map_err(|e| e.to_string())?;
-        let s: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))?;
+        let body = anonymous_kubelet_get(server_port, "/stats/summary");
+        let s: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
         let pod = s["pods"].as_array().into_iter().flatten().find(|x| x["podRef"]["name"] == b["metadata"]["name"]).ok_or("no pod")?;
         let c = &pod["containers"][0];
         let (cpu, ws) = (c["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap_or(0), c["memory"]["workingSetBytes"].as_u64().unwrap_or(0));

@@ -281,6 +281,18 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// GET on the kubelet server of a standalone picolet (anonymous, AlwaysAllow)
+/// over HTTPS without verifying its self-signed certificate; through ureq,
+/// not curl, which the arm64 VM guest lacks.
+pub fn anonymous_kubelet_get(port: u16, path: &str) -> String {
+    use ureq::tls::{RootCerts, TlsConfig};
+    let tls = TlsConfig::builder().root_certs(RootCerts::Specific(std::sync::Arc::new(vec![]))).disable_verification(true).build();
+    let agent: ureq::Agent = ureq::Agent::config_builder().tls_config(tls).build().into();
+    let url = format!("https://127.0.0.1:{port}{path}");
+    let mut resp = agent.get(&url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    resp.body_mut().read_to_string().unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
 /// Helpers to read pod JSON.
 pub fn container<'a>(pod: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     pod["status"]["containerStatuses"]

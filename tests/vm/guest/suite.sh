@@ -7,6 +7,12 @@ S=/mnt/share; W=/opt/vmsuite
 mkdir -p "$W/images"
 cp "$S/picolet" "$W/picolet"; cp "$S"/images/*.tar "$W/images/"
 extra=$(cat "$S/args" 2>/dev/null)
+# The aarch64 guest has no systemd (busybox PID 1): the test of picolet in its own systemd unit
+# cannot run there; say so instead of passing it.
+if [ ! -d /run/systemd/system ]; then
+  extra="$extra --skip own_unit_cgroup_with_supervisor_leaf"
+  echo "VMSUITE no systemd in this guest: skipping own_unit_cgroup_with_supervisor_leaf"
+fi
 echo "VMSUITE guest: $(uname -m), kernel $(uname -r), $(nproc) cpus, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB," \
   "cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers), runc $(runc --version | awk 'NR==1 {print $3}')"
 failed=0
