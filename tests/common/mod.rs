@@ -114,6 +114,11 @@ impl Picolet {
             // The one way past the start-up check on a cgroup v1 host (upstream's switches).
             a.push("--cgroups-per-qos=false".into());
             a.push("--enforce-node-allocatable=".into());
+            // No CNI on the dev host, even where plugins are installed: pods keep
+            // loopback, and no bridge or iptables rule is made on the host (the
+            // networking tests run in the VM).
+            a.push(format!("--cni-conf-dir={}", self.base.join("cni-conf").display()));
+            a.push(format!("--cni-bin-dir={}", self.base.join("no-cni-plugins").display()));
         }
         a.extend(self.extra_args.iter().cloned());
         a
