@@ -190,12 +190,7 @@ mod tests {
     use super::*;
     use crate::api::types::{HostAlias, PodDnsConfig, PodDnsConfigOption};
 
-    fn pod() -> Pod {
-        let mut p = Pod::default();
-        p.metadata.name = "web".into();
-        p.metadata.namespace = "prod".into();
-        p
-    }
+    use crate::network::tests::pod;
 
     #[test]
     fn hosts_content() {

@@ -425,7 +425,8 @@ fn remove_if_exists(p: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn pod() -> Pod {
+    /// A bare pod prod/web; also the DNS tests' (dns.rs).
+    pub(super) fn pod() -> Pod {
         let mut p = Pod::default();
         p.metadata.name = "web".into();
         p.metadata.namespace = "prod".into();
