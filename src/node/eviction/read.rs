@@ -71,7 +71,12 @@ impl Reader {
             (Some((r, rdev)), Some((l, ldev))) if rdev != ldev => Some(fuller(r, l)),
             (r, _) => r.map(|(r, _)| r),
         };
-        let imagefs = statvfs(&self.image_store).map(|(r, _)| r);
+        // One device is read once: two reads of a busy filesystem differ,
+        // and nodefs and imagefs must agree when they are the same disk.
+        let imagefs = match (root, statvfs(&self.image_store)) {
+            (Some((r, rdev)), Some((_, idev))) if rdev == idev => Some(r),
+            (_, i) => i.map(|(i, _)| i),
+        };
         Observations { memory, nodefs, imagefs }
     }
 
