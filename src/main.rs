@@ -97,8 +97,10 @@ fn images_pull(cfg: &Config, reference: &str, platform: Option<&str>) -> Result<
         None => image::Platform::host(),
     };
     let regs = image::Registries::load(&cfg.registry_config).map_err(|e| e.to_string())?;
+    // The node's credentials file, as pods use it (imagePullSecrets aside).
+    let node = image::credentials::load_node(&cfg.root_dir).map_err(|e| e.to_string())?;
     let store = open_store(cfg)?;
-    let p = store.pull(&regs, reference, &platform).map_err(|e| format!("pull {reference}: {e}"))?;
+    let p = store.pull_with(&regs, &[&node], reference, &platform).map_err(|e| format!("pull {reference}: {e}"))?;
     let short = p.id.trim_start_matches("sha256:").chars().take(12).collect::<String>();
     let picked = p.platform.map(|x| format!(" for {x}")).unwrap_or_default();
     println!("pulled {}{picked} (image {short}, manifest {}) from {}", p.reference, p.manifest, p.endpoint);

@@ -60,7 +60,8 @@ impl Fetcher {
             }
             .map(|_| ()),
             // Gone for real: pods that need it wait (or skip it if optional).
-            Err(e) if e.not_found() => self.store.remove(*kind, ns, name),
+            // (Noted as missing: an image pull waits to know that much.)
+            Err(e) if e.not_found() => self.store.mark_missing(*kind, ns, name),
             Err(e) => {
                 // 403 right after a pod is bound is the authorizer catching
                 // up; anything else is the link. Either way: keep, retry.

@@ -13,7 +13,8 @@
 //! ```text
 //! <ns>/configmap/<name>.json   {"metadata":{name,namespace,uid,resourceVersion},
 //!                               "data":{key: text}, "binaryData":{key: base64}}
-//! <ns>/secret/<name>.json      {"metadata":{...}, "data":{key: base64}}
+//! <ns>/secret/<name>.json      {"metadata":{...}, "type", "data":{key: base64}}
+//! <ns>/<kind>/<name>.missing   empty: the API server said 404 for it
 //! <ns>/token/<pod-uid>/<serviceaccount>/<audience-hash>-<expirationSeconds>.json
 //!                              {"serviceAccountName","audience","expirationSeconds",
 //!                               "token","expirationTimestamp","storedAt"}
@@ -118,6 +119,8 @@ pub struct ObjData {
     pub data: BTreeMap<String, Vec<u8>>,
     /// ConfigMap `binaryData`, decoded; always empty for Secrets.
     pub binary_data: BTreeMap<String, Vec<u8>>,
+    /// A Secret's `type` (image pulls read only the docker config types).
+    pub secret_type: String,
 }
 
 /// A stored service-account token.
@@ -187,6 +190,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 #[serde(rename_all = "camelCase", default)]
 struct Stored {
     metadata: StoredMeta,
+    #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
+    type_: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     data: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -282,6 +287,7 @@ impl ObjectStore {
             namespace: stored.metadata.namespace,
             uid: stored.metadata.uid,
             resource_version: stored.metadata.resource_version,
+            secret_type: stored.type_,
             ..Default::default()
         };
         for (k, v) in stored.data {
@@ -338,6 +344,10 @@ impl ObjectStore {
             b.create(parent).map_err(io_err(parent))?;
         }
         write_atomic_mode(path, body, 0o600).map_err(io_err(path))?;
+        if path.extension().is_some_and(|e| e == "json") {
+            // It exists now: no longer "missing".
+            let _ = fs::remove_file(path.with_extension("missing"));
+        }
         self.writes.set(self.writes.get() + 1);
         Ok(true)
     }
@@ -367,7 +377,8 @@ impl ObjectStore {
     /// base64, and `stringData` merged over it as the API server would).
     pub fn put_secret(&self, ns: &str, name: &str, obj: &Value) -> Result<bool, StoreError> {
         let path = self.object_path(ObjectKind::Secret, ns, name)?;
-        let mut stored = Stored { metadata: meta_of(obj, ns, name)?, ..Default::default() };
+        let type_ = obj.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
+        let mut stored = Stored { metadata: meta_of(obj, ns, name)?, type_, ..Default::default() };
         for (k, v) in string_map(obj, "data")? {
             if base64_decode(&v).is_none() {
                 return invalid(format!("secret {ns}/{name}: data[{k}] is not base64"));
@@ -389,12 +400,30 @@ impl ObjectStore {
         }
     }
 
+    /// Forgets an object and notes that the API server does not have it,
+    /// so a reader can tell "does not exist" from "not read yet".
+    pub fn mark_missing(&self, kind: ObjectKind, ns: &str, name: &str) -> Result<(), StoreError> {
+        self.remove(kind, ns, name)?;
+        let marker = self.object_path(kind, ns, name)?.with_extension("missing");
+        if marker.exists() {
+            return Ok(());
+        }
+        self.write(&marker, b"")?;
+        Ok(())
+    }
+
     pub fn get_config_map(&self, ns: &str, name: &str) -> Result<Option<ObjData>, StoreError> {
         self.get(ObjectKind::ConfigMap, ns, name)
     }
 
     pub fn get_secret(&self, ns: &str, name: &str) -> Result<Option<ObjData>, StoreError> {
         self.get(ObjectKind::Secret, ns, name)
+    }
+
+    /// True once the fetcher found that the API server has no such object
+    /// (and has not seen it appear since).
+    pub fn known_missing(&self, kind: ObjectKind, ns: &str, name: &str) -> bool {
+        self.object_path(kind, ns, name).is_ok_and(|p| p.with_extension("missing").exists())
     }
 
     /// Stores the token of `need` for pod `pod_uid` in namespace `ns`, from
@@ -485,6 +514,7 @@ impl ObjectStore {
         for p in pods {
             for r in &p.refs {
                 keep.insert((r.namespace.clone(), r.kind.dir(), format!("{}.json", r.name)));
+                keep.insert((r.namespace.clone(), r.kind.dir(), format!("{}.missing", r.name)));
             }
             uids.insert((p.namespace.clone(), p.uid.clone()));
         }
@@ -729,8 +759,9 @@ mod tests {
         assert_eq!(got.data["password"], b"s3cr\x00t");
         assert_eq!(got.data["user"], b"admin");
         assert!(got.binary_data.is_empty());
+        assert_eq!(got.secret_type, "Opaque");
         let text = fs::read_to_string(d.join("objects/web/secret/db.json")).unwrap();
-        assert!(!text.contains("admin") && !text.contains("Opaque"), "secret data stays base64: {text}");
+        assert!(!text.contains("admin"), "secret data stays base64: {text}");
 
         // Missing is None, not an error; a ConfigMap is not a Secret.
         assert_eq!(s.get_config_map("web", "nope").unwrap(), None);
@@ -911,6 +942,34 @@ mod tests {
         assert!(s.get_token("web", "uid-1", need).unwrap().is_some());
         assert!(s.get_token("web", "uid-gone", need).unwrap().is_none());
         assert!(s.services("web").unwrap().is_some());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn missing_objects_are_told_from_unread_ones() {
+        let d = tempdir("missing");
+        let s = ObjectStore::under_root(&d);
+        assert!(!s.known_missing(ObjectKind::Secret, "web", "regcred"), "not read yet");
+        s.put_secret("web", "regcred", &json!({"type": "kubernetes.io/dockerconfigjson"})).unwrap();
+        let g = s.generation();
+        s.mark_missing(ObjectKind::Secret, "web", "regcred").unwrap();
+        assert!(s.known_missing(ObjectKind::Secret, "web", "regcred") && s.generation() > g, "a write readers notice");
+        assert_eq!(s.get_secret("web", "regcred").unwrap(), None, "the old copy went");
+        let g = s.generation();
+        s.mark_missing(ObjectKind::Secret, "web", "regcred").unwrap();
+        assert_eq!(s.generation(), g, "marking again changes nothing");
+        // Kept by prune while referenced, gone once it exists.
+        let mut p = Pod::default();
+        p.metadata.namespace = "web".into();
+        p.spec.image_pull_secrets = vec![LocalObjectReference { name: "regcred".into() }];
+        s.prune(&[PodNeeds::of(&p)]).unwrap();
+        assert!(s.known_missing(ObjectKind::Secret, "web", "regcred"));
+        s.put_secret("web", "regcred", &json!({"type": "kubernetes.io/dockerconfigjson"})).unwrap();
+        assert!(!s.known_missing(ObjectKind::Secret, "web", "regcred"));
+        assert_eq!(s.get_secret("web", "regcred").unwrap().unwrap().secret_type, "kubernetes.io/dockerconfigjson");
+        s.mark_missing(ObjectKind::Secret, "web", "regcred").unwrap();
+        s.prune(&[]).unwrap();
+        assert!(!s.known_missing(ObjectKind::Secret, "web", "regcred"), "pruned with the pod");
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -31,6 +31,9 @@ pub enum ImageError {
     Registry { url: String, reason: String },
     /// The registry configuration file is malformed.
     BadConfig { path: PathBuf, reason: String },
+    /// A docker config with credentials (a pull Secret, the node's file) is
+    /// malformed; `source` names it.
+    BadCredentials { source: String, reason: String },
 }
 
 impl ImageError {
@@ -76,6 +79,7 @@ impl fmt::Display for ImageError {
             }
             Registry { url, reason } => write!(f, "{url}: {reason}"),
             BadConfig { path, reason } => write!(f, "registry config {}: {reason}", path.display()),
+            BadCredentials { source, reason } => write!(f, "registry credentials in {source}: {reason}"),
         }
     }
 }

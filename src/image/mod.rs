@@ -5,6 +5,7 @@
 //! read-only layer directories that containers mount with overlayfs.
 
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod gc;
 pub mod import;

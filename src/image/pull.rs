@@ -13,6 +13,7 @@
 //! Layers: gzip and uncompressed tar; zstd layers are refused with a clear
 //! error. Not yet: pull policy, back-off, events, single-flight, GC.
 
+use super::credentials::{self, Credential, Keyring};
 use super::registry::{Registries, Session, MANIFEST_ACCEPT};
 use super::store::{hex, Record, Store, JSON_LIMIT};
 use super::{reference, ImageError};
@@ -179,19 +180,36 @@ fn manifest(v: &Value) -> Result<Manifest, String> {
 impl Store {
     /// Pulls `reference` (as users write it: `busybox`, `ghcr.io/a/b:1`,
     /// `host:5000/x@sha256:...`) for `platform` into the store, trying the
-    /// endpoints `regs` gives for its registry in order.
+    /// endpoints `regs` gives for its registry in order, with the
+    /// credentials of `regs` only.
+    #[allow(dead_code)] // picolet itself always passes the node's credentials
     pub fn pull(&self, regs: &Registries, reference: &str, platform: &Platform) -> Result<Pulled, ImageError> {
+        self.pull_with(regs, &[], reference, platform)
+    }
+
+    /// `pull` with credentials: at each endpoint, those `keyrings` have for
+    /// it (in keyring order, every match in turn, as upstream tries them),
+    /// then `configs.<host>.auth` of `regs`; anonymous only when there are
+    /// none at all.
+    pub fn pull_with(&self, regs: &Registries, keyrings: &[&Keyring], reference: &str, platform: &Platform) -> Result<Pulled, ImageError> {
         let r = reference::parse(reference)?;
         let norm = reference::normalize(reference)?;
         let mut errors = Vec::new();
         for endpoint in regs.endpoints(&r.domain) {
-            match self.pull_from(regs, &endpoint, &r, &norm, platform) {
-                Ok(p) => return Ok(p),
-                // The image itself is unusable: no point asking elsewhere.
-                Err(e @ (ImageError::NoPlatform { .. } | ImageError::DigestMismatch { .. })) => return Err(e),
-                Err(e) => {
-                    log::debug!("pull {norm} from {endpoint}: {e}");
-                    errors.push(e);
+            let name = credentials::lookup_name(&r.domain, &endpoint, &r.path);
+            let mut creds: Vec<Option<Credential>> = keyrings.iter().flat_map(|k| k.lookup(&name)).map(Some).collect();
+            if creds.is_empty() || regs.has_auth(&endpoint) {
+                creds.push(None);
+            }
+            for cred in &creds {
+                match self.pull_from(regs, &endpoint, cred.as_ref(), &r, &norm, platform) {
+                    Ok(p) => return Ok(p),
+                    // The image itself is unusable: no point asking elsewhere.
+                    Err(e @ (ImageError::NoPlatform { .. } | ImageError::DigestMismatch { .. })) => return Err(e),
+                    Err(e) => {
+                        log::debug!("pull {norm} from {endpoint}: {e}");
+                        errors.push(e);
+                    }
                 }
             }
         }
@@ -211,11 +229,15 @@ impl Store {
         &self,
         regs: &Registries,
         endpoint: &str,
+        cred: Option<&Credential>,
         r: &reference::Reference,
         norm: &str,
         platform: &Platform,
     ) -> Result<Pulled, ImageError> {
         let mut s = Session::new(regs, endpoint, &r.path)?;
+        if let Some(c) = cred {
+            s.use_credential(c);
+        }
         let want = r.digest.clone().or_else(|| r.tag.clone()).unwrap_or_else(|| "latest".into());
         let (mut digest, mut doc) = self.fetch_manifest(&mut s, &want, r.digest.as_deref())?;
         let mut picked = None;

@@ -19,8 +19,11 @@
 //!     tls: {ca_file: /etc/picolet/ca.pem, insecure_skip_verify: false}
 //! ```
 //!
+//! Credentials from imagePullSecrets and the node's docker config file
+//! (`credentials.rs`) come first; `configs.<host>.auth` is the last to try.
+//!
 //! Not yet: `rewrite`, client certificates (`cert_file`/`key_file` are
-//! refused), imagePullSecrets.
+//! refused).
 
 use super::ImageError;
 use crate::api::client::{certs, SYSTEM_ROOTS};
@@ -168,6 +171,12 @@ impl Registries {
         out
     }
 
+    /// Whether `configs.<host>.auth` gives credentials for `endpoint`.
+    pub fn has_auth(&self, endpoint: &str) -> bool {
+        let h = self.host_config(endpoint);
+        h.basic().is_some() || h.identity_token.is_some()
+    }
+
     fn host_config(&self, endpoint: &str) -> HostConfig {
         self.configs.get(host_of(endpoint)).cloned().unwrap_or_default()
     }
@@ -188,6 +197,9 @@ pub struct Session {
     repository: String,
     authorization: Option<String>,
     config_path: Option<PathBuf>,
+    /// Where the credentials in `host` came from, for messages (never the
+    /// credentials themselves); None when there are none.
+    creds_from: Option<String>,
 }
 
 /// Accepted manifest media types, most specific first.
@@ -234,6 +246,8 @@ impl Session {
         }
         base.push('/');
         base.push_str(repository);
+        let creds_from = (host.basic().is_some() || host.identity_token.is_some())
+            .then(|| regs.path.as_ref().map_or("the --registry-config file".to_string(), |p| p.display().to_string()));
         Ok(Session {
             agent,
             base,
@@ -241,7 +255,23 @@ impl Session {
             repository: repository.to_string(),
             authorization: None,
             config_path: regs.path.clone(),
+            creds_from,
         })
+    }
+
+    /// Answers challenges with `c` instead of `configs.<host>.auth`.
+    pub fn use_credential(&mut self, c: &super::credentials::Credential) {
+        self.host.username = (!c.username.is_empty()).then(|| c.username.clone());
+        self.host.password = Some(c.password.clone());
+        self.host.auth = None;
+        self.host.identity_token = c.identity_token.clone();
+        self.creds_from = Some(c.source.clone());
+        self.authorization = None;
+    }
+
+    /// The credentials' origin, once they were sent.
+    fn sent_creds(&self) -> Option<&str> {
+        self.creds_from.as_deref().filter(|_| self.authorization.is_some())
     }
 
     /// `<endpoint>/v2/<repository>/<path>`
@@ -261,7 +291,7 @@ impl Session {
             self.authorization = Some(self.answer(&url, &challenge)?);
             resp = self.send(&url, accept, streaming)?;
         }
-        check(&url, resp, self.authorization.is_some(), self.config_path.as_deref())
+        check(&url, resp, self.sent_creds())
     }
 
     fn send(&self, url: &str, accept: &str, streaming: bool) -> Result<Response, ImageError> {
@@ -320,7 +350,7 @@ impl Session {
                     req.call()
                 };
                 let resp = resp.map_err(|e| terr(e.to_string()))?;
-                let mut resp = check(&token_url, resp, self.host.basic().is_some(), self.config_path.as_deref())?;
+                let mut resp = check(&token_url, resp, self.creds_from.as_deref())?;
                 let body = resp.body_mut().with_config().limit(1 << 20).read_to_vec().map_err(|e| terr(e.to_string()))?;
                 let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| terr(format!("bad token response: {e}")))?;
                 let token = v["token"].as_str().or(v["access_token"].as_str()).ok_or_else(|| terr("token response without a token".into()))?;
@@ -331,16 +361,18 @@ impl Session {
     }
 
     fn where_creds(&self) -> String {
-        match &self.config_path {
-            Some(p) => format!("configure configs.\"{}\".auth in {}", host_of(&self.base), p.display()),
-            None => format!("configure configs.\"{}\".auth in the --registry-config file", host_of(&self.base)),
-        }
+        let file = self.config_path.as_ref().map_or("the --registry-config file".to_string(), |p| p.display().to_string());
+        format!(
+            "give the pod an imagePullSecret, put them in the node's credentials file (config.json in the root dir) \
+             or configure configs.\"{}\".auth in {file}",
+            host_of(&self.base)
+        )
     }
 }
 
 /// Turns a non-2xx answer into an error with the registry's message
 /// (`{"errors":[{"code","message"}]}`), read with a small limit.
-fn check(url: &str, mut resp: Response, had_auth: bool, cfg: Option<&Path>) -> Result<Response, ImageError> {
+fn check(url: &str, mut resp: Response, creds_from: Option<&str>) -> Result<Response, ImageError> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
@@ -355,9 +387,8 @@ fn check(url: &str, mut resp: Response, had_auth: bool, cfg: Option<&Path>) -> R
     if !msg.is_empty() {
         reason.push_str(&format!(" ({msg})"));
     }
-    if status.as_u16() == 401 && had_auth {
-        let file = cfg.map_or("the --registry-config file".to_string(), |p| p.display().to_string());
-        reason.push_str(&format!(": authentication failed, check the credentials in {file}"));
+    if let (401, Some(from)) = (status.as_u16(), creds_from) {
+        reason.push_str(&format!(": authentication failed, check the credentials in {from}"));
     }
     Err(ImageError::Registry { url: url.to_string(), reason })
 }

@@ -1,10 +1,19 @@
-//! Image pulls for pods: one download per image reference at a time, run on
-//! a thread of its own so the pod loop never waits on a registry. Results
-//! come back through a channel that `Manager::sync` drains; a finished pull
-//! wakes the loop.
+//! Image pulls for pods: one download per image reference and set of pull
+//! credentials at a time, run on a thread of its own so the pod loop never
+//! waits on a registry. Results come back through a channel that
+//! `Manager::sync` drains; a finished pull wakes the loop.
+//!
+//! Credentials: the pod's imagePullSecrets (as the object fetcher stored
+//! them), then the node's credentials file, then `registries.yaml`. Pods
+//! whose pull secrets differ never share a download, so a pod without the
+//! right credentials cannot ride on another pod's pull of a private image;
+//! once the image is in the store any pod may use it (IfNotPresent, as
+//! upstream).
 
 use super::Manager;
 use crate::api::Container;
+use crate::api::objects::ObjectKind;
+use crate::image::credentials::{self, Keyring};
 use crate::image::{self, Platform, Registries, Store};
 use crate::pod::events as ev;
 use crate::runtime::runc::Runtime;
@@ -16,6 +25,14 @@ use std::time::{Duration, Instant};
 /// Upstream's image pull back-off: 10 s, doubling, at most 300 s.
 const FIRST_DELAY: Duration = Duration::from_secs(10);
 const MAX_DELAY: Duration = Duration::from_secs(300);
+
+/// How long an API pod's pull waits for the fetcher to read its
+/// imagePullSecrets (upstream reads them before pulling) before it goes on
+/// without those it could not read.
+const SECRET_WAIT: Duration = Duration::from_secs(10);
+
+/// The upstream reason for pull secrets that could not be read.
+const FAILED_TO_RETRIEVE_PULL_SECRET: &str = "FailedToRetrieveImagePullSecret";
 
 /// The delay after a failed pull, given the delay after the previous one.
 pub(super) fn next_delay(prev: Option<Duration>) -> Duration {
@@ -50,6 +67,8 @@ pub(super) struct Pulls {
     /// Containers whose image a pull just brought: their `Pulled` Event was
     /// sent with the pull's figures, not "already present".
     announced: std::collections::HashSet<String>,
+    /// Since when a pod's pull waits for its imagePullSecrets to be read.
+    secret_wait: HashMap<String, Instant>,
     tx: mpsc::Sender<Done>,
     rx: mpsc::Receiver<Done>,
 }
@@ -57,7 +76,7 @@ pub(super) struct Pulls {
 impl Default for Pulls {
     fn default() -> Pulls {
         let (tx, rx) = mpsc::channel();
-        Pulls { in_flight: HashMap::new(), failed: HashMap::new(), announced: Default::default(), tx, rx }
+        Pulls { in_flight: HashMap::new(), failed: HashMap::new(), announced: Default::default(), secret_wait: HashMap::new(), tx, rx }
     }
 }
 
@@ -80,7 +99,16 @@ impl<R: Runtime> Manager<R> {
             return self.set_waiting(uid, &c.name, "ErrImagePull", msg);
         };
         self.startup_pull_started(uid);
-        let key = image::reference::normalize(&c.image).unwrap_or_else(|_| c.image.clone());
+        let (keyring, missing) = match self.pull_secrets(uid) {
+            Ok(Some(found)) => found,
+            Ok(None) => return, // the fetcher is still reading them
+            Err(e) => return self.set_waiting(uid, &c.name, "ErrImagePull", e),
+        };
+        let mut key = image::reference::normalize(&c.image).unwrap_or_else(|_| c.image.clone());
+        let shown = key.clone();
+        if !keyring.is_empty() {
+            key = format!("{key}#{}", keyring.fingerprint());
+        }
         let waiter = (uid.to_string(), c.name.clone(), c.image.clone());
         if let Some(w) = self.pulls.in_flight.get_mut(&key) {
             if !w.contains(&waiter) {
@@ -95,14 +123,24 @@ impl<R: Runtime> Manager<R> {
                 return self.set_waiting(uid, &c.name, "ImagePullBackOff", msg);
             }
         }
+        if !missing.is_empty() {
+            let msg = format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                missing.join(", ")
+            );
+            self.event(uid, None, true, FAILED_TO_RETRIEVE_PULL_SECRET, msg);
+        }
         self.event(uid, Some(&c.name), false, ev::PULLING, ev::pulling(&c.image));
-        log::info!("pulling image {key}");
+        log::info!("pulling image {shown}");
         self.pulls.in_flight.insert(key.clone(), vec![waiter]);
         let (tx, store_root, reference): (_, PathBuf, _) = (self.pulls.tx.clone(), self.images.root.clone(), c.image.clone());
+        let root = self.cfg.root.clone();
         let spawned = std::thread::Builder::new().name("pull".into()).spawn(move || {
             let t = Instant::now();
-            let result = Store::open(&store_root)
-                .and_then(|s| s.pull(&pc.registries, &reference, &pc.platform))
+            // Read at each pull: an edited file counts without a restart.
+            let result = credentials::load_node(&root)
+                .and_then(|node| Store::open(&store_root).map(|s| (s, node)))
+                .and_then(|(s, node)| s.pull_with(&pc.registries, &[&keyring, &node], &reference, &pc.platform))
                 .map(|p| (p, t.elapsed()))
                 .map_err(|e| e.to_string());
             let _ = tx.send(Done { key, result });
@@ -115,8 +153,44 @@ impl<R: Runtime> Manager<R> {
         }
     }
 
+    /// The credentials of pod `uid`'s imagePullSecrets and the names of
+    /// those that could not be read; None while an API pod should wait for
+    /// the fetcher. A secret that exists but is malformed is an error, as
+    /// upstream fails the pull for it.
+    fn pull_secrets(&mut self, uid: &str) -> Result<Option<(Keyring, Vec<String>)>, String> {
+        let pod = self.pods[uid].pod.clone();
+        let ns = &pod.metadata.namespace;
+        let (mut ring, mut missing, mut unread) = (Keyring::default(), Vec::new(), false);
+        for r in pod.spec.image_pull_secrets.iter().filter(|r| !r.name.is_empty()) {
+            match self.objects.get_secret(ns, &r.name) {
+                Ok(Some(sec)) => {
+                    if let Some((format, k)) = credentials::secret_format(&sec.secret_type, &sec.data) {
+                        ring.add(&sec.data[k], format, &format!("secret {ns}/{}", r.name)).map_err(|e| e.to_string())?;
+                    }
+                }
+                Ok(None) => {
+                    // Static pods never get API objects: no point waiting.
+                    let fetched = crate::pod::cluster::is_static(&pod) || self.objects.known_missing(ObjectKind::Secret, ns, &r.name);
+                    unread |= !fetched;
+                    missing.push(r.name.clone());
+                }
+                Err(e) => return Err(format!("pull secret {ns}/{}: {e}", r.name)),
+            }
+        }
+        if unread {
+            let since = *self.pulls.secret_wait.entry(uid.to_string()).or_insert_with(Instant::now);
+            if since.elapsed() < SECRET_WAIT {
+                return Ok(None);
+            }
+        }
+        self.pulls.secret_wait.remove(uid);
+        Ok(Some((ring, missing)))
+    }
+
     /// Takes the results of finished pulls (each `sync`).
     pub(super) fn drain_pulls(&mut self) {
+        let pods = &self.pods;
+        self.pulls.secret_wait.retain(|uid, _| pods.contains_key(uid));
         while let Ok(done) = self.pulls.rx.try_recv() {
             let waiters = self.pulls.in_flight.remove(&done.key).unwrap_or_default();
             match done.result {
