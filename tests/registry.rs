@@ -566,3 +566,67 @@ fn pods_pull_their_images_once_and_back_off_on_failure() {
     assert!(log.contains("container c: ErrImagePull"), "{log}");
     assert_eq!(common::phase(&pod), "Pending");
 }
+
+// ---- creds: the node's credentials file (`<root-dir>/config.json`) ----
+
+/// `<root-dir>/config.json` in docker's format for `reg` with `password`.
+fn node_credentials(root: &Path, reg: &Registry, password: &str) {
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("pi:{password}"));
+    std::fs::create_dir_all(root).unwrap();
+    std::fs::write(root.join("config.json"), format!("{{\"auths\": {{\"https://{}/v1/\": {{\"auth\": \"{auth}\"}}}}}}", reg.host())).unwrap();
+}
+
+/// Static pods have no imagePullSecrets: the node's credentials file gives
+/// them (and `images pull`) access to a private registry; wrong credentials
+/// are ErrImagePull naming the 401 and the file, and a corrected file is
+/// read at the next try.
+#[test]
+fn node_credentials_file_opens_a_private_registry_to_static_pods() {
+    let reg = Registry::start("nodecreds", true);
+    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "private/busybox:node", false);
+    let image = format!("{}/private/busybox:node", reg.host());
+    // registries.yaml trusts the CA and has no credentials.
+    let ca_only = reg.config(None);
+
+    // `images pull` reads the same file.
+    let root = scratch("nodecreds-cli");
+    let (code, _, err) = pull(&root, &ca_only, &[&image]);
+    assert_eq!(code, 1);
+    assert!(err.contains("401") && err.contains("imagePullSecret"), "{err}");
+    node_credentials(&root, &reg, "s3cret");
+    let (code, out, err) = pull(&root, &ca_only, &[&image]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("pulled {image}")), "{out}");
+    std::fs::write(root.join("config.json"), r#"{"auths": {"x": {"auth": "pi:s3cret"}}}"#).unwrap();
+    let (code, _, err) = pull(&root, &ca_only, &[&image]);
+    assert_eq!(code, 1);
+    let file = root.join("config.json");
+    assert!(err.contains(&format!("registry credentials in {}: auths.\"x\".auth: not base64", file.display())), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    cleanup(&root);
+    let _ = std::fs::remove_dir_all(&root);
+
+    let mut p = Picolet::new("nodecreds");
+    p.extra_args.push(format!("--registry-config={}", ca_only.display()));
+    node_credentials(&p.root, &reg, "wrong");
+    p.write_manifest(
+        "private.yaml",
+        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: private}}\nspec:\n  containers: [{{name: c, image: '{image}', command: [sh, -c, 'echo private image runs; exec sleep 1000']}}]\n"),
+    );
+    p.start();
+    let file = p.root.join("config.json");
+    let pod = p.wait_pod("private", "ErrImagePull", |q| {
+        let reason = &container(q, "c")["state"]["waiting"]["reason"];
+        reason == "ErrImagePull" || reason == "ImagePullBackOff"
+    });
+    let msg = container(&pod, "c")["state"]["waiting"]["message"].as_str().unwrap_or("").to_string();
+    eprintln!("{msg}");
+    assert!(msg.contains("401") && msg.contains(&format!("authentication failed, check the credentials in {}", file.display())), "{msg}");
+
+    node_credentials(&p.root, &reg, "s3cret");
+    let pod = p.wait_pod("private", "Running", |q| running(q, "c"));
+    p.wait_log(&pod, "c", 0, "private image runs");
+    let log = p.picolet_log();
+    let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "pi:s3cret");
+    assert!(!log.contains("s3cret") && !log.contains(&basic), "credentials in the log:\n{log}");
+}
