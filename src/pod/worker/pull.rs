@@ -113,6 +113,7 @@ impl<R: Runtime> Manager<R> {
         if let Some(w) = self.pulls.in_flight.get_mut(&key) {
             if !w.contains(&waiter) {
                 w.push(waiter);
+                self.missing_pull_secrets(uid, &missing);
                 self.event(uid, Some(&c.name), false, ev::PULLING, ev::pulling(&c.image));
             }
             return;
@@ -123,13 +124,7 @@ impl<R: Runtime> Manager<R> {
                 return self.set_waiting(uid, &c.name, "ImagePullBackOff", msg);
             }
         }
-        if !missing.is_empty() {
-            let msg = format!(
-                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
-                missing.join(", ")
-            );
-            self.event(uid, None, true, FAILED_TO_RETRIEVE_PULL_SECRET, msg);
-        }
+        self.missing_pull_secrets(uid, &missing);
         self.event(uid, Some(&c.name), false, ev::PULLING, ev::pulling(&c.image));
         log::info!("pulling image {shown}");
         self.pulls.in_flight.insert(key.clone(), vec![waiter]);
@@ -187,6 +182,18 @@ impl<R: Runtime> Manager<R> {
         Ok(Some((ring, missing)))
     }
 
+    /// Upstream's warning for pull secrets that could not be read, with
+    /// each pull the pod starts or joins.
+    fn missing_pull_secrets(&mut self, uid: &str, missing: &[String]) {
+        if !missing.is_empty() {
+            let msg = format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                missing.join(", ")
+            );
+            self.event(uid, None, true, FAILED_TO_RETRIEVE_PULL_SECRET, msg);
+        }
+    }
+
     /// Takes the results of finished pulls (each `sync`).
     pub(super) fn drain_pulls(&mut self) {
         let pods = &self.pods;
@@ -238,6 +245,53 @@ mod tests {
             d = Some(n);
         }
         assert_eq!(seen, [10, 20, 40, 80, 160, 300, 300]);
+    }
+
+    /// Pods share a download only with pods holding the same credentials;
+    /// a pull waits for pull secrets the fetcher has not read yet.
+    #[test]
+    fn pulls_are_shared_only_between_equal_credentials() {
+        use crate::pod::worker::events::tests::{manager, pod};
+        let (mut m, _, root) = manager("pull-creds");
+        m.cfg.pull = Some(PullConfig { registries: Default::default(), platform: Platform::host(), wake: None });
+        let objects = crate::api::objects::ObjectStore::under_root(&root);
+        for (name, password) in [("a", "pa"), ("b", "pb")] {
+            let doc = format!(r#"{{"auths": {{"127.0.0.1:9": {{"username": "u", "password": "{password}"}}}}}}"#);
+            let secret = serde_json::json!({"type": "kubernetes.io/dockerconfigjson",
+                "data": {".dockerconfigjson": crate::api::objects::base64_encode(doc.as_bytes())}});
+            objects.put_secret("default", name, &secret).unwrap();
+        }
+        let make = |uid: &str, secrets: &[&str]| {
+            let mut p = pod(uid);
+            p.metadata.name = format!("{uid}-pod");
+            p.spec.containers[0].image = "127.0.0.1:9/x:1".into();
+            p.spec.containers[0].image_pull_policy = "IfNotPresent".into();
+            p.spec.image_pull_secrets = secrets.iter().map(|s| crate::api::LocalObjectReference { name: s.to_string() }).collect();
+            p
+        };
+        let pods = vec![make("u-a", &["a"]), make("u-a2", &["a"]), make("u-b", &["b"]), make("u-none", &[]), make("u-later", &["later"])];
+        m.sync(&pods);
+        let mut sharing: Vec<Vec<&str>> = m.pulls.in_flight.values().map(|w| w.iter().map(|(uid, _, _)| uid.as_str()).collect()).collect();
+        sharing.iter_mut().for_each(|w| w.sort());
+        sharing.sort();
+        assert_eq!(sharing, [vec!["u-a", "u-a2"], vec!["u-b"], vec!["u-none"]], "u-later waits for its secret");
+        // Read and found missing: it pulls, with upstream's warning.
+        objects.mark_missing(ObjectKind::Secret, "default", "later").unwrap();
+        m.sync(&pods);
+        assert!(m.pulls.in_flight.values().any(|w| w.iter().any(|(uid, _, _)| uid == "u-later")));
+        let warned: Vec<_> = m.take_events().into_iter().filter(|e| e.reason == FAILED_TO_RETRIEVE_PULL_SECRET).collect();
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert_eq!(warned[0].pod_uid, "u-later");
+        assert_eq!(warned[0].message, "Unable to retrieve some image pull secrets (later); attempting to pull the image may not succeed.");
+        // A malformed Secret fails the pull, naming it and the reason.
+        let bad = crate::api::objects::base64_encode(br#"{"auths": {"127.0.0.1:9": {"auth": "%%"}}}"#);
+        objects.put_secret("default", "broken", &serde_json::json!({"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": bad}})).unwrap();
+        let broken = make("u-broken", &["broken"]);
+        m.sync(std::slice::from_ref(&broken));
+        let (reason, msg) = &m.pods["u-broken"].waiting["web"];
+        assert_eq!(reason, "ErrImagePull");
+        assert_eq!(msg, r#"registry credentials in secret default/broken: auths."127.0.0.1:9".auth: not base64"#);
+        let _ = std::fs::remove_dir_all(root);
     }
 
     #[test]
