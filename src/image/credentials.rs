@@ -259,7 +259,7 @@ pub fn load_node(root: &Path) -> Result<Keyring, ImageError> {
                 ring.add(&bytes, format, &path.display().to_string())?;
                 return Ok(ring);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::NotADirectory => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(nix::errno::Errno::ENOTDIR as i32) => {}
             Err(e) => return Err(ImageError::io("read credentials file", path, e)),
         }
     }

@@ -195,14 +195,16 @@ impl Store {
         let r = reference::parse(reference)?;
         let norm = reference::normalize(reference)?;
         let mut errors = Vec::new();
-        for endpoint in regs.endpoints(&r.domain) {
-            let name = credentials::lookup_name(&r.domain, &endpoint, &r.path);
+        let endpoints = regs.endpoints(&r.domain);
+        for endpoint in &endpoints {
+            let endpoint = endpoint.as_str();
+            let name = credentials::lookup_name(&r.domain, endpoint, &r.path);
             let mut creds: Vec<Option<Credential>> = keyrings.iter().flat_map(|k| k.lookup(&name)).map(Some).collect();
-            if creds.is_empty() || regs.has_auth(&endpoint) {
+            if creds.is_empty() || regs.has_auth(endpoint) {
                 creds.push(None);
             }
             for cred in &creds {
-                match self.pull_from(regs, &endpoint, cred.as_ref(), &r, &norm, platform) {
+                match self.pull_from(regs, endpoint, cred.as_ref(), &r, &norm, platform) {
                     Ok(p) => return Ok(p),
                     // The image itself is unusable: no point asking elsewhere.
                     Err(e @ (ImageError::NoPlatform { .. } | ImageError::DigestMismatch { .. })) => return Err(e),
@@ -218,7 +220,8 @@ impl Store {
             _ => Err(ImageError::Registry {
                 url: norm,
                 reason: format!(
-                    "every endpoint failed: {}",
+                    "every {} failed: {}",
+                    if errors.len() > endpoints.len() { "endpoint and credential" } else { "endpoint" },
                     errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
                 ),
             }),
