@@ -276,6 +276,19 @@ pub fn lookup_name(domain: &str, endpoint: &str, repository: &str) -> String {
     format!("{}/{repository}", if own { domain } else { host })
 }
 
+/// What to try at `endpoint` for `repository` of registry `domain`, in
+/// order: every credential of `keyrings` for it, then (`None`) what
+/// `configs.<host>.auth` of `regs` gives; `None` alone (that, or anonymous)
+/// when the keyrings have nothing.
+pub fn candidates(regs: &super::Registries, keyrings: &[&Keyring], domain: &str, endpoint: &str, repository: &str) -> Vec<Option<Credential>> {
+    let name = lookup_name(domain, endpoint, repository);
+    let mut out: Vec<Option<Credential>> = keyrings.iter().flat_map(|k| k.lookup(&name)).map(Some).collect();
+    if out.is_empty() || regs.has_auth(endpoint) {
+        out.push(None);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,6 +441,17 @@ mod tests {
         std::fs::write(d.join("config.json"), r#"{"auths": {"r.io": {"username": "u", "password": "p"}}}"#).unwrap();
         assert_eq!(load_node(&d).unwrap().lookup("r.io/x")[0].source, d.join("config.json").display().to_string());
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn candidates_then_registries_yaml() {
+        let k = ring(r#"{"auths": {"r.io": {"username": "a", "password": "p"}, "r.io/x": {"username": "b", "password": "p"}}}"#, Format::ConfigJson);
+        let none = crate::image::Registries::default();
+        let names = |c: Vec<Option<Credential>>| c.into_iter().map(|c| c.map(|c| c.username)).collect::<Vec<_>>();
+        assert_eq!(names(candidates(&none, &[&k], "r.io", "https://r.io", "x/y")), [Some("b".into()), Some("a".into())], "no anonymous try");
+        assert_eq!(names(candidates(&none, &[&k], "q.io", "https://q.io", "x/y")), [None]);
+        let yaml = crate::image::Registries::parse("configs:\n  r.io:\n    auth: {username: c, password: p}\n").unwrap();
+        assert_eq!(names(candidates(&yaml, &[&k], "r.io", "https://r.io", "z")), [Some("a".into()), None], "registries.yaml last");
     }
 
     #[test]

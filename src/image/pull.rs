@@ -198,12 +198,7 @@ impl Store {
         let endpoints = regs.endpoints(&r.domain);
         for endpoint in &endpoints {
             let endpoint = endpoint.as_str();
-            let name = credentials::lookup_name(&r.domain, endpoint, &r.path);
-            let mut creds: Vec<Option<Credential>> = keyrings.iter().flat_map(|k| k.lookup(&name)).map(Some).collect();
-            if creds.is_empty() || regs.has_auth(endpoint) {
-                creds.push(None);
-            }
-            for cred in &creds {
+            for cred in &credentials::candidates(regs, keyrings, &r.domain, endpoint, &r.path) {
                 match self.pull_from(regs, endpoint, cred.as_ref(), &r, &norm, platform) {
                     Ok(p) => return Ok(p),
                     // The image itself is unusable: no point asking elsewhere.
