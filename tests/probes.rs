@@ -1,8 +1,9 @@
 //! Probes and lifecycle hooks with real containers: readiness flipping both
 //! ways, liveness restarts, startup holding back liveness, a hung target
-//! bounded by its timeout, postStart/preStop order and a failed postStart,
-//! and exec probes running as the container's process (user, env, cwd,
-//! namespaces, capabilities).
+//! bounded by its timeout, postStart/preStop order, httpGet and sleep
+//! preStop hooks, a failed postStart, hooks and kills carried across a
+//! picolet restart, and exec probes running as the container's process
+//! (user, env, cwd, namespaces, capabilities).
 
 mod common;
 use common::*;
@@ -217,6 +218,57 @@ spec:
     assert_eq!(order(), "main\npoststart\nprestop\nprestop-done\nterm\n");
 }
 
+/// preStop with httpGet (into the pod's network, as probes) and with sleep:
+/// each runs before its container's stop signal.
+#[test]
+fn http_get_and_sleep_pre_stop_hooks_run_before_the_signal() {
+    let mut p = Picolet::new("probe-hook-kinds");
+    let h = host_dir(&p, "kinds");
+    p.write_manifest(
+        "hooks.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: kinds}}
+spec:
+  terminationGracePeriodSeconds: 30
+  volumes: [{{name: h, hostPath: {{path: {}}}}}]
+  containers:
+  - name: web
+    image: busybox
+    command: [sh, -c, "mkdir -p /www; echo ok > /www/bye; echo ok > /www/ready; httpd -f -vv -p 8080 -h /www 2>> /h/web & trap 'echo term >> /h/web; exit 0' TERM; while true; do sleep 0.2; done"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    readinessProbe:
+      httpGet: {{path: /ready, port: 8080}}
+      periodSeconds: 1
+    lifecycle:
+      preStop:
+        httpGet: {{path: /bye, port: 8080, httpHeaders: [{{name: X-Why, value: stopping}}]}}
+  - name: sleeper
+    image: busybox
+    command: [sh, -c, "trap 'date +%s >> /h/sleeper; exit 0' TERM; while true; do sleep 0.2; done"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    lifecycle:
+      preStop:
+        sleep: {{seconds: 3}}
+"#,
+            h.display()
+        ),
+    );
+    p.start();
+    p.wait_pod("kinds", "web serving", |q| container(q, "web")["ready"] == true && running(q, "sleeper"));
+    let removed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    p.remove_manifest("hooks.yaml");
+    p.wait_gone("kinds");
+    let web = std::fs::read_to_string(h.join("web")).unwrap();
+    let (hook, term) = (web.find("url:/bye"), web.find("term"));
+    assert!(hook.is_some() && term.is_some() && hook < term, "the GET /bye came before SIGTERM: {web:?}");
+    assert!(!p.picolet_log().contains("FailedPreStopHook"), "{}", p.picolet_log());
+    let signalled: u64 = std::fs::read_to_string(h.join("sleeper")).unwrap().trim().parse().unwrap();
+    assert!(signalled >= removed + 3, "SIGTERM at {signalled}, not before the 3 s preStop sleep after {removed}");
+}
+
 #[test]
 fn failed_post_start_kills_the_container() {
     let mut p = Picolet::new("probe-poststart");
@@ -243,6 +295,73 @@ spec:
     assert_eq!(last["exitCode"], 137, "{pod}");
     assert!(last["message"].as_str().unwrap_or("").contains("PostStartHook failed"), "{pod}");
     assert!(p.picolet_log().contains("FailedPostStartHook: container app of pod default/bad-node-probe-poststart: command"));
+}
+
+/// A kill under way and a postStart not yet returned outlive a SIGKILL of
+/// picolet: the kill keeps going (the probe that decided it passes now) and
+/// the hook runs again (hooks are delivered at least once).
+#[test]
+fn a_kill_and_a_post_start_survive_a_picolet_restart() {
+    let mut p = Picolet::new("probe-restart");
+    let h = host_dir(&p, "state");
+    p.write_manifest(
+        "pods.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: stubborn}}
+spec:
+  volumes: [{{name: h, hostPath: {{path: {dir}}}}}]
+  containers:
+  - name: app
+    image: busybox
+    # Ignores SIGTERM: only the SIGKILL at the end of the grace period ends it.
+    command: [sh, -c, "trap 'echo term >> /h/stubborn' TERM; while true; do sleep 0.2; done"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    livenessProbe:
+      # Fails once, then never again.
+      exec: {{command: [sh, -c, "[ -e /h/failed ] || {{ touch /h/failed; exit 1; }}"]}}
+      periodSeconds: 1
+      failureThreshold: 1
+      terminationGracePeriodSeconds: 6
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: hooked}}
+spec:
+  volumes: [{{name: h, hostPath: {{path: {dir}}}}}]
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, "1000"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    lifecycle:
+      postStart:
+        exec: {{command: [sh, -c, "echo run >> /h/hook; while [ ! -e /h/release ]; do sleep 0.1; done"]}}
+"#,
+            dir = h.display()
+        ),
+    );
+    p.start();
+    let read = |f: &str| std::fs::read_to_string(h.join(f)).unwrap_or_default();
+    p.wait_until("the liveness kill sent SIGTERM", || read("stubborn").contains("term"));
+    p.wait_until("postStart runs", || read("hook").lines().count() == 1);
+    let pod = p.wait_pod("hooked", "created", |q| !container(q, "app")["state"].is_null());
+    assert!(!running(&pod, "app"), "not Running before postStart returns: {pod}");
+
+    p.kill();
+    p.start();
+    p.wait_until("the postStart cut short runs again", || read("hook").lines().count() == 2);
+    let pod = p.wait_pod("hooked", "reported", |q| !container(q, "app")["state"].is_null());
+    assert!(!running(&pod, "app"), "still not Running after the restart: {pod}");
+    std::fs::write(h.join("release"), b"").unwrap();
+    p.wait_pod("hooked", "Running once postStart returned", |q| running(q, "app"));
+
+    let pod = p.wait_pod("stubborn", "killed at the end of its grace period", |q| restarts(q, "app") >= 1);
+    let last = &container(&pod, "app")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{pod}");
+    assert!(p.picolet_log().contains("resuming its stop"), "{}", p.picolet_log());
 }
 
 #[test]

@@ -148,6 +148,8 @@ pub struct Manager<R: Runtime> {
     kills: HashMap<String, health::Kill>,
     /// Why picolet killed an attempt, for its terminated message.
     kill_messages: HashMap<String, String>,
+    /// Hooks a previous picolet left unfinished, to run again (health.rs).
+    rerun_hooks: Vec<(String, health::JobKind)>,
     /// Pods with a probe or hook result since their status was computed.
     health_changed: HashSet<String>,
     /// The last failure message per `<container id>/<probe kind>`: a probe
@@ -187,6 +189,7 @@ impl<R: Runtime> Manager<R> {
             post_start: HashSet::new(),
             kills: HashMap::new(),
             kill_messages: HashMap::new(),
+            rerun_hooks: Vec::new(),
             health_changed: HashSet::new(),
             probe_failures: HashMap::new(),
             removed: Vec::new(),
@@ -222,7 +225,10 @@ impl<R: Runtime> Manager<R> {
                 self.pumps.push(self.pump_request(&r));
             }
             match self.pods.get_mut(&r.pod_uid) {
-                Some(p) => p.attempts.entry(r.container.clone()).or_default().push(r),
+                Some(p) => {
+                    p.attempts.entry(r.container.clone()).or_default().push(r.clone());
+                    self.restore_health(&r);
+                }
                 None => {
                     log::warn!("container {} belongs to no known pod; removing it", r.id);
                     self.release_attempt(&r, true);
