@@ -66,6 +66,52 @@ spec:
     assert!(p.picolet_log().contains("Readiness probe failed: HTTP probe failed with statuscode: 404"), "{}", p.picolet_log());
 }
 
+/// An httpGet probe sends its httpHeaders and kube-probe's User-Agent and
+/// follows a same-host redirect: the 404 at the end of it fails the probe
+/// (the 302 alone would have passed), the 200 there passes it.
+#[test]
+fn http_probe_sends_headers_and_follows_redirects() {
+    let mut p = Picolet::new("probe-redirect");
+    let h = host_dir(&p, "www");
+    std::fs::create_dir_all(h.join("cgi-bin")).unwrap();
+    let script = h.join("cgi-bin/start");
+    std::fs::write(&script, "#!/bin/sh\nenv > /h/env.txt\nprintf 'Status: 302 Found\\r\\nLocation: /there\\r\\n\\r\\n'\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    p.write_manifest(
+        "web.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: redirect}}
+spec:
+  volumes: [{{name: h, hostPath: {{path: {}}}}}]
+  containers:
+  - name: web
+    image: busybox
+    command: [httpd, -f, -p, "8080", -h, /h]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    readinessProbe:
+      httpGet:
+        path: /cgi-bin/start
+        port: 8080
+        httpHeaders: [{{name: X-Probe, value: picolet}}]
+      periodSeconds: 1
+      failureThreshold: 1
+"#,
+            h.display()
+        ),
+    );
+    p.start();
+    p.wait_until("the probe follows the redirect to a 404", || p.picolet_log().contains("Readiness probe failed: HTTP probe failed with statuscode: 404"));
+    let env = std::fs::read_to_string(h.join("env.txt")).unwrap();
+    assert!(env.contains("HTTP_X_PROBE=picolet"), "{env}");
+    assert!(env.contains("HTTP_USER_AGENT=kube-probe/"), "{env}");
+    assert_eq!(condition(&p.pod("redirect").unwrap(), "Ready"), "False");
+    std::fs::write(h.join("there"), "ok\n").unwrap();
+    p.wait_pod("redirect", "Ready once the redirect's target answers 200", |q| condition(q, "Ready") == "True");
+}
+
 #[test]
 fn liveness_failure_restarts_the_container() {
     let mut p = Picolet::new("probe-live");
@@ -77,6 +123,8 @@ apiVersion: v1
 kind: Pod
 metadata: {name: live}
 spec:
+  # Only the probe's own grace period can end this within the test's deadline.
+  terminationGracePeriodSeconds: 3600
   containers:
   - name: app
     image: busybox
@@ -145,6 +193,38 @@ spec:
     let pod = p.wait_pod("slow", "restart by liveness", |q| restarts(q, "app") >= 1);
     assert!(!container(&pod, "app")["lastState"]["terminated"].is_null());
     assert!(p.picolet_log().contains("Liveness probe failed: command [\"test\", \"-e\", \"/h/live\"] exited with 1"));
+}
+
+/// A startup probe that never succeeds kills the container after
+/// failureThreshold × periodSeconds, and the restart policy applies.
+#[test]
+fn failing_startup_probe_restarts_the_container() {
+    let mut p = Picolet::new("probe-startup-kill");
+    p.write_manifest(
+        "never.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: never}
+spec:
+  terminationGracePeriodSeconds: 3600
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, "1000"]
+    startupProbe:
+      exec: {command: ["false"]}
+      periodSeconds: 1
+      failureThreshold: 2
+      terminationGracePeriodSeconds: 1
+"#,
+    );
+    p.start();
+    let pod = p.wait_pod("never", "a restart", |q| restarts(q, "app") >= 1);
+    assert_eq!(container(&pod, "app")["lastState"]["terminated"]["exitCode"], 137, "{pod}");
+    assert_eq!(container(&pod, "app")["started"], false);
+    let log = p.picolet_log();
+    assert!(log.contains("Killing: container app of pod default/never-node-probe-startup-kill failed startup probe, will be restarted"), "{log}");
 }
 
 #[test]
@@ -269,6 +349,41 @@ spec:
     assert!(signalled >= removed + 3, "SIGTERM at {signalled}, not before the 3 s preStop sleep after {removed}");
 }
 
+/// A preStop hook that outlasts the grace period does not hold the pod:
+/// its time counts against the grace period, then the stop signal goes.
+#[test]
+fn pre_stop_time_counts_against_the_grace_period() {
+    let mut p = Picolet::new("probe-prestop-grace");
+    let h = host_dir(&p, "grace");
+    p.write_manifest(
+        "slow.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: slow}}
+spec:
+  terminationGracePeriodSeconds: 2
+  volumes: [{{name: h, hostPath: {{path: {}}}}}]
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, "trap 'echo term >> /h/log; exit 0' TERM; while true; do sleep 0.2; done"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    lifecycle:
+      preStop:
+        exec: {{command: [sh, -c, "echo prestop >> /h/log; sleep 1000"]}}
+"#,
+            h.display()
+        ),
+    );
+    p.start();
+    p.wait_pod("slow", "running", |q| running(q, "app"));
+    p.remove_manifest("slow.yaml");
+    p.wait_gone("slow");
+    assert_eq!(std::fs::read_to_string(h.join("log")).unwrap(), "prestop\nterm\n");
+}
+
 #[test]
 fn failed_post_start_kills_the_container() {
     let mut p = Picolet::new("probe-poststart");
@@ -312,6 +427,7 @@ apiVersion: v1
 kind: Pod
 metadata: {{name: stubborn}}
 spec:
+  terminationGracePeriodSeconds: 3600
   volumes: [{{name: h, hostPath: {{path: {dir}}}}}]
   containers:
   - name: app
