@@ -662,11 +662,13 @@ fn always_follows_a_moved_tag_and_falls_back_to_the_local_image_offline() {
 }
 
 /// A proxy in front of a registry that records every request line in order
-/// and holds blob requests until `open` (then forwards them).
+/// and holds blob requests until `open` (then forwards them); with `answer`
+/// set it answers every request with that status line itself.
 struct Gate {
     port: u16,
     seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     open: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    answer: std::sync::Arc<std::sync::Mutex<Option<&'static str>>>,
 }
 
 impl Gate {
@@ -674,12 +676,12 @@ impl Gate {
         use std::io::{BufRead, BufReader, Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let gate = Gate { port, seen: Default::default(), open: Default::default() };
-        let (seen, open) = (gate.seen.clone(), gate.open.clone());
+        let gate = Gate { port, seen: Default::default(), open: Default::default(), answer: Default::default() };
+        let (seen, open, answer) = (gate.seen.clone(), gate.open.clone(), gate.answer.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
-                let (seen, open) = (seen.clone(), open.clone());
+                let (seen, open, answer) = (seen.clone(), open.clone(), answer.clone());
                 std::thread::spawn(move || {
                     let mut r = BufReader::new(conn.try_clone().unwrap());
                     let mut head = Vec::new();
@@ -694,6 +696,15 @@ impl Gate {
                     let mut parts = first.split(' ');
                     let (method, path) = (parts.next().unwrap_or("GET").to_string(), parts.next().unwrap_or("/").to_string());
                     seen.lock().unwrap().push(format!("{method} {path}"));
+                    let status = *answer.lock().unwrap();
+                    if let Some(status) = status {
+                        let body = br#"{"errors":[{"code":"UNAVAILABLE","message":"told to fail"}]}"#;
+                        let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                        if method != "HEAD" {
+                            let _ = conn.write_all(body);
+                        }
+                        return;
+                    }
                     if path.contains("/blobs/") {
                         let (lock, cv) = &*open;
                         let _g = cv.wait_while(lock.lock().unwrap(), |o| !*o).unwrap();
@@ -805,5 +816,49 @@ fn two_parallel_pulls_are_in_flight_at_once() {
     for name in ["one", "two"] {
         p.wait_pod(name, "Running", |q| running(q, "c"));
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Always through a gateway: a 503 (a proxy whose registry is down) counts
+/// as unreachable and the local image runs; a 500 is the registry answering,
+/// so the pull fails as upstream's does (ErrImagePull), no fallback.
+#[test]
+fn always_falls_back_only_when_no_registry_answers() {
+    let reg = Registry::start("gateway", false);
+    let dir = scratch("gateway");
+    reg.push(&format!("oci:{}", versioned_layout(&dir, "v1").display()), "edge/app:latest", false);
+    let gate = Gate::start(reg.port);
+    gate.open();
+    let mut p = Picolet::new("gateway");
+    p.extra_args.push(format!("--registry-config={}", gate.config(&p.base).display()));
+    let go = p.base.join("gate");
+    std::fs::create_dir_all(&go).unwrap();
+    let image = format!("127.0.0.1:{}/edge/app:latest", gate.port);
+    p.write_manifest(
+        "app.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: app}}\nspec:\n  volumes: [{{name: gate, hostPath: {{path: '{}'}}}}]\n  \
+             containers: [{{name: c, image: '{image}', volumeMounts: [{{name: gate, mountPath: /gate}}],\n    \
+             command: [sh, -c, 'echo version=$VERSION; until [ -e /gate/go ]; do sleep 0.1; done; rm /gate/go']}}]\n",
+            go.display()
+        ),
+    );
+    p.start();
+    let pod = p.wait_pod("app", "Running", |q| running(q, "c"));
+    assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    p.wait_log(&pod, "c", 0, "version=v1");
+
+    *gate.answer.lock().unwrap() = Some("503 Service Unavailable");
+    std::fs::write(go.join("go"), "").unwrap();
+    p.wait_log(&pod, "c", 1, "version=v1");
+    let log = p.picolet_log();
+    assert!(log.contains(&format!("image {image}: no registry reachable, using the local image: ")) && log.contains("503 Service Unavailable"), "{log}");
+
+    *gate.answer.lock().unwrap() = Some("500 Internal Server Error");
+    std::fs::write(go.join("go"), "").unwrap();
+    let failed = format!("container c: ErrImagePull: http://127.0.0.1:{}/v2/edge/app/manifests/latest: 500 Internal Server Error", gate.port);
+    p.wait_until("the restart's pull to fail", || p.picolet_log().contains(&failed));
+    assert_eq!(p.picolet_log().matches("no registry reachable").count(), 1);
+    assert!(!p.log_dir(&pod, "c").join("2.log").exists(), "no start without the registry's answer");
     let _ = std::fs::remove_dir_all(&dir);
 }
