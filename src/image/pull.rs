@@ -195,15 +195,13 @@ impl Store {
                 }
             }
         }
-        match errors.len() {
-            1 => Err(errors.pop().expect("one error")),
-            _ => Err(ImageError::Registry {
-                url: norm,
-                reason: format!(
-                    "every endpoint failed: {}",
-                    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-                ),
-            }),
+        if errors.len() == 1 {
+            return Err(errors.pop().expect("one error"));
+        }
+        let reason = format!("every endpoint failed: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+        match errors.iter().all(|e| matches!(e, ImageError::Unreachable { .. })) {
+            true => Err(ImageError::Unreachable { url: norm, reason }),
+            false => Err(ImageError::Registry { url: norm, reason }),
         }
     }
 
@@ -276,7 +274,7 @@ impl Store {
         for d in [&digest, &config.digest].into_iter().chain(&layers) {
             size += fs::metadata(self.blob_path(d)?).map(|m| m.len()).unwrap_or(0);
         }
-        let rec = Record { manifest: Some(digest), config: config.digest, layers, size };
+        let rec = Record { manifest: Some(digest), config: config.digest, layers, size, pulled: true };
         let _g = self.lock_index();
         let mut recs = self.records()?;
         recs.insert(norm.to_string(), rec);

@@ -617,6 +617,10 @@ impl<R: Runtime> Manager<R> {
         let since_exit = SystemTime::now().duration_since(finished).unwrap_or_default();
         let ran = finished.duration_since(started).unwrap_or_default();
         let key = format!("{uid}/{}", c.name);
+        // A restart the back-off let through waits on an Always pull: not again.
+        if self.pull_pending(uid, &c.name) {
+            return self.start(uid, c, init, r.attempt + 1);
+        }
         match self.backoff.check(&key, since_exit, ran) {
             Decision::Restart => self.start(uid, c, init, r.attempt + 1),
             Decision::Wait { delay, .. } => {
@@ -656,10 +660,14 @@ impl<R: Runtime> Manager<R> {
                 let msg = format!("Container image \"{}\" is not present with pull policy of Never", c.image);
                 return self.set_waiting(uid, &c.name, "ErrImageNeverPull", msg);
             }
-            Ok(None) => return self.need_pull(uid, c),
+            Ok(None) => return self.need_pull(uid, c, false),
             Err(e) => return self.set_waiting(uid, &c.name, "InvalidImageName", e.to_string()),
         };
         if !self.take_announced(uid, &c.name) {
+            // Always: every start asks the registry whether the tag moved.
+            if c.image_pull_policy == "Always" && self.refreshes(&c.image) {
+                return self.need_pull(uid, c, true);
+            }
             self.pulled_event(uid, c);
         }
         let (sandbox, volumes) = self.pods[uid].sandbox.clone().expect("sandbox ensured");
