@@ -124,6 +124,13 @@ pub struct Config {
     pub cluster_domain: String,
     /// `--resolv-conf`, config `resolvConf`: the host resolv.conf Default pods get; None ("") for none.
     pub resolv_conf: Option<PathBuf>,
+    // --- policy: image pulls ---
+    /// `--serialize-image-pulls`, config `serializeImagePulls`; None (unset): true unless
+    /// maxParallelImagePulls is above 1, as upstream's defaulting.
+    pub serialize_image_pulls: Option<bool>,
+    /// Config `maxParallelImagePulls` (no flag, as upstream): pulls at once when not
+    /// serialized; None: no limit.
+    pub max_parallel_image_pulls: Option<i32>,
 }
 
 impl Default for Config {
@@ -184,6 +191,9 @@ impl Default for Config {
             cluster_dns: Vec::new(),
             cluster_domain: String::new(),
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
+            // --- policy: image pulls ---
+            serialize_image_pulls: None,
+            max_parallel_image_pulls: None,
         }
     }
 }
@@ -191,6 +201,16 @@ impl Default for Config {
 const DEFAULT_ROOT_DIR: &str = "/var/lib/picolet";
 
 impl Config {
+    // --- policy: image pulls ---
+    /// Image pulls running at once: 1 when serialized, else maxParallelImagePulls (None: no limit).
+    pub fn image_pull_limit(&self) -> Option<usize> {
+        let max = self.max_parallel_image_pulls;
+        match self.serialize_image_pulls.unwrap_or(!max.is_some_and(|m| m > 1)) {
+            true => Some(1),
+            false => max.and_then(|m| usize::try_from(m).ok()),
+        }
+    }
+
     /// Whether resource management (cgroup v2) is asked for: upstream's two
     /// switches both turned off is the one way to run without it.
     pub fn manages_cgroups(&self) -> bool {
@@ -632,6 +652,14 @@ const FLAGS: &[FlagSpec] = &[
         field: "resolvConf",
         help: "the resolver config Default pods inherit; empty for none",
     },
+    // --- policy: image pulls ---
+    FlagSpec {
+        name: "--serialize-image-pulls",
+        value: None,
+        default: "true",
+        field: "serializeImagePulls",
+        help: "pull one image at a time; =false pulls in parallel, at most the config file's maxParallelImagePulls",
+    },
 ];
 
 /// The usage text: every flag with its default and config-file field, and the subcommands.
@@ -852,7 +880,20 @@ fn build(flags: &Flags) -> Result<Config, ConfigError> {
             "--cluster-dns" => c.cluster_dns = cluster_dns(v.split(',')).map_err(|r| bad(name, v, &r))?,
             "--cluster-domain" => c.cluster_domain = v.trim().trim_end_matches('.').to_string(),
             "--resolv-conf" => c.resolv_conf = non_empty_path(v),
+            // --- policy: image pulls ---
+            "--serialize-image-pulls" => c.serialize_image_pulls = Some(v == "true"),
             _ => {}
+        }
+    }
+    // --- policy: image pulls --- (upstream's KubeletConfiguration validation)
+    if let (Some(true), Some(m)) = (c.serialize_image_pulls, c.max_parallel_image_pulls) {
+        if m > 1 {
+            return Err(ConfigError::InvalidField {
+                path: c.config_file.clone().unwrap_or_default(),
+                field: "maxParallelImagePulls".into(),
+                value: m.to_string(),
+                reason: "cannot be larger than 1 unless serializeImagePulls (--serialize-image-pulls) is set to false".into(),
+            });
         }
     }
     // issue 6: eviction
@@ -1099,6 +1140,13 @@ fn apply_file(c: &mut Config, path: &Path, text: &str) -> Result<(), ConfigError
             }
             "clusterDomain" => c.cluster_domain = v.as_str().ok_or_else(|| bad("not a string"))?.trim().trim_end_matches('.').to_string(),
             "resolvConf" => c.resolv_conf = non_empty_path(v.as_str().ok_or_else(|| bad("not a string"))?),
+            // --- policy: image pulls ---
+            "serializeImagePulls" => c.serialize_image_pulls = Some(v.as_bool().ok_or_else(|| bad("not true or false"))?),
+            "maxParallelImagePulls" => {
+                let i = v.as_i64().ok_or_else(|| bad("not an integer"))?;
+                let m = i32::try_from(i).ok().filter(|m| *m >= 1).ok_or_else(|| bad("must be a positive number"))?;
+                c.max_parallel_image_pulls = Some(m);
+            }
             other => log::debug!("config file {}: ignoring field {other}", path.display()),
         }
     }
@@ -1630,5 +1678,37 @@ mod tests {
         assert_eq!(run(&format!("--config {} --cluster-dns=10.0.0.2", f.display())).cluster_dns, ["10.0.0.2"]);
         std::fs::write(&f, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nclusterDNS: 10.96.0.10\n").unwrap();
         assert!(err(&format!("--config {}", f.display())).ends_with("clusterDNS: invalid value \"10.96.0.10\": not a list"));
+    }
+
+    // --- policy: image pulls ---
+    #[test]
+    fn serialize_and_max_parallel_image_pulls() {
+        // Serialized by default; the flag turns it off, with no limit then.
+        assert_eq!(run("").image_pull_limit(), Some(1));
+        assert_eq!(run("--serialize-image-pulls=false").image_pull_limit(), None);
+        assert_eq!(run("--serialize-image-pulls").image_pull_limit(), Some(1));
+        let dir = tempdir("pulls");
+        let f = dir.join("kubelet.yaml");
+        let head = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+        let with = |body: &str| {
+            std::fs::write(&f, format!("{head}{body}")).unwrap();
+            format!("--config {}", f.display())
+        };
+        // maxParallelImagePulls above 1 alone turns serializing off (upstream's defaulting).
+        assert_eq!(run(&with("maxParallelImagePulls: 3\n")).image_pull_limit(), Some(3));
+        assert_eq!(run(&with("maxParallelImagePulls: 1\n")).image_pull_limit(), Some(1));
+        assert_eq!(run(&with("serializeImagePulls: false\nmaxParallelImagePulls: 2\n")).image_pull_limit(), Some(2));
+        assert_eq!(run(&with("serializeImagePulls: false\n")).image_pull_limit(), None);
+        assert_eq!(run(&format!("{} --serialize-image-pulls=false", with("serializeImagePulls: true\n"))).image_pull_limit(), None);
+        // Upstream's validation.
+        let e = err(&with("serializeImagePulls: true\nmaxParallelImagePulls: 2\n"));
+        assert!(e.ends_with("maxParallelImagePulls: invalid value 2: cannot be larger than 1 unless serializeImagePulls (--serialize-image-pulls) is set to false"), "{e}");
+        let e = err(&format!("{} --serialize-image-pulls", with("maxParallelImagePulls: 4\n")));
+        assert!(e.contains("cannot be larger than 1 unless serializeImagePulls"), "{e}");
+        for bad in ["0", "-1"] {
+            let e = err(&with(&format!("maxParallelImagePulls: {bad}\n")));
+            assert!(e.ends_with(&format!("maxParallelImagePulls: invalid value {bad}: must be a positive number")), "{e}");
+        }
+        assert!(err(&with("serializeImagePulls: yes please\n")).contains("not true or false"));
     }
 }

@@ -184,7 +184,12 @@ fn run(cfg: Config) -> Result<(), String> {
         memory_capacity: node::memory_capacity(),
         node_allocatable,
         cgroups,
-        pull: Some(pod::worker::PullConfig { registries: Arc::new(registries), platform: image::Platform::host(), wake: Some(pull_wake) }),
+        pull: Some(pod::worker::PullConfig {
+            registries: Arc::new(registries),
+            platform: image::Platform::host(),
+            wake: Some(pull_wake),
+            limit: cfg.image_pull_limit(),
+        }),
         metrics: metrics.clone(),
         network: Arc::new(network),
     };

@@ -1,8 +1,9 @@
 //! Probes and lifecycle hooks with real containers: readiness flipping both
 //! ways, liveness restarts, startup holding back liveness, a hung target
-//! bounded by its timeout, postStart/preStop order and a failed postStart,
-//! and exec probes running as the container's process (user, env, cwd,
-//! namespaces, capabilities).
+//! bounded by its timeout, postStart/preStop order, httpGet and sleep
+//! preStop hooks, a failed postStart, hooks and kills carried across a
+//! picolet restart, and exec probes running as the container's process
+//! (user, env, cwd, namespaces, capabilities).
 
 mod common;
 use common::*;
@@ -65,6 +66,52 @@ spec:
     assert!(p.picolet_log().contains("Readiness probe failed: HTTP probe failed with statuscode: 404"), "{}", p.picolet_log());
 }
 
+/// An httpGet probe sends its httpHeaders and kube-probe's User-Agent and
+/// follows a same-host redirect: the 404 at the end of it fails the probe
+/// (the 302 alone would have passed), the 200 there passes it.
+#[test]
+fn http_probe_sends_headers_and_follows_redirects() {
+    let mut p = Picolet::new("probe-redirect");
+    let h = host_dir(&p, "www");
+    std::fs::create_dir_all(h.join("cgi-bin")).unwrap();
+    let script = h.join("cgi-bin/start");
+    std::fs::write(&script, "#!/bin/sh\nenv > /h/env.txt\nprintf 'Status: 302 Found\\r\\nLocation: /there\\r\\n\\r\\n'\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    p.write_manifest(
+        "web.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: redirect}}
+spec:
+  volumes: [{{name: h, hostPath: {{path: {}}}}}]
+  containers:
+  - name: web
+    image: busybox
+    command: [httpd, -f, -p, "8080", -h, /h]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    readinessProbe:
+      httpGet:
+        path: /cgi-bin/start
+        port: 8080
+        httpHeaders: [{{name: X-Probe, value: picolet}}]
+      periodSeconds: 1
+      failureThreshold: 1
+"#,
+            h.display()
+        ),
+    );
+    p.start();
+    p.wait_until("the probe follows the redirect to a 404", || p.picolet_log().contains("Readiness probe failed: HTTP probe failed with statuscode: 404"));
+    let env = std::fs::read_to_string(h.join("env.txt")).unwrap();
+    assert!(env.contains("HTTP_X_PROBE=picolet"), "{env}");
+    assert!(env.contains("HTTP_USER_AGENT=kube-probe/"), "{env}");
+    assert_eq!(condition(&p.pod("redirect").unwrap(), "Ready"), "False");
+    std::fs::write(h.join("there"), "ok\n").unwrap();
+    p.wait_pod("redirect", "Ready once the redirect's target answers 200", |q| condition(q, "Ready") == "True");
+}
+
 #[test]
 fn liveness_failure_restarts_the_container() {
     let mut p = Picolet::new("probe-live");
@@ -76,6 +123,8 @@ apiVersion: v1
 kind: Pod
 metadata: {name: live}
 spec:
+  # Only the probe's own grace period can end this within the test's deadline.
+  terminationGracePeriodSeconds: 3600
   containers:
   - name: app
     image: busybox
@@ -144,6 +193,38 @@ spec:
     let pod = p.wait_pod("slow", "restart by liveness", |q| restarts(q, "app") >= 1);
     assert!(!container(&pod, "app")["lastState"]["terminated"].is_null());
     assert!(p.picolet_log().contains("Liveness probe failed: command [\"test\", \"-e\", \"/h/live\"] exited with 1"));
+}
+
+/// A startup probe that never succeeds kills the container after
+/// failureThreshold × periodSeconds, and the restart policy applies.
+#[test]
+fn failing_startup_probe_restarts_the_container() {
+    let mut p = Picolet::new("probe-startup-kill");
+    p.write_manifest(
+        "never.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: never}
+spec:
+  terminationGracePeriodSeconds: 3600
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, "1000"]
+    startupProbe:
+      exec: {command: ["false"]}
+      periodSeconds: 1
+      failureThreshold: 2
+      terminationGracePeriodSeconds: 1
+"#,
+    );
+    p.start();
+    let pod = p.wait_pod("never", "a restart", |q| restarts(q, "app") >= 1);
+    assert_eq!(container(&pod, "app")["lastState"]["terminated"]["exitCode"], 137, "{pod}");
+    assert_eq!(container(&pod, "app")["started"], false);
+    let log = p.picolet_log();
+    assert!(log.contains("Killing: container app of pod default/never-node-probe-startup-kill failed startup probe, will be restarted"), "{log}");
 }
 
 #[test]
@@ -217,6 +298,92 @@ spec:
     assert_eq!(order(), "main\npoststart\nprestop\nprestop-done\nterm\n");
 }
 
+/// preStop with httpGet (into the pod's network, as probes) and with sleep:
+/// each runs before its container's stop signal.
+#[test]
+fn http_get_and_sleep_pre_stop_hooks_run_before_the_signal() {
+    let mut p = Picolet::new("probe-hook-kinds");
+    let h = host_dir(&p, "kinds");
+    p.write_manifest(
+        "hooks.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: kinds}}
+spec:
+  terminationGracePeriodSeconds: 30
+  volumes: [{{name: h, hostPath: {{path: {}}}}}]
+  containers:
+  - name: web
+    image: busybox
+    command: [sh, -c, "mkdir -p /www; echo ok > /www/bye; echo ok > /www/ready; httpd -f -vv -p 8080 -h /www 2>> /h/web & trap 'echo term >> /h/web; exit 0' TERM; while true; do sleep 0.2; done"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    readinessProbe:
+      httpGet: {{path: /ready, port: 8080}}
+      periodSeconds: 1
+    lifecycle:
+      preStop:
+        httpGet: {{path: /bye, port: 8080, httpHeaders: [{{name: X-Why, value: stopping}}]}}
+  - name: sleeper
+    image: busybox
+    command: [sh, -c, "trap 'date +%s >> /h/sleeper; exit 0' TERM; while true; do sleep 0.2; done"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    lifecycle:
+      preStop:
+        sleep: {{seconds: 3}}
+"#,
+            h.display()
+        ),
+    );
+    p.start();
+    p.wait_pod("kinds", "web serving", |q| container(q, "web")["ready"] == true && running(q, "sleeper"));
+    let removed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    p.remove_manifest("hooks.yaml");
+    p.wait_gone("kinds");
+    let web = std::fs::read_to_string(h.join("web")).unwrap();
+    let (hook, term) = (web.find("url:/bye"), web.find("term"));
+    assert!(hook.is_some() && term.is_some() && hook < term, "the GET /bye came before SIGTERM: {web:?}");
+    assert!(!p.picolet_log().contains("FailedPreStopHook"), "{}", p.picolet_log());
+    let signalled: u64 = std::fs::read_to_string(h.join("sleeper")).unwrap().trim().parse().unwrap();
+    assert!(signalled >= removed + 3, "SIGTERM at {signalled}, not before the 3 s preStop sleep after {removed}");
+}
+
+/// A preStop hook that outlasts the grace period does not hold the pod:
+/// its time counts against the grace period, then the stop signal goes.
+#[test]
+fn pre_stop_time_counts_against_the_grace_period() {
+    let mut p = Picolet::new("probe-prestop-grace");
+    let h = host_dir(&p, "grace");
+    p.write_manifest(
+        "slow.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: slow}}
+spec:
+  terminationGracePeriodSeconds: 2
+  volumes: [{{name: h, hostPath: {{path: {}}}}}]
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, "trap 'echo term >> /h/log; exit 0' TERM; while true; do sleep 0.2; done"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    lifecycle:
+      preStop:
+        exec: {{command: [sh, -c, "echo prestop >> /h/log; sleep 1000"]}}
+"#,
+            h.display()
+        ),
+    );
+    p.start();
+    p.wait_pod("slow", "running", |q| running(q, "app"));
+    p.remove_manifest("slow.yaml");
+    p.wait_gone("slow");
+    assert_eq!(std::fs::read_to_string(h.join("log")).unwrap(), "prestop\nterm\n");
+}
+
 #[test]
 fn failed_post_start_kills_the_container() {
     let mut p = Picolet::new("probe-poststart");
@@ -243,6 +410,74 @@ spec:
     assert_eq!(last["exitCode"], 137, "{pod}");
     assert!(last["message"].as_str().unwrap_or("").contains("PostStartHook failed"), "{pod}");
     assert!(p.picolet_log().contains("FailedPostStartHook: container app of pod default/bad-node-probe-poststart: command"));
+}
+
+/// A kill under way and a postStart not yet returned outlive a SIGKILL of
+/// picolet: the kill keeps going (the probe that decided it passes now) and
+/// the hook runs again (hooks are delivered at least once).
+#[test]
+fn a_kill_and_a_post_start_survive_a_picolet_restart() {
+    let mut p = Picolet::new("probe-restart");
+    let h = host_dir(&p, "state");
+    p.write_manifest(
+        "pods.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: stubborn}}
+spec:
+  terminationGracePeriodSeconds: 3600
+  volumes: [{{name: h, hostPath: {{path: {dir}}}}}]
+  containers:
+  - name: app
+    image: busybox
+    # Ignores SIGTERM: only the SIGKILL at the end of the grace period ends it.
+    command: [sh, -c, "trap 'echo term >> /h/stubborn' TERM; while true; do sleep 0.2; done"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    livenessProbe:
+      # Fails once, then never again.
+      exec: {{command: [sh, -c, "[ -e /h/failed ] || {{ touch /h/failed; exit 1; }}"]}}
+      periodSeconds: 1
+      failureThreshold: 1
+      terminationGracePeriodSeconds: 6
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: hooked}}
+spec:
+  volumes: [{{name: h, hostPath: {{path: {dir}}}}}]
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, "1000"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    lifecycle:
+      postStart:
+        exec: {{command: [sh, -c, "echo run >> /h/hook; while [ ! -e /h/release ]; do sleep 0.1; done"]}}
+"#,
+            dir = h.display()
+        ),
+    );
+    p.start();
+    let read = |f: &str| std::fs::read_to_string(h.join(f)).unwrap_or_default();
+    p.wait_until("the liveness kill sent SIGTERM", || read("stubborn").contains("term"));
+    p.wait_until("postStart runs", || read("hook").lines().count() == 1);
+    let pod = p.wait_pod("hooked", "created", |q| !container(q, "app")["state"].is_null());
+    assert!(!running(&pod, "app"), "not Running before postStart returns: {pod}");
+
+    p.kill();
+    p.start();
+    p.wait_until("the postStart cut short runs again", || read("hook").lines().count() == 2);
+    let pod = p.wait_pod("hooked", "reported", |q| !container(q, "app")["state"].is_null());
+    assert!(!running(&pod, "app"), "still not Running after the restart: {pod}");
+    std::fs::write(h.join("release"), b"").unwrap();
+    p.wait_pod("hooked", "Running once postStart returned", |q| running(q, "app"));
+
+    let pod = p.wait_pod("stubborn", "killed at the end of its grace period", |q| restarts(q, "app") >= 1);
+    let last = &container(&pod, "app")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{pod}");
+    assert!(p.picolet_log().contains("resuming its stop"), "{}", p.picolet_log());
 }
 
 #[test]

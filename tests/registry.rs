@@ -630,3 +630,299 @@ fn node_credentials_file_opens_a_private_registry_to_static_pods() {
     let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "pi:s3cret");
     assert!(!log.contains("s3cret") && !log.contains(&basic), "credentials in the log:\n{log}");
 }
+
+// --- policy: imagePullPolicy Always, serializeImagePulls / maxParallelImagePulls ---
+
+/// busybox's OCI layout with `VERSION=<version>` added to its config's Env:
+/// another image (config and manifest digests differ) on busybox's layer.
+fn versioned_layout(dir: &Path, version: &str) -> PathBuf {
+    let layout = dir.join(format!("layout-{version}"));
+    std::fs::create_dir_all(&layout).unwrap();
+    sh(&format!("tar -C {} -xf {}", layout.display(), images_dir().join("busybox.tar").display()));
+    let blob = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let write_blob = |bytes: &[u8]| {
+        let d = sha256(bytes);
+        std::fs::write(blob(&d), bytes).unwrap();
+        (d, bytes.len())
+    };
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mdigest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(blob(&mdigest)).unwrap()).unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap()).unwrap();
+    let env = config["config"]["Env"].as_array().cloned().unwrap_or_default();
+    config["config"]["Env"] = env.into_iter().chain([serde_json::Value::from(format!("VERSION={version}"))]).collect();
+    let (cd, cs) = write_blob(&serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = cd.into();
+    manifest["config"]["size"] = cs.into();
+    let (md, ms) = write_blob(&serde_json::to_vec(&manifest).unwrap());
+    index["manifests"][0]["digest"] = md.into();
+    index["manifests"][0]["size"] = ms.into();
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    layout
+}
+
+/// `imagePullPolicy: Always` (the default of an untagged image): a tag pushed
+/// again reaches the restarted container; with the registry gone, the next
+/// restart runs the local image and picolet says why.
+#[test]
+fn always_follows_a_moved_tag_and_falls_back_to_the_local_image_offline() {
+    let mut reg = Registry::start("always", false);
+    let dir = scratch("always");
+    reg.push(&format!("oci:{}", versioned_layout(&dir, "v1").display()), "moved/app:latest", false);
+    let mut p = Picolet::new("always");
+    p.extra_args.push(format!("--registry-config={}", reg.config(None).display()));
+    // The container exits when the test creates gate/go (and removes it).
+    let gate = p.base.join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
+    let image = format!("{}/moved/app", reg.host());
+    p.write_manifest(
+        "app.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: app}}\nspec:\n  volumes: [{{name: gate, hostPath: {{path: '{}'}}}}]\n  \
+             containers: [{{name: c, image: '{image}', volumeMounts: [{{name: gate, mountPath: /gate}}],\n    \
+             command: [sh, -c, 'echo version=$VERSION; until [ -e /gate/go ]; do sleep 0.1; done; rm /gate/go']}}]\n",
+            gate.display()
+        ),
+    );
+    p.start();
+    let pod = p.wait_pod("app", "Running", |q| running(q, "c"));
+    assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    p.wait_log(&pod, "c", 0, "version=v1");
+    let norm = format!("{image}:latest");
+    let log = p.picolet_log();
+    assert_eq!(log.matches(&format!("pulling image {norm}")).count(), 1, "{log}");
+
+    // The tag moves; the container ends and restarts with the new image.
+    reg.push(&format!("oci:{}", versioned_layout(&dir, "v2").display()), "moved/app:latest", false);
+    std::fs::write(gate.join("go"), "").unwrap();
+    p.wait_log(&pod, "c", 1, "version=v2");
+    let log = p.picolet_log();
+    assert!(log.contains(&format!("checking image {norm} at its registry (imagePullPolicy Always)")), "{log}");
+    assert!(log.contains(&format!("image {image}: the registry has sha256:")), "{log}");
+    assert_eq!(log.matches(&format!("pulled image {norm}")).count(), 2, "{log}");
+
+    // Another pod with the image: the registry still has v2, nothing is pulled.
+    p.write_manifest(
+        "same.yaml",
+        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: same}}\nspec:\n  containers: [{{name: c, image: '{image}', command: [sh, -c, 'echo version=$VERSION; exec sleep 1000']}}]\n"),
+    );
+    let same = p.wait_pod("same", "Running", |q| running(q, "c"));
+    p.wait_log(&same, "c", 0, "version=v2");
+    let log = p.picolet_log();
+    assert!(log.contains(&format!("image {norm} unchanged at its registry (sha256:")), "{log}");
+    assert_eq!(log.matches(&format!("pulled image {norm}")).count(), 2, "{log}");
+
+    // No registry: the next restart runs the local (v2) image, with a warning.
+    let _ = reg.child.kill();
+    let _ = reg.child.wait();
+    std::fs::write(gate.join("go"), "").unwrap();
+    p.wait_log(&pod, "c", 2, "version=v2");
+    let log = p.picolet_log();
+    let warning = log.lines().find(|l| l.contains(&format!("image {norm}: no registry reachable, using the local image: "))).unwrap_or_else(|| panic!("{log}"));
+    eprintln!("{warning}");
+    assert!(warning.contains(&format!("http://{}/v2/moved/app/manifests/latest", reg.host())) && warning.to_lowercase().contains("connection refused"), "{warning}");
+    assert_eq!(log.matches(&format!("pulled image {norm}")).count(), 2, "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A proxy in front of a registry that records every request line in order
+/// and holds blob requests until `open` (then forwards them); with `answer`
+/// set it answers every request with that status line itself.
+struct Gate {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    open: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    answer: std::sync::Arc<std::sync::Mutex<Option<&'static str>>>,
+}
+
+impl Gate {
+    fn start(upstream: u16) -> Gate {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let gate = Gate { port, seen: Default::default(), open: Default::default(), answer: Default::default() };
+        let (seen, open, answer) = (gate.seen.clone(), gate.open.clone(), gate.answer.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let (seen, open, answer) = (seen.clone(), open.clone(), answer.clone());
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut head = Vec::new();
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        head.push(line.trim_end().to_string());
+                    }
+                    let Some(first) = head.first().cloned() else { return };
+                    let mut parts = first.split(' ');
+                    let (method, path) = (parts.next().unwrap_or("GET").to_string(), parts.next().unwrap_or("/").to_string());
+                    seen.lock().unwrap().push(format!("{method} {path}"));
+                    let status = *answer.lock().unwrap();
+                    if let Some(status) = status {
+                        let body = br#"{"errors":[{"code":"UNAVAILABLE","message":"told to fail"}]}"#;
+                        let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                        if method != "HEAD" {
+                            let _ = conn.write_all(body);
+                        }
+                        return;
+                    }
+                    if path.contains("/blobs/") {
+                        let (lock, cv) = &*open;
+                        let _g = cv.wait_while(lock.lock().unwrap(), |o| !*o).unwrap();
+                    }
+                    let accept = head
+                        .iter()
+                        .find_map(|h| h.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("accept")).map(|(_, v)| v.trim().to_string()))
+                        .unwrap_or_else(|| "*/*".into());
+                    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                    write!(up, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{upstream}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n").unwrap();
+                    let mut resp = Vec::new();
+                    up.read_to_end(&mut resp).unwrap();
+                    let _ = conn.write_all(&resp);
+                });
+            }
+        });
+        gate
+    }
+
+    fn open(&self) {
+        *self.open.0.lock().unwrap() = true;
+        self.open.1.notify_all();
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn config(&self, dir: &Path) -> PathBuf {
+        let path = dir.join(format!("gate-{}.yaml", self.port));
+        std::fs::write(&path, format!("mirrors:\n  \"127.0.0.1:{p}\":\n    endpoint: [\"http://127.0.0.1:{p}\"]\n", p = self.port)).unwrap();
+        path
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.open();
+    }
+}
+
+/// A registry holding `<name>/one:v1` and `<name>/two:v1`, a closed gate
+/// in front of it, and a picolet (with `extra` args) whose pods `one` and
+/// `two` want one image each through the gate. The images differ from the
+/// busybox the store has by their configs, so each pull fetches a blob.
+fn two_images_behind_a_gate(name: &str, extra: &[String]) -> (Registry, Gate, Picolet) {
+    let reg = Registry::start(name, false);
+    let dir = scratch(name);
+    for repo in ["one", "two"] {
+        reg.push(&format!("oci:{}", versioned_layout(&dir, repo).display()), &format!("{name}/{repo}:v1"), false);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let gate = Gate::start(reg.port);
+    let mut p = Picolet::new(name);
+    p.extra_args.push(format!("--registry-config={}", gate.config(&p.base).display()));
+    p.extra_args.extend(extra.iter().cloned());
+    for repo in ["one", "two"] {
+        p.write_manifest(
+            &format!("{repo}.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {repo}}}\nspec:\n  containers: [{{name: c, image: '127.0.0.1:{}/{name}/{repo}:v1', command: [sleep, '1000']}}]\n",
+                gate.port
+            ),
+        );
+    }
+    p.start();
+    (reg, gate, p)
+}
+
+/// serializeImagePulls (the default): while the first image's blobs are held
+/// at the gate, the second pull waits in the queue and its registry sees
+/// nothing of it; once released, the second follows the first.
+#[test]
+fn serialized_pulls_fetch_one_image_after_the_other() {
+    let (_reg, gate, p) = two_images_behind_a_gate("serial", &[]);
+    let repo_of = |req: &str| ["one", "two"].into_iter().find(|r| req.contains(&format!("/v2/serial/{r}/")));
+    p.wait_until("a blob request held at the gate", || gate.seen().iter().any(|r| r.contains("/blobs/")));
+    let first = repo_of(gate.seen().iter().find(|r| r.contains("/blobs/")).unwrap()).unwrap();
+    let second = if first == "one" { "two" } else { "one" };
+    let queued = format!("pull of image 127.0.0.1:{}/serial/{second}:v1 queued: 1 running, at most 1 at once", gate.port);
+    p.wait_until("the second pull queued", || p.picolet_log().contains(&queued));
+    let pod = p.pod(second).unwrap();
+    assert_eq!(container(&pod, "c")["state"]["waiting"]["reason"], "ContainerCreating", "{pod}");
+    let seen = gate.seen();
+    assert!(seen.iter().all(|r| repo_of(r) == Some(first)), "only {first} asked for while it is pulled: {seen:?}");
+
+    gate.open();
+    for name in ["one", "two"] {
+        p.wait_pod(name, "Running", |q| running(q, "c"));
+    }
+    let seen = gate.seen();
+    let last_first = seen.iter().rposition(|r| repo_of(r) == Some(first)).unwrap();
+    let first_second = seen.iter().position(|r| repo_of(r) == Some(second)).unwrap();
+    assert!(last_first < first_second, "{second} after {first}: {seen:?}");
+}
+
+/// maxParallelImagePulls: 2 (serializeImagePulls then defaults to false, as
+/// upstream): both images are in flight at once, both held at the gate.
+#[test]
+fn two_parallel_pulls_are_in_flight_at_once() {
+    let dir = scratch("parallel-config");
+    let cfg = dir.join("kubelet.yaml");
+    std::fs::write(&cfg, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nmaxParallelImagePulls: 2\n").unwrap();
+    let (_reg, gate, p) = two_images_behind_a_gate("parallel", &[format!("--config={}", cfg.display())]);
+    let held = |repo: &str| gate.seen().iter().any(|r| r.starts_with(&format!("GET /v2/parallel/{repo}/blobs/")));
+    p.wait_until("blob requests of both images held at the gate", || held("one") && held("two"));
+    assert!(!p.picolet_log().contains("queued"), "{}", p.picolet_log());
+    gate.open();
+    for name in ["one", "two"] {
+        p.wait_pod(name, "Running", |q| running(q, "c"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Always through a gateway: a 503 (a proxy whose registry is down) counts
+/// as unreachable and the local image runs; a 500 is the registry answering,
+/// so the pull fails as upstream's does (ErrImagePull), no fallback.
+#[test]
+fn always_falls_back_only_when_no_registry_answers() {
+    let reg = Registry::start("gateway", false);
+    let dir = scratch("gateway");
+    reg.push(&format!("oci:{}", versioned_layout(&dir, "v1").display()), "edge/app:latest", false);
+    let gate = Gate::start(reg.port);
+    gate.open();
+    let mut p = Picolet::new("gateway");
+    p.extra_args.push(format!("--registry-config={}", gate.config(&p.base).display()));
+    let go = p.base.join("gate");
+    std::fs::create_dir_all(&go).unwrap();
+    let image = format!("127.0.0.1:{}/edge/app:latest", gate.port);
+    p.write_manifest(
+        "app.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: app}}\nspec:\n  volumes: [{{name: gate, hostPath: {{path: '{}'}}}}]\n  \
+             containers: [{{name: c, image: '{image}', volumeMounts: [{{name: gate, mountPath: /gate}}],\n    \
+             command: [sh, -c, 'echo version=$VERSION; until [ -e /gate/go ]; do sleep 0.1; done; rm /gate/go']}}]\n",
+            go.display()
+        ),
+    );
+    p.start();
+    let pod = p.wait_pod("app", "Running", |q| running(q, "c"));
+    assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    p.wait_log(&pod, "c", 0, "version=v1");
+
+    *gate.answer.lock().unwrap() = Some("503 Service Unavailable");
+    std::fs::write(go.join("go"), "").unwrap();
+    p.wait_log(&pod, "c", 1, "version=v1");
+    let log = p.picolet_log();
+    assert!(log.contains(&format!("image {image}: no registry reachable, using the local image: ")) && log.contains("503 Service Unavailable"), "{log}");
+
+    *gate.answer.lock().unwrap() = Some("500 Internal Server Error");
+    std::fs::write(go.join("go"), "").unwrap();
+    let failed = format!("container c: ErrImagePull: http://127.0.0.1:{}/v2/edge/app/manifests/latest: 500 Internal Server Error", gate.port);
+    p.wait_until("the restart's pull to fail", || p.picolet_log().contains(&failed));
+    assert_eq!(p.picolet_log().matches("no registry reachable").count(), 1);
+    assert!(!p.log_dir(&pod, "c").join("2.log").exists(), "no start without the registry's answer");
+    let _ = std::fs::remove_dir_all(&dir);
+}

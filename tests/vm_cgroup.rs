@@ -411,3 +411,33 @@ fn own_unit_cgroup_with_supervisor_leaf() {
     cleanup(&p.root);
     remove_tree(&dir(&own));
 }
+
+/// picolet's direct exec (probes, hooks) joins the container's cgroup
+/// before the command runs, so what it forks counts against the container's
+/// limits: the probe below succeeds only when its own cgroup and its
+/// children's equal the container init's.
+#[test]
+#[ignore = "needs cgroup v2: runs in the VM, tests/vm/suite.sh"]
+fn exec_probes_run_inside_the_containers_cgroup() {
+    // (Tests run picolet at -v=2, where a fall-back to runc exec, which
+    // would join by itself, is logged.)
+    let mut n = Node::new("exec", &[]);
+    let check = r#"[ "$(cat /proc/self/cgroup)" = "$(cat /proc/1/cgroup)" ] && cat /proc/self/cgroup > /tmp/probe-cgroup"#;
+    n.p.write_manifest(
+        "probed.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: probed}}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    command: [sleep, '100000']\n    resources: {{requests: {{memory: 16Mi}}, limits: {{memory: 32Mi}}}}\n    readinessProbe:\n      exec: {{command: [sh, -c, '{check}']}}\n      periodSeconds: 1\n"
+        ),
+    );
+    n.p.start();
+    let pod = n.p.wait_pod("probed", "Ready (the probe ran in the container's cgroup)", |q| container(q, "c")["ready"] == true);
+    let path = container_cgroup(&format!("{}/burstable/pod{}", n.kubepods(), uid(&pod)));
+    let pid = cg(&path, "cgroup.procs").lines().next().unwrap().to_string();
+    let init = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(init.trim(), format!("0::{path}"), "the container's init");
+    // What the probe saw from inside, through the container's root: the
+    // same cgroup (the root of the container's cgroup namespace, if any).
+    let seen = std::fs::read_to_string(format!("/proc/{pid}/root/tmp/probe-cgroup")).unwrap();
+    assert!(seen == init || seen.trim() == "0::/", "probe saw {seen:?}, init is in {init:?}");
+    assert!(!n.p.picolet_log().contains("using runc exec"), "the direct path ran, not runc exec");
+}

@@ -27,8 +27,12 @@ pub enum ImageError {
     NoPlatform { archive: PathBuf, wanted: String, offered: Vec<String> },
     /// A layer entry would land outside the layer directory.
     UnsafePath { entry: String, layer: PathBuf },
-    /// A registry refused, failed or could not be reached.
+    /// A registry refused or failed.
     Registry { url: String, reason: String },
+    /// No registry answered: connection refused, name not resolved, timed
+    /// out, or a gateway in front of it said 502/503/504. Kept apart so
+    /// `imagePullPolicy: Always` can fall back to the local image.
+    Unreachable { url: String, reason: String },
     /// The registry configuration file is malformed.
     BadConfig { path: PathBuf, reason: String },
     /// A docker config with credentials (a pull Secret, the node's file) is
@@ -77,7 +81,7 @@ impl fmt::Display for ImageError {
             UnsafePath { entry, layer } => {
                 write!(f, "layer entry {entry:?} in {} escapes the layer directory", layer.display())
             }
-            Registry { url, reason } => write!(f, "{url}: {reason}"),
+            Registry { url, reason } | Unreachable { url, reason } => write!(f, "{url}: {reason}"),
             BadConfig { path, reason } => write!(f, "registry config {}: {reason}", path.display()),
             BadCredentials { source, reason } => write!(f, "registry credentials in {source}: {reason}"),
         }

@@ -257,7 +257,7 @@ impl Store {
                 } else {
                     tags.iter().map(|t| normalize(t)).collect::<Result<_, _>>()?
                 };
-                out.push((names, Record { manifest: None, config, layers, size: 0 }));
+                out.push((names, Record { manifest: None, config, layers, size: 0, pulled: false }));
             }
             return Ok(out);
         }
@@ -310,7 +310,7 @@ impl Store {
             }
             super::gc::touch(&blob);
         }
-        Ok(Record { manifest: Some(digest.to_string()), config: config.digest, layers, size: 0 })
+        Ok(Record { manifest: Some(digest.to_string()), config: config.digest, layers, size: 0, pulled: false })
     }
 
     fn read_doc(&self, archive: &Path, digest: &str) -> Result<ManifestOrIndex, ImageError> {

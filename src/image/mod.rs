@@ -12,6 +12,7 @@ pub mod import;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod resolve;
 pub mod rootfs;
 pub mod store;
 mod unpack;

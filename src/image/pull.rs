@@ -210,17 +210,7 @@ impl Store {
                 }
             }
         }
-        match errors.len() {
-            1 => Err(errors.pop().expect("one error")),
-            _ => Err(ImageError::Registry {
-                url: norm,
-                reason: format!(
-                    "every {} failed: {}",
-                    if errors.len() > endpoints.len() { "endpoint and credential" } else { "endpoint" },
-                    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-                ),
-            }),
-        }
+        Err(every_failed(norm, errors, endpoints.len()))
     }
 
     fn pull_from(
@@ -296,7 +286,7 @@ impl Store {
         for d in [&digest, &config.digest].into_iter().chain(&layers) {
             size += fs::metadata(self.blob_path(d)?).map(|m| m.len()).unwrap_or(0);
         }
-        let rec = Record { manifest: Some(digest), config: config.digest, layers, size };
+        let rec = Record { manifest: Some(digest), config: config.digest, layers, size, pulled: true };
         let _g = self.lock_index();
         let mut recs = self.records()?;
         recs.insert(norm.to_string(), rec);
@@ -367,6 +357,22 @@ impl<R: Read> Read for Counted<R> {
         let n = self.inner.read(buf)?;
         self.n += n as u64;
         Ok(n)
+    }
+}
+
+/// One error for a pull (or an `Always` check) that tried `errors.len()`
+/// times at `endpoints` endpoints: the error itself when there was one
+/// try, else all of them. Unreachable only when every try got no answer:
+/// a registry that refused (a 401 among them) is a refusal, not offline.
+pub(super) fn every_failed(norm: String, mut errors: Vec<ImageError>, endpoints: usize) -> ImageError {
+    if errors.len() == 1 {
+        return errors.pop().expect("one error");
+    }
+    let tried = if errors.len() > endpoints { "endpoint and credential" } else { "endpoint" };
+    let reason = format!("every {tried} failed: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+    match errors.iter().all(|e| matches!(e, ImageError::Unreachable { .. })) {
+        true => ImageError::Unreachable { url: norm, reason },
+        false => ImageError::Registry { url: norm, reason },
     }
 }
 

@@ -305,13 +305,42 @@ impl Session {
         if let Some(a) = &self.authorization {
             req = req.header("Authorization", a);
         }
-        req.call().map_err(|e| {
-            let mut reason = e.to_string();
-            if reason.contains("certificate") && self.host.ca_file.is_none() {
-                reason.push_str(&format!(" (a private CA goes in configs.\"{}\".tls.ca_file)", host_of(url)));
+        req.call().map_err(|e| self.transport_error(url, e))
+    }
+
+    /// A request that got no HTTP answer: unreachable when the network is
+    /// the cause, a plain registry error otherwise (TLS, a bad URL).
+    fn transport_error(&self, url: &str, e: ureq::Error) -> ImageError {
+        let unreachable = matches!(e, ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::HostNotFound | ureq::Error::ConnectionFailed);
+        let mut reason = e.to_string();
+        if reason.contains("certificate") && self.host.ca_file.is_none() {
+            reason.push_str(&format!(" (a private CA goes in configs.\"{}\".tls.ca_file)", host_of(url)));
+        }
+        match unreachable {
+            true => ImageError::Unreachable { url: url.to_string(), reason },
+            false => ImageError::Registry { url: url.to_string(), reason },
+        }
+    }
+
+    /// `HEAD <base>/<path>`: a manifest's digest without its body (Docker
+    /// Hub does not count HEADs against its pull limit). Same challenge
+    /// answering and errors as `get`.
+    pub(crate) fn head(&mut self, path: &str, accept: &str) -> Result<Response, ImageError> {
+        let url = format!("{}/{path}", self.base);
+        let call = |s: &Session| {
+            let mut req = s.agent.head(&url).header("Accept", accept).config().timeout_global(Some(Duration::from_secs(60))).build();
+            if let Some(a) = &s.authorization {
+                req = req.header("Authorization", a);
             }
-            ImageError::Registry { url: url.to_string(), reason }
-        })
+            req.call().map_err(|e| s.transport_error(&url, e))
+        };
+        let mut resp = call(self)?;
+        if resp.status().as_u16() == 401 {
+            let challenge = resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            self.authorization = Some(self.answer(&url, &challenge)?);
+            resp = call(self)?;
+        }
+        check(&url, resp, self.sent_creds())
     }
 
     /// The Authorization header value that answers `challenge`.
@@ -390,7 +419,11 @@ fn check(url: &str, mut resp: Response, creds_from: Option<&str>) -> Result<Resp
     if let (401, Some(from)) = (status.as_u16(), creds_from) {
         reason.push_str(&format!(": authentication failed, check the credentials in {from}"));
     }
-    Err(ImageError::Registry { url: url.to_string(), reason })
+    match status.as_u16() {
+        // A proxy or load balancer whose registry is down.
+        502..=504 => Err(ImageError::Unreachable { url: url.to_string(), reason }),
+        _ => Err(ImageError::Registry { url: url.to_string(), reason }),
+    }
 }
 
 /// `Bearer realm="x",service="y",scope="a:b:pull,push"` → ("Bearer", {realm: x, ...}).

@@ -74,6 +74,10 @@ pub(crate) struct Record {
     pub config: String,
     pub layers: Vec<String>,
     pub size: u64,
+    /// Came from a registry (not an archive): `imagePullPolicy: Always`
+    /// asks the registry whether the tag moved only for these.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pulled: bool,
 }
 
 #[derive(Deserialize)]

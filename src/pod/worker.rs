@@ -148,6 +148,8 @@ pub struct Manager<R: Runtime> {
     kills: HashMap<String, health::Kill>,
     /// Why picolet killed an attempt, for its terminated message.
     kill_messages: HashMap<String, String>,
+    /// Hooks a previous picolet left unfinished, to run again (health.rs).
+    rerun_hooks: Vec<(String, health::JobKind)>,
     /// Pods with a probe or hook result since their status was computed.
     health_changed: HashSet<String>,
     /// The last failure message per `<container id>/<probe kind>`: a probe
@@ -187,6 +189,7 @@ impl<R: Runtime> Manager<R> {
             post_start: HashSet::new(),
             kills: HashMap::new(),
             kill_messages: HashMap::new(),
+            rerun_hooks: Vec::new(),
             health_changed: HashSet::new(),
             probe_failures: HashMap::new(),
             removed: Vec::new(),
@@ -222,7 +225,10 @@ impl<R: Runtime> Manager<R> {
                 self.pumps.push(self.pump_request(&r));
             }
             match self.pods.get_mut(&r.pod_uid) {
-                Some(p) => p.attempts.entry(r.container.clone()).or_default().push(r),
+                Some(p) => {
+                    p.attempts.entry(r.container.clone()).or_default().push(r.clone());
+                    self.restore_health(&r);
+                }
                 None => {
                     log::warn!("container {} belongs to no known pod; removing it", r.id);
                     self.release_attempt(&r, true);
@@ -611,6 +617,10 @@ impl<R: Runtime> Manager<R> {
         let since_exit = SystemTime::now().duration_since(finished).unwrap_or_default();
         let ran = finished.duration_since(started).unwrap_or_default();
         let key = format!("{uid}/{}", c.name);
+        // A restart the back-off let through waits on an Always pull: not again.
+        if self.pull_pending(uid, &c.name) {
+            return self.start(uid, c, init, r.attempt + 1);
+        }
         match self.backoff.check(&key, since_exit, ran) {
             Decision::Restart => self.start(uid, c, init, r.attempt + 1),
             Decision::Wait { delay, .. } => {
@@ -650,10 +660,14 @@ impl<R: Runtime> Manager<R> {
                 let msg = format!("Container image \"{}\" is not present with pull policy of Never", c.image);
                 return self.set_waiting(uid, &c.name, "ErrImageNeverPull", msg);
             }
-            Ok(None) => return self.need_pull(uid, c),
+            Ok(None) => return self.need_pull(uid, c, false),
             Err(e) => return self.set_waiting(uid, &c.name, "InvalidImageName", e.to_string()),
         };
         if !self.take_announced(uid, &c.name) {
+            // Always: every start asks the registry whether the tag moved.
+            if c.image_pull_policy == "Always" && self.refreshes(&c.image) {
+                return self.need_pull(uid, c, true);
+            }
             self.pulled_event(uid, c);
         }
         let (sandbox, volumes) = self.pods[uid].sandbox.clone().expect("sandbox ensured");

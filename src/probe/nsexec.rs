@@ -9,9 +9,12 @@
 //! (seccomp, AppArmor/SELinux, user/time namespaces, a terminal, umask,
 //! ambient caps) makes `prepare` fail, and the caller falls back to runc.
 //!
-//! cgroups: on a cgroup v2 host the child is moved into the container's
-//! cgroup right after spawn. On cgroup v1 hosts that is skipped: the command
-//! stays in picolet's cgroups (picolet sets no container limits yet).
+//! cgroups: on a cgroup v2 host the child moves itself into the container's
+//! cgroup before anything else (writing 0 to its `cgroup.procs`, opened by
+//! the parent), so the command and all it forks count against the
+//! container's limits from its first instruction. On cgroup v1 hosts that is
+//! skipped: the command stays in picolet's cgroups (picolet sets no
+//! container limits there).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -60,8 +63,8 @@ struct Plan {
     rlimits: Vec<(libc::c_int, libc::rlimit)>,
     no_new_privs: bool,
     env: Vec<(String, String)>,
-    /// The container's cgroup v2 directory, None on v1 hosts.
-    cgroup: Option<std::path::PathBuf>,
+    /// The container's cgroup v2 `cgroup.procs`, None on v1 hosts.
+    cgroup_procs: Option<File>,
 }
 
 /// The container's init pid, from runc's state, checked against
@@ -146,10 +149,12 @@ fn prepare(runtime_root: &Path, id: &str, bundle: &Path) -> io::Result<Plan> {
     if start_time(pid)? != start {
         return Err(Error::new(ErrorKind::NotFound, "container init is gone"));
     }
-    let cgroup = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+    let cgroup_procs = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         let cg = std::fs::read_to_string(format!("{proc_}/cgroup"))?;
         let rel = cg.lines().find_map(|l| l.strip_prefix("0::")).ok_or_else(|| unsupported("no cgroup v2 path"))?;
-        Some(Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/')))
+        let path = Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/')).join("cgroup.procs");
+        let f = std::fs::OpenOptions::new().write(true).open(&path);
+        Some(f.map_err(|e| Error::new(e.kind(), format!("opening {}: {e}", path.display())))?)
     } else {
         None
     };
@@ -186,7 +191,7 @@ fn prepare(runtime_root: &Path, id: &str, bundle: &Path) -> io::Result<Plan> {
         rlimits,
         no_new_privs: p["noNewPrivileges"].as_bool().unwrap_or(false),
         env,
-        cgroup,
+        cgroup_procs,
     })
 }
 
@@ -213,6 +218,13 @@ const CAP_V3: u32 = 0x2008_0522; // _LINUX_CAPABILITY_VERSION_3: two 32-bit word
 /// Runs in the child between fork and exec (single-threaded): only syscalls
 /// on what `prepare` made, no allocation.
 fn enter(p: &Plan) -> io::Result<()> {
+    if let Some(f) = &p.cgroup_procs {
+        // "0" is the writer itself. First, while still in picolet's cgroup
+        // namespace, where both cgroups are visible (cgroups(7)).
+        if unsafe { libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) } != 1 {
+            return Err(Error::last_os_error());
+        }
+    }
     for (f, flag) in &p.ns {
         check(unsafe { libc::setns(f.as_raw_fd(), *flag) })?;
     }
@@ -260,7 +272,6 @@ pub fn spawn(runtime_root: &Path, id: &str, bundle: &Path, cmd: &[String], out: 
     let plan = prepare(runtime_root, id, bundle)?;
     let (prog, args) = cmd.split_first().ok_or_else(|| unsupported("empty command"))?;
     let err = out.try_clone()?;
-    let cgroup = plan.cgroup.clone();
     // The pid namespace applies to children only (pid_namespaces(7)), so the
     // spawn runs on a thread of its own that joins it and then ends.
     let child = std::thread::scope(|s| {
@@ -276,14 +287,5 @@ pub fn spawn(runtime_root: &Path, id: &str, bundle: &Path, cmd: &[String], out: 
         .join()
         .map_err(|_| Error::other("exec thread panicked"))?
     })?;
-    if let Some(dir) = cgroup {
-        // Moved by the parent: the child cannot see the host's cgroupfs.
-        if let Err(e) = std::fs::write(dir.join("cgroup.procs"), child.id().to_string()) {
-            let mut child = child;
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::new(e.kind(), format!("joining {}: {e}", dir.display())));
-        }
-    }
     Ok(child)
 }

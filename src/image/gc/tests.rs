@@ -19,7 +19,7 @@ fn image(s: &Store, reference: &str, config: &str, layers: &[&str]) -> String {
     let cfg = blob(s, format!("{{\"config\":{{}},\"id\":\"{config}\"}}").as_bytes());
     let layers = layers.iter().map(|l| blob(s, l.as_bytes())).collect();
     let mut recs = s.records().unwrap();
-    recs.insert(normalize(reference).unwrap(), Record { manifest: None, config: cfg.clone(), layers, size: 0 });
+    recs.insert(normalize(reference).unwrap(), Record { manifest: None, config: cfg.clone(), layers, size: 0, pulled: false });
     s.write_records(&recs).unwrap();
     cfg
 }

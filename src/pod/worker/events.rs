@@ -216,6 +216,7 @@ pub(super) mod tests {
             registries: Default::default(),
             platform: crate::image::Platform::host(),
             wake: None,
+            limit: Some(1),
         });
         // Nothing listens on port 9: the pull fails at once.
         let pods: Vec<Pod> = ["u-a", "u-b"]

@@ -209,6 +209,7 @@ impl<R: Runtime> Manager<R> {
             // Grace period 0: no preStop hook, the stop signal now and
             // SIGKILL after the runtime's minimum (drive_kills).
             self.kills.insert(r.id.clone(), Kill { deadline: now, pre_stop_running: false, signalled: false, killed: false });
+            self.save_health(&r.id);
         }
         self.drive_kills(uid, now);
         self.update_status(uid);

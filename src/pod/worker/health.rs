@@ -8,6 +8,12 @@
 //! means is decided by the pure `probe::state`; this file only wires it to
 //! containers, logs (`Unhealthy`, `Killing`, `FailedPostStartHook`,
 //! `FailedPreStopHook`) and the runtime.
+//!
+//! What a restart of picolet must not forget is kept per container in
+//! `health.json` beside its record (see [`Saved`]): a postStart that has not
+//! returned, a kill under way with its wall-clock deadline, and why picolet
+//! killed the container. Kubernetes delivers hooks at least once, so a hook
+//! cut short by the restart runs again; a kill keeps its deadline.
 
 use super::{full_name, Manager};
 use crate::api::Container;
@@ -17,7 +23,8 @@ use crate::probe::state::{ContainerProbes, Kind, Verdict};
 use crate::probe::{self, Action, Outcome};
 use crate::runtime::record::{self, Record};
 use crate::runtime::runc::Runtime;
-use std::time::{Duration, Instant};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Upstream gives a container at least this long after its stop signal when
 /// a preStop hook used up the grace period.
@@ -49,11 +56,52 @@ pub struct JobReport {
 }
 
 /// One container being stopped.
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct Kill {
     pub deadline: Instant,
     pub pre_stop_running: bool,
     pub signalled: bool,
     pub killed: bool,
+}
+
+/// One container's `health.json`.
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Saved {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    post_start_pending: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kill: Option<SavedKill>,
+    /// The terminated message picolet gives the attempt (a failed postStart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SavedKill {
+    /// Unix milliseconds: an Instant means nothing to the next process.
+    deadline_ms: u64,
+    pre_stop_running: bool,
+    signalled: bool,
+    killed: bool,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl SavedKill {
+    fn of(k: &Kill, now: Instant, wall: SystemTime) -> SavedKill {
+        let deadline = wall + k.deadline.saturating_duration_since(now);
+        SavedKill { deadline_ms: unix_ms(deadline), pre_stop_running: k.pre_stop_running, signalled: k.signalled, killed: k.killed }
+    }
+
+    /// Back to a Kill; a deadline that passed while picolet was away is now.
+    fn restore(&self, now: Instant, wall: SystemTime) -> Kill {
+        let left = Duration::from_millis(self.deadline_ms.saturating_sub(unix_ms(wall)));
+        Kill { deadline: now + left, pre_stop_running: self.pre_stop_running, signalled: self.signalled, killed: self.killed }
+    }
 }
 
 impl<R: Runtime> Manager<R> {
@@ -91,6 +139,7 @@ impl<R: Runtime> Manager<R> {
         let action = probe::hook_action(h, &c, &self.pod_ip(r));
         self.jobs.push(Job { id: r.id.clone(), kind: JobKind::PostStart, action, target: self.target(r), timeout: None });
         self.post_start.insert(r.id.clone());
+        self.save_health(&r.id);
     }
 
     /// Launches the due probes of a pod's running containers and drives
@@ -189,6 +238,7 @@ impl<R: Runtime> Manager<R> {
                 if !self.post_start.remove(&rep.id) {
                     return;
                 }
+                self.save_health(&rep.id);
                 if let Outcome::Failure(msg) = &rep.outcome {
                     log::warn!("FailedPostStartHook: {name}: {msg}");
                     // As upstream, the hook's output stays out of events (secrets).
@@ -207,6 +257,7 @@ impl<R: Runtime> Manager<R> {
                 }
                 if let Some(k) = self.kills.get_mut(&rep.id) {
                     k.pre_stop_running = false;
+                    self.save_health(&rep.id);
                 }
                 self.drive_kills(&r.pod_uid, now);
             }
@@ -266,12 +317,14 @@ impl<R: Runtime> Manager<R> {
             }
         }
         self.kills.insert(r.id.clone(), kill);
+        self.save_health(&r.id);
         self.drive_kills(&r.pod_uid, now);
     }
 
     /// Sends the stop signal once preStop is done (or its time is up) and
     /// SIGKILL once the grace period is over; forgets exited containers.
     pub(super) fn drive_kills(&mut self, uid: &str, now: Instant) {
+        self.launch_restored_hooks(uid);
         let Some(st) = self.pods.get(uid) else { return };
         let pod = full_name(&st.pod);
         let latest: Vec<Record> = st.attempts.values().filter_map(|v| v.last().cloned()).collect();
@@ -281,9 +334,11 @@ impl<R: Runtime> Manager<R> {
             }
             if matches!(self.observe(&r), super::status::Observed::Exited { .. }) {
                 self.kills.remove(&r.id);
+                self.save_health(&r.id);
                 continue;
             }
             let k = self.kills.get_mut(&r.id).unwrap();
+            let before = k.clone();
             if !k.signalled && (!k.pre_stop_running || now >= k.deadline) {
                 k.signalled = true;
                 if now >= k.deadline {
@@ -298,6 +353,9 @@ impl<R: Runtime> Manager<R> {
                 log::info!("pod {pod}: container {}: grace period over, killing", r.container);
                 let _ = self.runtime.kill(&r.id, "KILL");
             }
+            if self.kills.get(&r.id) != Some(&before) {
+                self.save_health(&r.id);
+            }
         }
     }
 
@@ -308,6 +366,93 @@ impl<R: Runtime> Manager<R> {
         let prefix = format!("{id}/");
         self.probe_failures.retain(|k, _| !k.starts_with(&prefix));
         self.kills.remove(id);
+        self.save_health(id);
+    }
+
+    /// Writes (or removes, when there is nothing) a container's `health.json`.
+    pub(super) fn save_health(&self, id: &str) {
+        let dir = record::dir(&self.cfg.root, id);
+        let saved = Saved {
+            post_start_pending: self.post_start.contains(id),
+            kill: self.kills.get(id).map(|k| SavedKill::of(k, Instant::now(), SystemTime::now())),
+            message: self.kill_messages.get(id).cloned(),
+        };
+        let path = dir.join("health.json");
+        let result = if saved == Saved::default() {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            }
+        } else if !dir.is_dir() {
+            // The attempt's directory is gone (released): nothing to keep.
+            Ok(())
+        } else {
+            serde_json::to_vec(&saved).map_err(std::io::Error::other).and_then(|b| crate::node::fs::write_atomic(&path, &b))
+        };
+        if let Err(e) = result {
+            log::warn!("container {id}: cannot save {}: {e}", path.display());
+        }
+    }
+
+    /// At start-up: takes back what a previous picolet saved for a recovered
+    /// attempt. Hooks it left running are queued to run again.
+    pub(super) fn restore_health(&mut self, r: &Record) {
+        let path = record::dir(&self.cfg.root, &r.id).join("health.json");
+        let Ok(bytes) = std::fs::read(&path) else { return };
+        let saved: Saved = match serde_json::from_slice(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("container {}: ignoring unreadable {}: {e}", r.id, path.display());
+                return;
+            }
+        };
+        if let Some(m) = saved.message {
+            self.kill_messages.insert(r.id.clone(), m);
+        }
+        if saved.post_start_pending {
+            self.post_start.insert(r.id.clone());
+            self.rerun_hooks.push((r.id.clone(), JobKind::PostStart));
+        }
+        if let Some(k) = saved.kill {
+            let kill = k.restore(Instant::now(), SystemTime::now());
+            if kill.pre_stop_running && !kill.signalled {
+                self.rerun_hooks.push((r.id.clone(), JobKind::PreStop));
+            }
+            log::info!("container {} of pod {}: resuming its stop ({}s left)", r.container, r.pod_name, kill.deadline.saturating_duration_since(Instant::now()).as_secs());
+            self.kills.insert(r.id.clone(), kill);
+        }
+    }
+
+    /// Queues the hooks `restore_health` found cut short, for a pod whose
+    /// sandbox (pod IP) is known again or which is being stopped.
+    fn launch_restored_hooks(&mut self, uid: &str) {
+        if self.rerun_hooks.is_empty() {
+            return;
+        }
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rerun_hooks)
+            .into_iter()
+            .partition(|(id, _)| self.record_by_id(id).is_some_and(|r| r.pod_uid == uid));
+        self.rerun_hooks = rest;
+        let now = Instant::now();
+        for (id, kind) in mine {
+            let Some(r) = self.record_by_id(&id) else { continue };
+            if !matches!(self.observe(&r), super::status::Observed::Running { .. }) {
+                // Exited while picolet was away: no hook to finish.
+                self.post_start.remove(&id);
+                self.save_health(&id);
+                continue;
+            }
+            let Some(c) = self.container_of(&r) else { continue };
+            let lifecycle = c.lifecycle.as_ref();
+            let (hook, timeout) = match kind {
+                JobKind::PostStart => (lifecycle.and_then(|l| l.post_start.as_ref()), None),
+                _ => (lifecycle.and_then(|l| l.pre_stop.as_ref()), self.kills.get(&id).map(|k| k.deadline.saturating_duration_since(now))),
+            };
+            let Some(h) = hook else { continue };
+            log::info!("container {} of pod {}: running its {} hook again (cut short by a restart)", r.container, r.pod_name, if kind == JobKind::PostStart { "postStart" } else { "preStop" });
+            let action = probe::hook_action(h, &c, &self.pod_ip(&r));
+            self.jobs.push(Job { id, kind, action, target: self.target(&r), timeout });
+        }
     }
 
     /// (started, ready, postStart still running) of a running attempt.
@@ -323,5 +468,86 @@ impl<R: Runtime> Manager<R> {
                 (started && !pending, ready && !pending && !self.kills.contains_key(id), pending)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::events::tests::{manager, manager_in, pod, running};
+    use super::*;
+
+    fn hooked(uid: &str) -> crate::api::Pod {
+        let mut p = pod(uid);
+        let hooks = serde_json::json!({"postStart": {"exec": {"command": ["x"]}}, "preStop": {"exec": {"command": ["y"]}}});
+        p.spec.containers[0].lifecycle = Some(serde_json::from_value(hooks).unwrap());
+        p
+    }
+
+    #[test]
+    fn saved_kill_keeps_its_wall_clock_deadline() {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let k = Kill { deadline: now + Duration::from_secs(30), pre_stop_running: true, signalled: false, killed: false };
+        let saved = SavedKill::of(&k, now, wall);
+        // The next picolet comes 10 s later: 20 s are left.
+        let back = saved.restore(now, wall + Duration::from_secs(10));
+        assert_eq!(back.deadline, now + Duration::from_secs(20));
+        assert!(back.pre_stop_running && !back.signalled);
+        // Later than the deadline: it is due now.
+        assert_eq!(saved.restore(now, wall + Duration::from_secs(60)).deadline, now);
+    }
+
+    #[test]
+    fn a_kill_and_a_post_start_outlive_the_manager() {
+        let (mut m, _, root) = manager("health-restart");
+        let p = hooked("u-hr");
+        m.sync(std::slice::from_ref(&p));
+        let r = running(&mut m, "u-hr");
+        r.save(&root).unwrap();
+        let path = record::dir(&root, &r.id).join("health.json");
+
+        // A postStart under way when picolet goes: the next one runs it again
+        // and the container is not started meanwhile.
+        m.after_start(&r);
+        assert!(path.exists());
+        drop(m);
+        let (mut m, _, _) = manager_in(root.clone());
+        m.sync(std::slice::from_ref(&p));
+        let jobs: Vec<(String, JobKind)> = m.take_jobs().into_iter().map(|j| (j.id, j.kind)).collect();
+        assert_eq!(jobs, [(r.id.clone(), JobKind::PostStart)]);
+        assert_eq!(m.health_view(&r.id), (false, false, true));
+
+        // It fails: the kill (its preStop, 30 s) and the message are kept too.
+        m.report(JobReport { id: r.id.clone(), kind: JobKind::PostStart, outcome: Outcome::Failure("boom".into()), took: Duration::ZERO });
+        assert!(m.kills.contains_key(&r.id));
+        drop(m);
+        let (mut m, fake2, _) = manager_in(root.clone());
+        assert_eq!(m.kill_messages.get(&r.id).map(String::as_str), Some("PostStartHook failed: boom"));
+        let left = m.kills[&r.id].deadline.saturating_duration_since(Instant::now());
+        assert!(left > Duration::ZERO && left <= Duration::from_secs(30), "{left:?}");
+        m.sync(std::slice::from_ref(&p));
+        let jobs: Vec<(String, JobKind)> = m.take_jobs().into_iter().map(|j| (j.id, j.kind)).collect();
+        assert_eq!(jobs, [(r.id.clone(), JobKind::PreStop)], "the preStop cut short runs again");
+        assert!(!fake2.0.borrow().iter().any(|c| c.contains("SIGTERM")), "no signal before preStop returns");
+
+        // preStop returns: the stop signal goes, and that is saved as well.
+        m.report(JobReport { id: r.id.clone(), kind: JobKind::PreStop, outcome: Outcome::Success, took: Duration::ZERO });
+        assert!(fake2.0.borrow().contains(&format!("kill {} SIGTERM", r.id)));
+        drop(m);
+        let (m, _, _) = manager_in(root.clone());
+        assert!(m.kills[&r.id].signalled && m.rerun_hooks.is_empty());
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn nothing_saved_once_nothing_is_pending() {
+        let (mut m, _, root) = manager("health-clean");
+        let p = hooked("u-hc");
+        m.sync(std::slice::from_ref(&p));
+        let r = running(&mut m, "u-hc");
+        r.save(&root).unwrap();
+        m.after_start(&r);
+        m.report(JobReport { id: r.id.clone(), kind: JobKind::PostStart, outcome: Outcome::Success, took: Duration::ZERO });
+        assert!(!record::dir(&root, &r.id).join("health.json").exists());
+        let _ = std::fs::remove_dir_all(root);
     }
 }
