@@ -6,7 +6,8 @@
 //! Index documents a previous pull stored are read from the store, so an
 //! unchanged multi-platform tag costs one HEAD.
 
-use super::pull::{Platform, Pulled};
+use super::credentials::{self, Credential, Keyring};
+use super::pull::{every_failed, Platform, Pulled};
 use super::registry::{Registries, Session, MANIFEST_ACCEPT};
 use super::store::{digest_hex, hex, read_capped, Store, JSON_LIMIT};
 use super::{reference, ImageError};
@@ -38,46 +39,56 @@ impl Store {
     }
 
     /// Asks the registry what `reference` points at for `platform` and pulls
-    /// only when that is not the manifest it was pulled as. An error from a
-    /// registry nobody could reach is `ImageError::Unreachable`.
-    pub fn refresh(&self, regs: &Registries, reference: &str, platform: &Platform) -> Result<Refreshed, ImageError> {
+    /// only when that is not the manifest it was pulled as. Credentials as
+    /// `pull_with` uses them (`keyrings`, then `registries.yaml`), so a
+    /// private registry answers the check too. An error from a registry
+    /// nobody could reach is `ImageError::Unreachable`.
+    pub fn refresh(&self, regs: &Registries, keyrings: &[&Keyring], reference: &str, platform: &Platform) -> Result<Refreshed, ImageError> {
         let local = self.pulled_manifest(reference)?;
-        let remote = self.remote_manifest(regs, reference, platform)?;
+        let remote = self.remote_manifest(regs, keyrings, reference, platform)?;
         if local.as_deref() == Some(remote.as_str()) {
             return Ok(Refreshed::Unchanged { manifest: remote });
         }
         log::info!("image {reference}: the registry has {remote}, the local image is {}", local.as_deref().unwrap_or("not from a registry"));
-        self.pull(regs, reference, platform).map(Refreshed::Pulled)
+        self.pull_with(regs, keyrings, reference, platform).map(Refreshed::Pulled)
     }
 
     /// The platform manifest digest the registry has for `reference`, trying
-    /// the endpoints in order as `pull` does.
-    pub fn remote_manifest(&self, regs: &Registries, reference: &str, platform: &Platform) -> Result<String, ImageError> {
+    /// the endpoints, and at each the credentials, in order as `pull_with`
+    /// does.
+    pub fn remote_manifest(&self, regs: &Registries, keyrings: &[&Keyring], reference: &str, platform: &Platform) -> Result<String, ImageError> {
         let r = reference::parse(reference)?;
         let norm = reference::normalize(reference)?;
         let mut errors = Vec::new();
-        for endpoint in regs.endpoints(&r.domain) {
-            match self.remote_from(regs, &endpoint, &r, &norm, platform) {
-                Ok(d) => return Ok(d),
-                Err(e @ (ImageError::NoPlatform { .. } | ImageError::DigestMismatch { .. })) => return Err(e),
-                Err(e) => {
-                    log::debug!("resolve {norm} at {endpoint}: {e}");
-                    errors.push(e);
+        let endpoints = regs.endpoints(&r.domain);
+        for endpoint in &endpoints {
+            for cred in &credentials::candidates(regs, keyrings, &r.domain, endpoint, &r.path) {
+                match self.remote_from(regs, endpoint, cred.as_ref(), &r, &norm, platform) {
+                    Ok(d) => return Ok(d),
+                    Err(e @ (ImageError::NoPlatform { .. } | ImageError::DigestMismatch { .. })) => return Err(e),
+                    Err(e) => {
+                        log::debug!("resolve {norm} at {endpoint}: {e}");
+                        errors.push(e);
+                    }
                 }
             }
         }
-        if errors.len() == 1 {
-            return Err(errors.pop().expect("one error"));
-        }
-        let reason = format!("every endpoint failed: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
-        match errors.iter().all(|e| matches!(e, ImageError::Unreachable { .. })) {
-            true => Err(ImageError::Unreachable { url: norm, reason }),
-            false => Err(ImageError::Registry { url: norm, reason }),
-        }
+        Err(every_failed(norm, errors, endpoints.len()))
     }
 
-    fn remote_from(&self, regs: &Registries, endpoint: &str, r: &reference::Reference, norm: &str, platform: &Platform) -> Result<String, ImageError> {
+    fn remote_from(
+        &self,
+        regs: &Registries,
+        endpoint: &str,
+        cred: Option<&Credential>,
+        r: &reference::Reference,
+        norm: &str,
+        platform: &Platform,
+    ) -> Result<String, ImageError> {
         let mut s = Session::new(regs, endpoint, &r.path)?;
+        if let Some(c) = cred {
+            s.use_credential(c);
+        }
         let want = r.digest.clone().or_else(|| r.tag.clone()).unwrap_or_else(|| "latest".into());
         let resp = s.head(&format!("manifests/{want}"), MANIFEST_ACCEPT)?;
         let header = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).filter(|d| digest_hex(d).is_some()).map(String::from);

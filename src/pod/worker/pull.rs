@@ -400,7 +400,7 @@ impl<R: Runtime> Manager<R> {
 fn pull_or_refresh(s: &Store, pc: &PullConfig, job: &Job, node: &Keyring) -> Result<Outcome, ImageError> {
     let keyrings = [&job.keyring, node];
     let (changed, fetched, manifest) = match job.refresh {
-        true => match s.refresh(&pc.registries, &job.reference, &pc.platform)? {
+        true => match s.refresh(&pc.registries, &keyrings, &job.reference, &pc.platform)? {
             Refreshed::Unchanged { manifest } => (false, 0, manifest),
             Refreshed::Pulled(p) => (true, p.bytes, p.manifest),
         },
