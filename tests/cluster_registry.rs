@@ -103,8 +103,23 @@ fn pods_pull_from_a_private_registry_with_their_image_pull_secrets() {
     assert!(ev.iter().any(|(r, m)| r == "Pulling" && m == &format!("Pulling image {image:?}")), "{ev:?}");
     assert!(ev.iter().any(|(r, m)| r == "Pulled" && m.starts_with(&format!("Successfully pulled image {image:?} in "))), "{ev:?}");
 
+    // imagePullPolicy Always (`:latest`): the restart's check at the
+    // registry carries the pod's Secret too (without it: a 401, ErrImagePull).
+    let latest = reg.push_busybox("private/busybox:latest");
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: always, namespace: {ns}}}\nspec:\n  nodeName: {}\n  restartPolicy: Always\n  \
+         imagePullSecrets: [{{name: regcred}}]\n  containers:\n  - {{name: app, image: '{latest}', command: [sh, -c, 'echo always runs']}}\n",
+        p.node
+    ));
+    let pod = c.wait_pod(ns, "always", "a restart", &p, |q| q["status"]["containerStatuses"][0]["restartCount"].as_u64().unwrap_or(0) >= 1);
+    assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    p.wait_log(&pod, "app", 1, "always runs");
+    let log = p.picolet_log();
+    assert!(log.contains(&format!("image {latest} unchanged at its registry (sha256:")), "{log}");
+    assert!(!log.contains(&format!("pod {ns}/always container app: ErrImagePull")), "{log}");
+
     // The password is in no Event and no log line.
-    for name in ["anonymous", "wrong", "ghost", "private"] {
+    for name in ["anonymous", "wrong", "ghost", "private", "always"] {
         for (_, m) in events(c, ns, name) {
             assert!(!m.contains(PASSWORD), "{m}");
         }

@@ -926,3 +926,76 @@ fn always_falls_back_only_when_no_registry_answers() {
     assert!(!p.log_dir(&pod, "c").join("2.log").exists(), "no start without the registry's answer");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// --- after the merge: Always against a private registry ---
+
+/// `imagePullPolicy: Always` asks a private registry with the credentials
+/// pulls use (here the node's file; the registries.yaml holds only the CA):
+/// each restart's HEAD is answered, a tag pushed again reaches the next
+/// restart, an unchanged one runs as it is. Wrong credentials are the
+/// registry's refusal, ErrImagePull naming the file, never the offline
+/// fall-back to the local image.
+#[test]
+fn always_asks_a_private_registry_with_the_node_credentials() {
+    let reg = Registry::start("alwayscreds", true);
+    let dir = scratch("alwayscreds");
+    let push = |version: &str| reg.push(&format!("oci:{}", versioned_layout(&dir, version).display()), "private/app:latest", false);
+    push("v1");
+    let mut p = Picolet::new("alwayscreds");
+    p.extra_args.push(format!("--registry-config={}", reg.config(None).display()));
+    node_credentials(&p.root, &reg, "s3cret");
+    // The container exits (restartPolicy Always) when the test creates gate/go.
+    let gate = p.base.join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
+    let image = format!("{}/private/app:latest", reg.host());
+    p.write_manifest(
+        "app.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: app}}\nspec:\n  volumes: [{{name: gate, hostPath: {{path: '{}'}}}}]\n  \
+             containers: [{{name: c, image: '{image}', volumeMounts: [{{name: gate, mountPath: /gate}}],\n    \
+             command: [sh, -c, 'echo version=$VERSION; until [ -e /gate/go ]; do sleep 0.1; done; rm /gate/go']}}]\n",
+            gate.display()
+        ),
+    );
+    p.start();
+    let pod = p.wait_pod("app", "Running", |q| running(q, "c"));
+    assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    p.wait_log(&pod, "c", 0, "version=v1");
+
+    // The tag moves: the restart's authenticated HEAD sees it, the pull follows.
+    push("v2");
+    std::fs::write(gate.join("go"), "").unwrap();
+    p.wait_log(&pod, "c", 1, "version=v2");
+    // Unchanged: the next restart runs it after one answered HEAD.
+    std::fs::write(gate.join("go"), "").unwrap();
+    p.wait_log(&pod, "c", 2, "version=v2");
+    let log = p.picolet_log();
+    assert_eq!(log.matches(&format!("checking image {image} at its registry (imagePullPolicy Always)")).count(), 2, "{log}");
+    assert!(log.contains(&format!("image {image} unchanged at its registry (sha256:")), "{log}");
+    assert_eq!(log.matches(&format!("pulled image {image}")).count(), 2, "{log}");
+    for bad in ["401 Unauthorized", "ErrImagePull", "no registry reachable"] {
+        assert!(!log.contains(bad), "{bad} in the log:\n{log}");
+    }
+    // The registry's access log: the HEADs were let in.
+    let access = std::fs::read_to_string(reg.dir.join("registry.log")).unwrap();
+    let answered = access.lines().filter(|l| l.contains("\"HEAD /v2/private/app/manifests/latest HTTP/1.1\" 200") && l.contains("picolet/")).count();
+    assert_eq!(answered, 2, "{access}");
+
+    // Wrong credentials: the registry refuses the check; no local fall-back.
+    // (The log, not the status: the crash-loop back-off soon replaces
+    // ErrImagePull there, as upstream's does.)
+    node_credentials(&p.root, &reg, "wrong");
+    std::fs::write(gate.join("go"), "").unwrap();
+    let failed = format!(
+        "container c: ErrImagePull: https://{}/v2/private/app/manifests/latest: 401 Unauthorized: authentication failed, check the credentials in {}",
+        reg.host(),
+        p.root.join("config.json").display()
+    );
+    p.wait_until("the restart's check to be refused", || p.picolet_log().contains(&failed));
+    let log = p.picolet_log();
+    assert!(!log.contains("no registry reachable"), "{log}");
+    assert!(!p.log_dir(&pod, "c").join("3.log").exists(), "no start the registry refused");
+    let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "pi:s3cret");
+    assert!(!log.contains("s3cret") && !log.contains(&basic), "credentials in the log:\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
