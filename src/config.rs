@@ -124,6 +124,10 @@ pub struct Config {
     pub cluster_domain: String,
     /// `--resolv-conf`, config `resolvConf`: the host resolv.conf Default pods get; None ("") for none.
     pub resolv_conf: Option<PathBuf>,
+    // --- blobs: registry downloads ---
+    /// `--image-pull-progress-timeout` (containerd's `image_pull_progress_timeout`, 5m): a blob
+    /// download that receives nothing for this long fails; zero: no limit.
+    pub image_pull_progress_timeout: Duration,
 }
 
 impl Default for Config {
@@ -184,6 +188,8 @@ impl Default for Config {
             cluster_dns: Vec::new(),
             cluster_domain: String::new(),
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
+            // --- blobs: registry downloads ---
+            image_pull_progress_timeout: crate::image::registry::DEFAULT_PROGRESS_TIMEOUT,
         }
     }
 }
@@ -382,6 +388,14 @@ const FLAGS: &[FlagSpec] = &[
         default: "this machine's",
         field: "",
         help: "images pull: the platform to pick from a multi-platform image (e.g. linux/arm/v7)",
+    },
+    // --- blobs: registry downloads ---
+    FlagSpec {
+        name: "--image-pull-progress-timeout",
+        value: Some("DURATION"),
+        default: "5m",
+        field: "",
+        help: "give up a blob download that receives nothing for this long (containerd's image_pull_progress_timeout); 0: never",
     },
     FlagSpec {
         name: "--cgroups-per-qos",
@@ -852,6 +866,10 @@ fn build(flags: &Flags) -> Result<Config, ConfigError> {
             "--cluster-dns" => c.cluster_dns = cluster_dns(v.split(',')).map_err(|r| bad(name, v, &r))?,
             "--cluster-domain" => c.cluster_domain = v.trim().trim_end_matches('.').to_string(),
             "--resolv-conf" => c.resolv_conf = non_empty_path(v),
+            // --- blobs: registry downloads ---
+            "--image-pull-progress-timeout" => {
+                c.image_pull_progress_timeout = parse_duration(v).map_err(|r| bad(name, v, &r))?
+            }
             _ => {}
         }
     }
@@ -1582,6 +1600,15 @@ mod tests {
         std::fs::write(&path, format!("{head}evictionHard:\n  disk.available: 1Gi\n")).unwrap();
         let e = err(&format!("--config {}", path.display()));
         assert!(e.contains("evictionHard") && e.contains("disk.available"), "{e}");
+    }
+
+    // --- blobs: registry downloads ---
+    #[test]
+    fn image_pull_progress_timeout() {
+        assert_eq!(run("").image_pull_progress_timeout, Duration::from_secs(300));
+        assert_eq!(run("--image-pull-progress-timeout=30s").image_pull_progress_timeout, Duration::from_secs(30));
+        assert_eq!(run("--image-pull-progress-timeout 0").image_pull_progress_timeout, Duration::ZERO);
+        assert!(err("--image-pull-progress-timeout=soon").contains("--image-pull-progress-timeout"));
     }
 
     #[test]
