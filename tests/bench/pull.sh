@@ -24,6 +24,7 @@ finish() {
     cleanup_root "$work/root-small"
     cleanup_root "$work/root-big-v1"
     cleanup_root "$work/root-big-zstd"
+    cleanup_root "$work/root-big-text"
     rm -rf "$work"
 }
 trap finish EXIT
@@ -59,6 +60,14 @@ umoci repack --image "$layout:big" "$work/bundle"
 rm -rf "$work/bundle"
 "${skopeo[@]}" "oci:$layout:big" "docker://127.0.0.1:$port/bench/big:v1"
 "${skopeo[@]}" --dest-compress-format zstd "oci:$layout:big" "docker://127.0.0.1:$port/bench/big:zstd"
+# Compressible data (base64 text) as zstd: the decoder's window fills up.
+umoci new --image "$layout:text"
+umoci unpack --image "$layout:text" "$work/bundle" >/dev/null
+mkdir -p "$work/bundle/rootfs/data"
+head -c "${size}M" /dev/urandom | base64 >"$work/bundle/rootfs/data/text"
+umoci repack --image "$layout:text" "$work/bundle"
+rm -rf "$work/bundle"
+"${skopeo[@]}" --dest-compress-format zstd "oci:$layout:text" "docker://127.0.0.1:$port/bench/big:text"
 rm -rf "$layout"
 
 # Peak RSS (GNU time's %M, the process's own high-water mark, KiB) and wall time of one `images pull`.
@@ -72,9 +81,10 @@ pull() {
 pull small:v1 root-small
 small=$kib
 awk -v k="$kib" -v s="$secs" 'BEGIN { printf "pull busybox (1 MiB layer):      %.1f MiB peak RSS, %.1f s\n", k / 1024, s }'
-for tag in v1 zstd; do
+for tag in v1 zstd text; do
     pull "big:$tag" "root-big-$tag"
-    awk -v k="$kib" -v b="$small" -v s="$secs" -v n="$size" -v c="$([[ $tag == v1 ]] && echo gzip || echo zstd)" \
-        'BEGIN { printf "pull a %s MiB layer (%s):   %.1f MiB peak RSS, growth over busybox %+.2f MiB, %.1f s\n", n, c, k / 1024, (k - b) / 1024, s }'
+    case $tag in v1) what="random, gzip" ;; zstd) what="random, zstd" ;; text) what="base64 text, zstd" ;; esac
+    awk -v k="$kib" -v b="$small" -v s="$secs" -v n="$size" -v c="$what" \
+        'BEGIN { printf "pull a %s MiB layer (%s): %.1f MiB peak RSS, growth over busybox %+.2f MiB, %.1f s\n", n, c, k / 1024, (k - b) / 1024, s }'
 done
 du -sh "$work/root-big-v1/images-store/blobs" | awk '{print "blobs in the store (gzip image): " $1}'
