@@ -775,6 +775,19 @@ fn broken_off_download_resumes_with_a_range_request() {
     let (code, _, err) = pull(&root2, &cfg, &[&image]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(proxy.ranges(&digest).last().unwrap(), "", "started over");
+
+    // A whole partial never renamed (picolet killed just before): verified
+    // and used without asking the registry.
+    proxy.log.lock().unwrap().clear();
+    let root3 = root.join("complete");
+    let partial = partial_of(&root3, &digest);
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    let hex = &digest[7..];
+    std::fs::copy(reg.dir.join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data"), &partial).unwrap();
+    let (code, _, err) = pull(&root3, &cfg, &[&image]);
+    assert_eq!(code, 0, "{err}");
+    assert!(proxy.ranges(&digest).is_empty(), "{:?}", proxy.ranges(&digest));
+    assert!(!partial.exists() && root3.join("images-store/blobs/sha256").join(hex).is_file());
     cleanup(&root);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -395,7 +395,15 @@ impl Store {
                 left -= n as u64;
             }
             have -= left;
-            log::info!("resuming {name} from {url} at {have} of {} bytes", d.size);
+            if have == d.size {
+                // Complete but never renamed (killed just before): no request needed.
+                if format!("sha256:{}", hex(ctx.clone().finish().as_ref())) == d.digest {
+                    return self.land_partial(file, path, d).map(|()| (0, true));
+                }
+                (have, ctx) = (0, ring::digest::Context::new(&ring::digest::SHA256));
+            } else {
+                log::info!("resuming {name} from {url} at {have} of {} bytes", d.size);
+            }
         }
         let mut resp = match s.get_from(&blob, "*/*", true, have) {
             // The registry lost track of the range: start over.
@@ -455,10 +463,15 @@ impl Store {
             let _ = fs::remove_file(path);
             return Err(ImageError::DigestMismatch { blob: name, archive: PathBuf::from(&url), actual });
         }
-        file.sync_all().map_err(io_err)?;
-        let dst = self.blob_path(&d.digest)?;
-        fs::rename(path, &dst).map_err(|e| ImageError::io("rename blob to", &dst, e))?;
+        self.land_partial(file, path, d)?;
         Ok((d.size - have, true))
+    }
+
+    /// Moves the verified partial `path` into `blobs/`.
+    fn land_partial(&self, file: nix::fcntl::Flock<File>, path: &Path, d: &Descriptor) -> Result<(), ImageError> {
+        file.sync_all().map_err(|e| ImageError::io("sync", path, e))?;
+        let dst = self.blob_path(&d.digest)?;
+        fs::rename(path, &dst).map_err(|e| ImageError::io("rename blob to", &dst, e))
     }
 
     /// A blob without a size in its descriptor: into a temp file, no resuming.
