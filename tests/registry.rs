@@ -580,6 +580,8 @@ enum BlobMode {
     Stall,
     /// Answers manifests with JSON-looking bytes until picolet hangs up (100 MiB at most).
     EndlessManifest,
+    /// Sends big blobs 64 KiB every 50 ms.
+    Slow,
 }
 
 /// A proxy in front of a registry whose behaviour the test switches while
@@ -656,6 +658,15 @@ impl BlobProxy {
                         let until = Instant::now() + Duration::from_secs(30);
                         while Instant::now() < until && *mode.lock().unwrap() == BlobMode::Stall {
                             std::thread::sleep(Duration::from_millis(100));
+                        }
+                        return;
+                    }
+                    if big && now == BlobMode::Slow {
+                        for chunk in resp.chunks(64 << 10) {
+                            if conn.write_all(chunk).is_err() {
+                                return;
+                            }
+                            std::thread::sleep(Duration::from_millis(50));
                         }
                         return;
                     }
@@ -863,5 +874,50 @@ fn endless_manifest_is_refused_at_the_cap_without_memory_growth() {
     assert!(sent < 16 << 20, "picolet stopped reading at the cap: the proxy wrote {sent} bytes");
     // At most the 4 MiB cap (plus buffers) more than the baseline, not the 100 MiB offered.
     assert!(peak.saturating_sub(base) < 6 << 10, "peak RSS {peak} KiB against {base} KiB");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Two pulls at once of images sharing a layer (two processes, one store):
+/// the layer is downloaded once, the second pull waits and uses it.
+#[test]
+fn concurrent_pulls_download_a_shared_layer_once() {
+    let reg = Registry::start("shared", false);
+    let src = format!("oci-archive:{}", images_dir().join("busybox.tar").display());
+    reg.push(&src, "c/one:v1", false);
+    reg.push(&src, "c/two:v1", false);
+    let (_, digest, _) = first_layer(&reg, "c/one:v1");
+    let proxy = BlobProxy::start(reg.port, BlobMode::Slow);
+    let root = scratch("shared");
+    let cfg = proxy.config(&root);
+    let images: Vec<String> = ["one", "two"].iter().map(|n| format!("127.0.0.1:{}/c/{n}:v1", proxy.port)).collect();
+    let children: Vec<_> = images
+        .iter()
+        .map(|image| {
+            Command::new(env!("CARGO_BIN_EXE_picolet"))
+                .args(["images", "pull", image])
+                .arg(format!("--root-dir={}", root.display()))
+                .arg(format!("--registry-config={}", cfg.display()))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        })
+        .collect();
+    eprintln!("{outs:?}");
+    assert_eq!(proxy.ranges(&digest).len(), 1, "one download of the shared layer: {:?}", proxy.ranges(&digest));
+    assert_eq!(outs.iter().filter(|o| o.contains("1 layers fetched")).count(), 1, "{outs:?}");
+    assert_eq!(outs.iter().filter(|o| o.contains("1 already present")).count(), 1, "{outs:?}");
+    let listed = list(&root);
+    assert!(images.iter().all(|i| listed.contains(i.as_str())), "{listed}");
+    assert!(!partial_of(&root, &digest).exists());
+    cleanup(&root);
     let _ = std::fs::remove_dir_all(&root);
 }
