@@ -131,6 +131,10 @@ pub struct Config {
     /// Config `maxParallelImagePulls` (no flag, as upstream): pulls at once when not
     /// serialized; None: no limit.
     pub max_parallel_image_pulls: Option<i32>,
+    // --- blobs: registry downloads ---
+    /// `--image-pull-progress-timeout` (containerd's `image_pull_progress_timeout`, 5m): a blob
+    /// download that receives nothing for this long fails; zero: no limit.
+    pub image_pull_progress_timeout: Duration,
 }
 
 impl Default for Config {
@@ -194,6 +198,8 @@ impl Default for Config {
             // --- policy: image pulls ---
             serialize_image_pulls: None,
             max_parallel_image_pulls: None,
+            // --- blobs: registry downloads ---
+            image_pull_progress_timeout: crate::image::registry::DEFAULT_PROGRESS_TIMEOUT,
         }
     }
 }
@@ -402,6 +408,14 @@ const FLAGS: &[FlagSpec] = &[
         default: "this machine's",
         field: "",
         help: "images pull: the platform to pick from a multi-platform image (e.g. linux/arm/v7)",
+    },
+    // --- blobs: registry downloads ---
+    FlagSpec {
+        name: "--image-pull-progress-timeout",
+        value: Some("DURATION"),
+        default: "5m",
+        field: "",
+        help: "give up a blob download that receives nothing for this long (containerd's image_pull_progress_timeout); 0: never",
     },
     FlagSpec {
         name: "--cgroups-per-qos",
@@ -882,6 +896,10 @@ fn build(flags: &Flags) -> Result<Config, ConfigError> {
             "--resolv-conf" => c.resolv_conf = non_empty_path(v),
             // --- policy: image pulls ---
             "--serialize-image-pulls" => c.serialize_image_pulls = Some(v == "true"),
+            // --- blobs: registry downloads ---
+            "--image-pull-progress-timeout" => {
+                c.image_pull_progress_timeout = parse_duration(v).map_err(|r| bad(name, v, &r))?
+            }
             _ => {}
         }
     }
@@ -1630,6 +1648,15 @@ mod tests {
         std::fs::write(&path, format!("{head}evictionHard:\n  disk.available: 1Gi\n")).unwrap();
         let e = err(&format!("--config {}", path.display()));
         assert!(e.contains("evictionHard") && e.contains("disk.available"), "{e}");
+    }
+
+    // --- blobs: registry downloads ---
+    #[test]
+    fn image_pull_progress_timeout() {
+        assert_eq!(run("").image_pull_progress_timeout, Duration::from_secs(300));
+        assert_eq!(run("--image-pull-progress-timeout=30s").image_pull_progress_timeout, Duration::from_secs(30));
+        assert_eq!(run("--image-pull-progress-timeout 0").image_pull_progress_timeout, Duration::ZERO);
+        assert!(err("--image-pull-progress-timeout=soon").contains("--image-pull-progress-timeout"));
     }
 
     #[test]

@@ -96,7 +96,8 @@ fn images_pull(cfg: &Config, reference: &str, platform: Option<&str>) -> Result<
         Some(p) => image::Platform::parse(p).map_err(|e| format!("--platform {p:?}: {e}"))?,
         None => image::Platform::host(),
     };
-    let regs = image::Registries::load(&cfg.registry_config).map_err(|e| e.to_string())?;
+    let mut regs = image::Registries::load(&cfg.registry_config).map_err(|e| e.to_string())?;
+    regs.progress_timeout = Some(cfg.image_pull_progress_timeout);
     // The node's credentials file, as pods use it (imagePullSecrets aside).
     let node = image::credentials::load_node(&cfg.root_dir).map_err(|e| e.to_string())?;
     let store = open_store(cfg)?;
@@ -171,7 +172,8 @@ fn run(cfg: Config) -> Result<(), String> {
     // One set of metrics, fed by the pod loop and the runtime, served on /metrics.
     let metrics: Arc<server::metrics::Metrics> = Arc::default();
     let runc = runtime::runc::Runc::new(cfg.runtime_path.clone(), root.join("runc"), reaper, metrics.clone());
-    let registries = image::Registries::load(&cfg.registry_config).map_err(|e| e.to_string())?;
+    let mut registries = image::Registries::load(&cfg.registry_config).map_err(|e| e.to_string())?;
+    registries.progress_timeout = Some(cfg.image_pull_progress_timeout);
     // A finished image pull wakes the pod loop.
     let (pull_wake, pull_woke) = smol::channel::bounded::<()>(1);
     // In a cluster the node agent publishes the Node's podCIDR here.

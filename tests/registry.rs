@@ -999,3 +999,358 @@ fn always_asks_a_private_registry_with_the_node_credentials() {
     assert!(!log.contains("s3cret") && !log.contains(&basic), "credentials in the log:\n{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// --- blobs: zstd layers, stalled and broken-off downloads, resuming ---
+
+/// What `BlobProxy` does with the requests it forwards.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum BlobMode {
+    /// Forwards everything, `Range` included.
+    Healthy,
+    /// Cuts the next big blob (> 64 KiB, the layer) off halfway, then is healthy.
+    CutOnce,
+    /// Sends half of every big blob, then nothing (up to 30 s) with the connection open.
+    Stall,
+    /// Answers manifests with JSON-looking bytes until picolet hangs up (100 MiB at most).
+    EndlessManifest,
+    /// Sends big blobs 64 KiB every 50 ms.
+    Slow,
+}
+
+/// A proxy in front of a registry whose behaviour the test switches while
+/// picolet talks to it; logs each blob request with its `Range` header and
+/// counts what it wrote of an endless manifest.
+struct BlobProxy {
+    port: u16,
+    mode: std::sync::Arc<std::sync::Mutex<BlobMode>>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    manifest_bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl BlobProxy {
+    fn start(upstream: u16, mode: BlobMode) -> BlobProxy {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let p = BlobProxy { port, mode: std::sync::Arc::new(std::sync::Mutex::new(mode)), log: Default::default(), manifest_bytes: Default::default() };
+        let (mode, log, manifest_bytes) = (p.mode.clone(), p.log.clone(), p.manifest_bytes.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let (mode, log, manifest_bytes) = (mode.clone(), log.clone(), manifest_bytes.clone());
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut head = Vec::new();
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        head.push(line.trim_end().to_string());
+                    }
+                    let Some(first) = head.first() else { return };
+                    let path = first.split(' ').nth(1).unwrap_or("/").to_string();
+                    let header = |name: &str| {
+                        head.iter().find_map(|h| {
+                            let (k, v) = h.split_once(':')?;
+                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                        })
+                    };
+                    let range = header("range");
+                    let now = *mode.lock().unwrap();
+                    if path.contains("/blobs/") {
+                        log.lock().unwrap().push(format!("{path} range={}", range.clone().unwrap_or_default()));
+                    }
+                    if now == BlobMode::EndlessManifest && path.contains("/manifests/") {
+                        let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n{{\"schemaVersion\": 2, \"x\": \"");
+                        let chunk = vec![b'a'; 64 << 10];
+                        for _ in 0..1600 {
+                            if conn.write_all(&chunk).is_err() {
+                                return;
+                            }
+                            manifest_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        }
+                        return;
+                    }
+                    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                    let accept = header("accept").unwrap_or_else(|| "*/*".into());
+                    let range_line = range.map(|v| format!("Range: {v}\r\n")).unwrap_or_default();
+                    write!(up, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{upstream}\r\nAccept: {accept}\r\n{range_line}Connection: close\r\n\r\n").unwrap();
+                    let mut resp = Vec::new();
+                    up.read_to_end(&mut resp).unwrap();
+                    let body_at = resp.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4);
+                    let big = path.contains("/blobs/") && resp.len() - body_at > 64 << 10;
+                    if big && now == BlobMode::CutOnce {
+                        *mode.lock().unwrap() = BlobMode::Healthy;
+                        let _ = conn.write_all(&resp[..body_at + (resp.len() - body_at) / 2]);
+                        return;
+                    }
+                    if big && now == BlobMode::Stall {
+                        let _ = conn.write_all(&resp[..body_at + (resp.len() - body_at) / 2]);
+                        let until = Instant::now() + Duration::from_secs(30);
+                        while Instant::now() < until && *mode.lock().unwrap() == BlobMode::Stall {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        return;
+                    }
+                    if big && now == BlobMode::Slow {
+                        for chunk in resp.chunks(64 << 10) {
+                            if conn.write_all(chunk).is_err() {
+                                return;
+                            }
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        return;
+                    }
+                    let _ = conn.write_all(&resp);
+                });
+            }
+        });
+        p
+    }
+
+    fn set(&self, mode: BlobMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    /// The blob requests seen for `digest`: their `Range` headers ("" for none).
+    fn ranges(&self, digest: &str) -> Vec<String> {
+        self.log.lock().unwrap().iter().filter(|l| l.contains(digest)).map(|l| l.split("range=").nth(1).unwrap_or("").to_string()).collect()
+    }
+
+    fn config(&self, dir: &Path) -> PathBuf {
+        let path = dir.join(format!("blob-proxy-{}.yaml", self.port));
+        std::fs::write(&path, format!("mirrors:\n  \"127.0.0.1:{p}\":\n    endpoint: [\"http://127.0.0.1:{p}\"]\n", p = self.port)).unwrap();
+        path
+    }
+}
+
+/// The first layer's digest and size in `repo:tag`'s manifest, asked of the registry.
+fn first_layer(reg: &Registry, repo_tag: &str) -> (String, String, u64) {
+    let (repo, tag) = repo_tag.split_once(':').unwrap();
+    let out = Command::new("curl")
+        .args(["-fsS", "-H", "Accept: application/vnd.oci.image.manifest.v1+json"])
+        .arg(format!("http://{}/v2/{repo}/manifests/{tag}", reg.host()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let l = &m["layers"][0];
+    (l["mediaType"].as_str().unwrap().to_string(), l["digest"].as_str().unwrap().to_string(), l["size"].as_u64().unwrap())
+}
+
+fn partial_of(root: &Path, digest: &str) -> PathBuf {
+    root.join("images-store/partial").join(&digest[7..])
+}
+
+fn assert_store_clean(root: &Path, digest: &str) {
+    let store = root.join("images-store");
+    assert!(!store.join("blobs/sha256").join(&digest[7..]).exists(), "no unverified layer in blobs/");
+    assert_eq!(files(&store.join("tmp")), Vec::<PathBuf>::new(), "no temp file left");
+    assert!(std::fs::read_dir(store.join("layers")).unwrap().next().is_none(), "no layer unpacked");
+}
+
+#[test]
+fn zstd_layers_are_pulled_and_run_in_a_static_pod() {
+    let reg = Registry::start("zstd", false);
+    reg.push_with(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "z/busybox:v1", false, &["--dest-compress-format", "zstd"]);
+    let (media_type, digest, _) = first_layer(&reg, "z/busybox:v1");
+    assert_eq!(media_type, "application/vnd.oci.image.layer.v1.tar+zstd");
+    let mut p = Picolet::new("zstd-pod");
+    p.extra_args.push(format!("--registry-config={}", reg.config(None).display()));
+    let image = format!("{}/z/busybox:v1", reg.host());
+    p.write_manifest(
+        "z.yaml",
+        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: z}}\nspec:\n  containers: [{{name: c, image: '{image}', command: [sh, -c, 'cat /var/www/index.html; exec sleep 1000']}}]\n"),
+    );
+    p.start();
+    let pod = p.wait_pod("z", "Running", |q| running(q, "c"));
+    p.wait_log(&pod, "c", 0, "hello from busybox");
+    let store = p.root.join("images-store");
+    assert!(store.join("blobs/sha256").join(&digest[7..]).is_file());
+    assert_eq!(std::fs::read(store.join("blobs/sha256").join(&digest[7..])).unwrap()[..4], [0x28, 0xb5, 0x2f, 0xfd], "stored as sent, zstd");
+}
+
+#[test]
+fn broken_off_download_resumes_with_a_range_request() {
+    let reg = Registry::start("resume", false);
+    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "r/busybox:v1", false);
+    let (_, digest, size) = first_layer(&reg, "r/busybox:v1");
+    let proxy = BlobProxy::start(reg.port, BlobMode::CutOnce);
+    let root = scratch("resume");
+    let cfg = proxy.config(&root);
+    let image = format!("127.0.0.1:{}/r/busybox:v1", proxy.port);
+
+    let (code, _, err) = pull(&root, &cfg, &[&image]);
+    eprintln!("{err}");
+    assert_eq!(code, 1, "{err}");
+    let kept = std::fs::metadata(partial_of(&root, &digest)).map(|m| m.len()).unwrap_or(0);
+    assert!(kept > 0 && kept < size, "a prefix is kept: {kept} of {size}");
+    assert!(err.contains(&format!("layer {digest} cut off after {kept} of {size} bytes")) && err.contains("resumes"), "{err}");
+    assert_store_clean(&root, &digest);
+    assert!(!list(&root).contains(&image));
+
+    let (code, out, err) = pull(&root, &cfg, &[&image]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 layers fetched"), "{out}");
+    assert_eq!(proxy.ranges(&digest), vec![String::new(), format!("bytes={kept}-")]);
+    assert!(!partial_of(&root, &digest).exists(), "the partial became the blob");
+    assert!(root.join("images-store/blobs/sha256").join(&digest[7..]).is_file());
+    assert!(list(&root).contains(&image));
+
+    // A kept prefix that went bad on disk: the digest does not match, the
+    // partial is dropped, and the next pull starts over.
+    proxy.log.lock().unwrap().clear();
+    proxy.set(BlobMode::CutOnce);
+    let root2 = root.join("again");
+    let (code, _, _) = pull(&root2, &cfg, &[&image]);
+    assert_eq!(code, 1);
+    let partial = partial_of(&root2, &digest);
+    let mut bytes = std::fs::read(&partial).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&partial, &bytes).unwrap();
+    let (code, _, err) = pull(&root2, &cfg, &[&image]);
+    eprintln!("{err}");
+    assert_eq!(code, 1);
+    assert!(err.contains("sha256 mismatch") && err.contains(&digest), "{err}");
+    assert!(!partial.exists(), "a bad partial is deleted");
+    assert_store_clean(&root2, &digest);
+    let (code, _, err) = pull(&root2, &cfg, &[&image]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(proxy.ranges(&digest).last().unwrap(), "", "started over");
+
+    // A whole partial never renamed (picolet killed just before): verified
+    // and used without asking the registry.
+    proxy.log.lock().unwrap().clear();
+    let root3 = root.join("complete");
+    let partial = partial_of(&root3, &digest);
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    let hex = &digest[7..];
+    std::fs::copy(reg.dir.join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data"), &partial).unwrap();
+    let (code, _, err) = pull(&root3, &cfg, &[&image]);
+    assert_eq!(code, 0, "{err}");
+    assert!(proxy.ranges(&digest).is_empty(), "{:?}", proxy.ranges(&digest));
+    assert!(!partial.exists() && root3.join("images-store/blobs/sha256").join(hex).is_file());
+    cleanup(&root);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A registry that goes silent mid-blob: the pod shows ErrImagePull naming
+/// the blob and the timeout; once the registry is back the pull resumes
+/// where it stopped and the pod runs.
+#[test]
+fn stalled_blob_times_out_on_the_pod_and_a_later_pull_resumes() {
+    let reg = Registry::start("stall", false);
+    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "s/busybox:v1", false);
+    let (_, digest, size) = first_layer(&reg, "s/busybox:v1");
+    let proxy = BlobProxy::start(reg.port, BlobMode::Stall);
+    let mut p = Picolet::new("stall-pod");
+    // The import dir's busybox has the same layer: the store must lack it.
+    std::fs::remove_file(p.import.join("busybox.tar")).unwrap();
+    p.extra_args.push(format!("--registry-config={}", proxy.config(&p.base).display()));
+    p.extra_args.push("--image-pull-progress-timeout=2s".into());
+    let image = format!("127.0.0.1:{}/s/busybox:v1", proxy.port);
+    p.write_manifest(
+        "s.yaml",
+        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: s}}\nspec:\n  containers: [{{name: c, image: '{image}', command: [sh, -c, 'echo resumed and runs; exec sleep 1000']}}]\n"),
+    );
+    let started = Instant::now();
+    p.start();
+    let pod = p.wait_pod("s", "ImagePullBackOff", |q| container(q, "c")["state"]["waiting"]["reason"] == "ImagePullBackOff");
+    let msg = container(&pod, "c")["state"]["waiting"]["message"].as_str().unwrap_or("").to_string();
+    eprintln!("{msg} (after {:?})", started.elapsed());
+    assert!(msg.contains("ErrImagePull") && msg.contains(&format!("layer {digest} stalled")) && msg.contains("nothing received for 2s") && msg.contains("timed out"), "{msg}");
+    assert!(started.elapsed() < Duration::from_secs(25), "gave up within the timeout, not the proxy's 30 s");
+    let kept = std::fs::metadata(partial_of(&p.root, &digest)).map(|m| m.len()).unwrap_or(0);
+    assert!(kept > 0 && kept < size, "{kept} of {size}");
+    assert_store_clean(&p.root, &digest);
+
+    proxy.set(BlobMode::Healthy);
+    let pod = p.wait_pod("s", "Running", |q| running(q, "c"));
+    p.wait_log(&pod, "c", 0, "resumed and runs");
+    let ranges = proxy.ranges(&digest);
+    assert_eq!(ranges.first().map(String::as_str), Some(""), "{ranges:?}");
+    assert_eq!(ranges.last().unwrap(), &format!("bytes={kept}-"), "{ranges:?}");
+    assert!(!partial_of(&p.root, &digest).exists());
+}
+
+/// A manifest that never ends: reading stops at the 4 MiB cap, so picolet
+/// hangs up long before 100 MiB and its memory stays bounded by the cap.
+#[test]
+fn endless_manifest_is_refused_at_the_cap_without_memory_growth() {
+    let reg = Registry::start("endless", false);
+    let proxy = BlobProxy::start(reg.port, BlobMode::EndlessManifest);
+    let root = scratch("endless");
+    let cfg = proxy.config(&root);
+    // Peak RSS (KiB) and stderr of one failing pull.
+    let measured = |image: &str| {
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "maxrss=%M"])
+            .arg(env!("CARGO_BIN_EXE_picolet"))
+            .args(["images", "pull", image])
+            .arg(format!("--root-dir={}", root.display()))
+            .arg(format!("--registry-config={}", cfg.display()))
+            .output()
+            .expect("/usr/bin/time (apt-get install time)");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let rss: u64 = err.split("maxrss=").nth(1).and_then(|v| v.trim().parse().ok()).unwrap();
+        (rss, err)
+    };
+    // The same command refused at once (nothing listens on port 1): the baseline.
+    let (base, _) = measured("127.0.0.1:1/e/endless:v1");
+    let (peak, err) = measured(&format!("127.0.0.1:{}/e/endless:v1", proxy.port));
+    eprintln!("{err}peak RSS {peak} KiB, baseline {base} KiB");
+    assert!(err.contains("manifest") && err.contains("larger than 4194304 bytes"), "{err}");
+    let sent = proxy.manifest_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(sent < 16 << 20, "picolet stopped reading at the cap: the proxy wrote {sent} bytes");
+    // At most the 4 MiB cap (plus buffers) more than the baseline, not the 100 MiB offered.
+    assert!(peak.saturating_sub(base) < 6 << 10, "peak RSS {peak} KiB against {base} KiB");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Two pulls at once of images sharing a layer (two processes, one store):
+/// the layer is downloaded once, the second pull waits and uses it.
+#[test]
+fn concurrent_pulls_download_a_shared_layer_once() {
+    let reg = Registry::start("shared", false);
+    let src = format!("oci-archive:{}", images_dir().join("busybox.tar").display());
+    reg.push(&src, "c/one:v1", false);
+    reg.push(&src, "c/two:v1", false);
+    let (_, digest, _) = first_layer(&reg, "c/one:v1");
+    let proxy = BlobProxy::start(reg.port, BlobMode::Slow);
+    let root = scratch("shared");
+    let cfg = proxy.config(&root);
+    let images: Vec<String> = ["one", "two"].iter().map(|n| format!("127.0.0.1:{}/c/{n}:v1", proxy.port)).collect();
+    let children: Vec<_> = images
+        .iter()
+        .map(|image| {
+            Command::new(env!("CARGO_BIN_EXE_picolet"))
+                .args(["images", "pull", image])
+                .arg(format!("--root-dir={}", root.display()))
+                .arg(format!("--registry-config={}", cfg.display()))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        })
+        .collect();
+    eprintln!("{outs:?}");
+    assert_eq!(proxy.ranges(&digest).len(), 1, "one download of the shared layer: {:?}", proxy.ranges(&digest));
+    assert_eq!(outs.iter().filter(|o| o.contains("1 layers fetched")).count(), 1, "{outs:?}");
+    assert_eq!(outs.iter().filter(|o| o.contains("1 already present")).count(), 1, "{outs:?}");
+    let listed = list(&root);
+    assert!(images.iter().all(|i| listed.contains(i.as_str())), "{listed}");
+    assert!(!partial_of(&root, &digest).exists());
+    cleanup(&root);
+    let _ = std::fs::remove_dir_all(&root);
+}

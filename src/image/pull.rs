@@ -2,16 +2,22 @@
 //! a manifest (descending a manifest list / OCI index to the wanted
 //! platform), then fetch the config and the layers the store does not have.
 //!
-//! Every blob goes through `Store::put_blob`: streamed into `tmp/` through a
-//! SHA-256 hasher (never held in memory), renamed into `blobs/` only when it
-//! hashes to its digest, removed otherwise. Manifests are read with a 4 MiB
+//! Every blob is streamed to disk through a SHA-256 hasher (never held in
+//! memory) and renamed into `blobs/` only when it hashes to its digest.
+//! Blobs of a known size download into `partial/<hex>`: a download that
+//! breaks off (cut, stalled past the progress timeout) stays there, and the
+//! next attempt re-hashes the kept prefix and asks for the rest with
+//! `Range: bytes=N-` (a registry that ignores it sends everything again); a
+//! wrong digest deletes it. Partials are flock'd while written and swept
+//! after a day unused. Manifests are read with a 4 MiB
 //! limit and checked against the digest they were asked by. The reference is
 //! recorded (the same `images.json` that `images list` and pods read) only
 //! once every blob is in and every layer unpacked. Verified blobs of a pull
 //! that failed later stay, so a retry does not fetch them again.
 //!
-//! Layers: gzip and uncompressed tar; zstd layers are refused with a clear
-//! error. Not yet: pull policy, back-off, events, single-flight, GC.
+//! Layers: gzip, zstd and uncompressed tar (told apart by magic bytes in
+//! `unpack.rs`, whatever the media type says). Not yet: pull policy,
+//! back-off, events, single-flight, GC.
 
 use super::credentials::{self, Credential, Keyring};
 use super::registry::{Registries, Session, MANIFEST_ACCEPT};
@@ -19,9 +25,14 @@ use super::store::{hex, Record, Store, JSON_LIMIT};
 use super::{reference, ImageError};
 use serde_json::Value;
 use std::fmt;
-use std::fs;
-use std::io::Read;
-use std::path::PathBuf;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Partial downloads not touched for this long are deleted.
+const PARTIAL_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// An OCI platform: `os/architecture[/variant]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +205,7 @@ impl Store {
     pub fn pull_with(&self, regs: &Registries, keyrings: &[&Keyring], reference: &str, platform: &Platform) -> Result<Pulled, ImageError> {
         let r = reference::parse(reference)?;
         let norm = reference::normalize(reference)?;
+        self.sweep_partials();
         let mut errors = Vec::new();
         let endpoints = regs.endpoints(&r.domain);
         for endpoint in &endpoints {
@@ -262,8 +274,8 @@ impl Store {
             bytes: 0,
         };
         for l in &doc.layers {
-            if l.media_type.contains("zstd") {
-                return Err(ImageError::Registry { url: norm.into(), reason: format!("layer {} is zstd-compressed, not supported yet", l.digest) });
+            if l.media_type.contains("encrypted") {
+                return Err(ImageError::Registry { url: norm.into(), reason: format!("layer {} is encrypted ({}), not supported", l.digest, l.media_type) });
             }
         }
         out.bytes += self.fetch_blob(&mut s, &config, "config")?.0;
@@ -328,22 +340,191 @@ impl Store {
             super::gc::touch(&existing);
             return Ok((0, false));
         }
+        if d.size == 0 {
+            // No size to resume against (descriptors should have one).
+            return self.fetch_whole(s, d, what);
+        }
+        let dir = self.root.join("partial");
+        fs::create_dir_all(&dir).map_err(|e| ImageError::io("create", &dir, e))?;
+        let path = dir.join(&d.digest[7..]);
+        loop {
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| ImageError::io("open", &path, e))?;
+            // Another pull of the same blob (a layer shared by two images)
+            // finishes or gives up first; then its blob is used.
+            let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| ImageError::Sys { what: "lock".into(), path: path.clone(), source: e })?;
+            // The file we locked may have been renamed into blobs/ meanwhile.
+            let same = fs::metadata(&path).ok().map(|m| m.ino()) == file.metadata().ok().map(|m| m.ino());
+            if existing.is_file() {
+                if same && file.metadata().is_ok_and(|m| m.len() == 0) {
+                    let _ = fs::remove_file(&path);
+                }
+                return Ok((0, false));
+            }
+            if same {
+                return self.fetch_resumable(s, d, what, file, &path);
+            }
+        }
+    }
+
+    /// Downloads `d` into the locked `partial/<hex>` `file`, after what it holds.
+    fn fetch_resumable(
+        &self,
+        s: &mut Session,
+        d: &Descriptor,
+        what: &str,
+        mut file: nix::fcntl::Flock<File>,
+        path: &Path,
+    ) -> Result<(u64, bool), ImageError> {
+        let blob = format!("blobs/{}", d.digest);
+        let url = s.url(&blob);
+        let name = format!("{what} {}", d.digest);
+        let io_err = |e: io::Error| ImageError::io(format!("write {name} to"), path, e);
+        let mut have = file.metadata().map_err(io_err)?.len();
+        if have > d.size {
+            have = 0;
+        }
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        if have > 0 {
+            // The kept prefix is hashed again: the digest covers every byte.
+            file.rewind().map_err(io_err)?;
+            let mut buf = vec![0; 64 << 10];
+            let mut left = have;
+            while left > 0 {
+                let n = file.read(&mut buf[..left.min(64 << 10) as usize]).map_err(io_err)?;
+                if n == 0 {
+                    break;
+                }
+                ctx.update(&buf[..n]);
+                left -= n as u64;
+            }
+            have -= left;
+            if have == d.size {
+                // Complete but never renamed (killed just before): no request needed.
+                if format!("sha256:{}", hex(ctx.clone().finish().as_ref())) == d.digest {
+                    return self.land_partial(file, path, d).map(|()| (0, true));
+                }
+                (have, ctx) = (0, ring::digest::Context::new(&ring::digest::SHA256));
+            } else {
+                log::info!("resuming {name} from {url} at {have} of {} bytes", d.size);
+            }
+        }
+        let mut resp = match s.get_from(&blob, "*/*", true, have) {
+            // The registry lost track of the range: start over.
+            Err(ImageError::Registry { reason, .. }) if have > 0 && reason.starts_with("416") => {
+                (have, ctx) = (0, ring::digest::Context::new(&ring::digest::SHA256));
+                s.get_from(&blob, "*/*", true, 0)?
+            }
+            r => r?,
+        };
+        if have > 0 {
+            let ranged = resp.status().as_u16() == 206;
+            let from = resp.headers().get("content-range").and_then(|v| v.to_str().ok()).and_then(content_range_start);
+            if !ranged || from != Some(have) {
+                // A whole answer (the registry ignores Range) or a range we did not ask for.
+                log::info!("{url}: no range answer (status {}), downloading {name} from the start", resp.status().as_u16());
+                (have, ctx) = (0, ring::digest::Context::new(&ring::digest::SHA256));
+                if ranged {
+                    drop(resp);
+                    resp = s.get_from(&blob, "*/*", true, 0)?;
+                }
+            }
+        }
+        file.set_len(have).map_err(io_err)?;
+        file.seek(io::SeekFrom::Start(have)).map_err(io_err)?;
+        let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
+        // More than the descriptor's size is never read (the digest would not match).
+        let mut body = reader.take(d.size - have);
+        let mut buf = vec![0; 64 << 10];
+        let mut got = have;
+        let broke = loop {
+            match body.read(&mut buf) {
+                Ok(0) => break None,
+                Ok(n) => {
+                    file.write_all(&buf[..n]).map_err(io_err)?;
+                    ctx.update(&buf[..n]);
+                    got += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Some(e),
+            }
+        };
+        if got < d.size {
+            let kept = if got > 0 { format!("; {got} bytes kept, the next pull resumes there") } else { String::new() };
+            let reason = match broke {
+                Some(e) if is_timeout(&e) => match s.progress_timeout() {
+                    Some(t) => format!("{name} stalled: nothing received for {}s after {got} of {} bytes (timed out{kept})", t.as_secs(), d.size),
+                    None => format!("{name} stalled after {got} of {} bytes (timed out{kept})", d.size),
+                },
+                Some(e) => format!("{name} cut off after {got} of {} bytes: {e}{kept}", d.size),
+                None => format!("{name} cut off after {got} of {} bytes: the registry ended the body early{kept}", d.size),
+            };
+            return Err(ImageError::Registry { url, reason });
+        }
+        let actual = format!("sha256:{}", hex(ctx.finish().as_ref()));
+        if actual != d.digest {
+            // Nothing of it can be trusted, kept prefix included.
+            let _ = fs::remove_file(path);
+            return Err(ImageError::DigestMismatch { blob: name, archive: PathBuf::from(&url), actual });
+        }
+        self.land_partial(file, path, d)?;
+        Ok((d.size - have, true))
+    }
+
+    /// Moves the verified partial `path` into `blobs/`.
+    fn land_partial(&self, file: nix::fcntl::Flock<File>, path: &Path, d: &Descriptor) -> Result<(), ImageError> {
+        file.sync_all().map_err(|e| ImageError::io("sync", path, e))?;
+        let dst = self.blob_path(&d.digest)?;
+        fs::rename(path, &dst).map_err(|e| ImageError::io("rename blob to", &dst, e))
+    }
+
+    /// A blob without a size in its descriptor: into a temp file, no resuming.
+    fn fetch_whole(&self, s: &mut Session, d: &Descriptor, what: &str) -> Result<(u64, bool), ImageError> {
         let path = format!("blobs/{}", d.digest);
         let url = s.url(&path);
         let resp = s.get(&path, "*/*", true)?;
         let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
-        // More than the descriptor's size is never read (the digest will not match).
-        let reader: Box<dyn Read> = if d.size > 0 { Box::new(reader.take(d.size)) } else { Box::new(reader) };
         let mut counted = Counted { inner: reader, n: 0 };
         match self.put_blob(&mut counted, Some(&d.digest), &format!("{what} {}", d.digest), &PathBuf::from(&url)) {
             Ok((_, n, _)) => Ok((n, true)),
-            Err(ImageError::Io { source, .. }) if counted.n < d.size || d.size == 0 => Err(ImageError::Registry {
+            Err(ImageError::Io { source, .. }) => Err(ImageError::Registry {
                 url,
-                reason: format!("{what} {} cut off after {} of {} bytes: {source}", d.digest, counted.n, d.size),
+                reason: format!("{what} {} cut off after {} bytes: {source}", d.digest, counted.n),
             }),
             Err(e) => Err(e),
         }
     }
+
+    /// Deletes partial downloads nobody has touched for a day (an image
+    /// that is not pulled again); skips the ones being written.
+    fn sweep_partials(&self) {
+        let Ok(entries) = fs::read_dir(self.root.join("partial")) else { return };
+        for e in entries.flatten() {
+            let old = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| SystemTime::now().duration_since(t).ok());
+            if old.is_some_and(|age| age > PARTIAL_MAX_AGE) {
+                let Ok(f) = File::open(e.path()) else { continue };
+                if nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok() {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+/// `bytes N-M/T` → N.
+fn content_range_start(v: &str) -> Option<u64> {
+    v.trim().strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
+}
+
+/// Whether a body read failed on the per-read (progress) timeout.
+fn is_timeout(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock || e.to_string().to_lowercase().contains("timeout")
 }
 
 /// Counts what is read through it (to say where a download broke off).
@@ -382,6 +563,13 @@ mod tests {
 
     fn p(s: &str) -> Platform {
         Platform::parse(s).unwrap()
+    }
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(content_range_start("bytes 0-9/*"), Some(0));
+        assert_eq!(content_range_start("items 1-2/3"), None);
     }
 
     #[test]

@@ -70,7 +70,13 @@ pub struct Registries {
     pub configs: BTreeMap<String, HostConfig>,
     /// The file this came from (for error messages), if any.
     pub path: Option<PathBuf>,
+    /// `--image-pull-progress-timeout`: a blob download receiving nothing
+    /// for this long is given up (zero: never); None: the default.
+    pub progress_timeout: Option<Duration>,
 }
+
+/// containerd's `image_pull_progress_timeout` default.
+pub const DEFAULT_PROGRESS_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Registries {
     /// Reads `path`; a missing file gives the defaults (every registry over
@@ -200,6 +206,7 @@ pub struct Session {
     /// Where the credentials in `host` came from, for messages (never the
     /// credentials themselves); None when there are none.
     creds_from: Option<String>,
+    progress_timeout: Option<Duration>,
 }
 
 /// Accepted manifest media types, most specific first.
@@ -256,7 +263,13 @@ impl Session {
             authorization: None,
             config_path: regs.path.clone(),
             creds_from,
+            progress_timeout: Some(regs.progress_timeout.unwrap_or(DEFAULT_PROGRESS_TIMEOUT)).filter(|t| !t.is_zero()),
         })
+    }
+
+    /// How long a blob body may send nothing (None: no limit).
+    pub(crate) fn progress_timeout(&self) -> Option<Duration> {
+        self.progress_timeout
     }
 
     /// Answers challenges with `c` instead of `configs.<host>.auth`.
@@ -283,22 +296,33 @@ impl Session {
     /// challenge if the registry asks. Non-2xx answers are errors naming the
     /// URL and the registry's own message.
     pub(crate) fn get(&mut self, path: &str, accept: &str, streaming: bool) -> Result<Response, ImageError> {
+        self.get_from(path, accept, streaming, 0)
+    }
+
+    /// `get` asking for the bytes from offset `from` on (`Range: bytes=N-`)
+    /// when it is not 0; the answer may be 206 or, from a registry that
+    /// ignores ranges, 200 with everything.
+    pub(crate) fn get_from(&mut self, path: &str, accept: &str, streaming: bool, from: u64) -> Result<Response, ImageError> {
         let url = format!("{}/{path}", self.base);
-        let mut resp = self.send(&url, accept, streaming)?;
+        let mut resp = self.send(&url, accept, streaming, from)?;
         if resp.status().as_u16() == 401 {
             let challenge = resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
             drop(resp);
             self.authorization = Some(self.answer(&url, &challenge)?);
-            resp = self.send(&url, accept, streaming)?;
+            resp = self.send(&url, accept, streaming, from)?;
         }
         check(&url, resp, self.sent_creds())
     }
 
-    fn send(&self, url: &str, accept: &str, streaming: bool) -> Result<Response, ImageError> {
+    fn send(&self, url: &str, accept: &str, streaming: bool, from: u64) -> Result<Response, ImageError> {
         let mut req = self.agent.get(url).header("Accept", accept);
+        if from > 0 {
+            req = req.header("Range", format!("bytes={from}-"));
+        }
         if streaming {
-            // A layer may take long; a registry silent for a minute is stuck.
-            req = req.config().timeout_recv_body(None).timeout_per_read(Some(Duration::from_secs(60))).build();
+            // A layer may take long; a registry that sends nothing for the
+            // progress timeout is stuck (containerd's rule, reset by every read).
+            req = req.config().timeout_recv_body(None).timeout_per_read(self.progress_timeout).build();
         } else {
             req = req.config().timeout_recv_body(Some(Duration::from_secs(60))).build();
         }

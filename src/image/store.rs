@@ -7,6 +7,7 @@
 //! archives.json          archives import_dir has seen (name, size, mtime)
 //! index.lock             flock'd while the two files above are updated
 //! tmp/                   temp files and dirs, renamed into place when complete
+//! partial/<hex>          registry downloads that broke off, resumed by the next pull (pull.rs)
 //! ```
 //!
 //! It does not talk to registries; importing is in `import.rs`, pulling in

@@ -1,4 +1,4 @@
-//! Unpacks one layer blob (gzip or plain tar, told apart by magic bytes) into a
+//! Unpacks one layer blob (gzip, zstd or plain tar, told apart by magic bytes) into a
 //! directory that overlayfs can use as a lower layer: OCI whiteouts become
 //! overlayfs whiteouts (`.wh.x` → char device 0:0 `x`, `.wh..wh..opq` → the
 //! `trusted.overlay.opaque=y` xattr). It does not flatten layers, and it
@@ -13,6 +13,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 const WHITEOUT: &str = ".wh.";
+/// Largest zstd window accepted (the frame header names it; the decoder
+/// allocates it). 8 MiB is what RFC 8878 asks every decoder to support and
+/// what the usual layer encoders use (zstd up to level 19, Go's
+/// klauspost/compress as in buildkit and containers/image); only
+/// `--long`/`--ultra` frames need more, and a hostile registry cannot make
+/// picolet allocate 128 MiB (libzstd's own limit).
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 const OPAQUE: &str = ".wh..wh..opq";
 
 /// Unpacks the layer at `blob` into `dest` (created), preserving ownership,
@@ -20,10 +27,36 @@ const OPAQUE: &str = ".wh..wh..opq";
 pub(crate) fn unpack_layer(blob: &Path, dest: &Path) -> Result<(), ImageError> {
     let f = File::open(blob).map_err(|e| ImageError::io("open layer", blob, e))?;
     let mut r = BufReader::with_capacity(64 << 10, f);
-    let gz = r.fill_buf().map_err(|e| ImageError::io("read layer", blob, e))?.starts_with(&[0x1f, 0x8b]);
-    let r: Box<dyn Read> = if gz { Box::new(flate2::read::MultiGzDecoder::new(r)) } else { Box::new(r) };
+    let head = r.fill_buf().map_err(|e| ImageError::io("read layer", blob, e))?;
+    let r: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(r))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let mut d = zstd::stream::read::Decoder::with_buffer(r).map_err(|e| ImageError::io("start zstd decoder for", blob, e))?;
+        d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(|e| ImageError::io("set zstd window limit for", blob, e))?;
+        Box::new(ZstdErrors(d))
+    } else {
+        Box::new(r)
+    };
     fs::create_dir(dest).map_err(|e| ImageError::io("create", dest, e))?;
     unpack_tar(r, dest, blob)
+}
+
+/// Says why libzstd refused a frame whose window is over the limit.
+struct ZstdErrors<R>(R);
+
+impl<R: Read> Read for ZstdErrors<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            if e.to_string().contains("too much memory") {
+                std::io::Error::other(format!(
+                    "{e}: the zstd window is over {} MiB (compressed with --long or --ultra?)",
+                    1 << (ZSTD_WINDOW_LOG_MAX - 20)
+                ))
+            } else {
+                e
+            }
+        })
+    }
 }
 
 fn unpack_tar(r: impl Read, dest: &Path, blob: &Path) -> Result<(), ImageError> {
@@ -240,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn gzip_layer_detected_by_magic() {
+    fn gzip_and_zstd_layers_detected_by_magic() {
         use tar::EntryType::*;
         let dir = scratch("unpack-gzip");
         let plain = dir.join("plain");
@@ -249,9 +282,32 @@ mod tests {
         let mut enc = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
         std::io::copy(&mut File::open(&plain).unwrap(), &mut enc).unwrap();
         enc.finish().unwrap();
-        for (blob, out) in [(&plain, "a"), (&gz, "b")] {
+        let zst = dir.join("zst");
+        zstd::stream::copy_encode(File::open(&plain).unwrap(), File::create(&zst).unwrap(), 3).unwrap();
+        for (blob, out) in [(&plain, "a"), (&gz, "b"), (&zst, "c")] {
             unpack_layer(blob, &dir.join(out)).unwrap();
             assert_eq!(fs::read_to_string(dir.join(out).join("hello")).unwrap(), "hi");
         }
+    }
+}
+
+#[cfg(test)]
+mod zstd_tests {
+    use super::*;
+    use crate::image::testutil::scratch;
+
+    /// A frame asking for a window over the limit is refused with a reason,
+    /// before anything big is allocated.
+    #[test]
+    fn zstd_window_over_the_limit_is_refused() {
+        let dir = scratch("unpack-zstd-window");
+        let blob = dir.join("big-window.zst");
+        let mut enc = zstd::stream::write::Encoder::new(File::create(&blob).unwrap(), 3).unwrap();
+        enc.long_distance_matching(true).unwrap();
+        enc.window_log(ZSTD_WINDOW_LOG_MAX + 2).unwrap();
+        std::io::Write::write_all(&mut enc, &[0u8; 4096]).unwrap();
+        enc.finish().unwrap();
+        let err = unpack_layer(&blob, &dir.join("out")).unwrap_err().to_string();
+        assert!(err.contains("zstd window is over 8 MiB"), "{err}");
     }
 }

@@ -141,6 +141,18 @@ fn post_event(client: &Client, ev: &Value) -> Result<Value, ApiError> {
     client.send("POST", &format!("/api/v1/namespaces/{ns}/events"), "application/json", ev)
 }
 
+/// A status merge patch; the UID in it is a precondition.
+#[derive(serde::Serialize)]
+struct StatusPatch<'a> {
+    metadata: UidOnly<'a>,
+    status: &'a PodStatus,
+}
+
+#[derive(serde::Serialize)]
+struct UidOnly<'a> {
+    uid: &'a str,
+}
+
 fn delete_body(uid: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}})
 }
@@ -160,7 +172,7 @@ pub fn run(client: Arc<Client>, outbox: Outbox) {
                 }
                 // The UID in the patch is a precondition: a pod deleted and
                 // recreated under the same name is not overwritten.
-                let body = json!({"metadata": {"uid": uid}, "status": status});
+                let body = StatusPatch { metadata: UidOnly { uid }, status };
                 let d = classify(client.send("PATCH", &format!("{}/status", pod_path(namespace, name)), MERGE, &body));
                 if matches!(d, Done::Ok) {
                     written.insert(uid.clone(), status.clone());
@@ -175,7 +187,7 @@ pub fn run(client: Arc<Client>, outbox: Outbox) {
                 }
             }
             Work::CreateMirror(pod) => {
-                match client.send("POST", &format!("/api/v1/namespaces/{}/pods", pod.metadata.namespace), "application/json", &serde_json::to_value(pod).expect("pods serialize")) {
+                match client.send("POST", &format!("/api/v1/namespaces/{}/pods", pod.metadata.namespace), "application/json", &**pod) {
                     Err(e) if e.conflict() => Done::Ok,
                     r => classify(r),
                 }

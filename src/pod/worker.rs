@@ -26,7 +26,7 @@ use crate::runtime::record::{self, Record};
 use crate::runtime::runc::Runtime;
 use crate::runtime::spec::{self, SpecInput};
 use crate::volume::{self, Volumes};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -73,7 +73,10 @@ pub struct Settings {
 
 /// What `<root>/pods/<uid>/pod.json` keeps: the pod as last desired, so a
 /// restarted picolet can stop a pod whose manifest vanished meanwhile.
-#[derive(Serialize, Deserialize)]
+/// Read back through `api::decode`, the one Pod decoder: each other way of
+/// deserializing a Pod would put another copy of the decoding code of every
+/// API type into the binary.
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Checkpoint {
     pod: Pod,
@@ -81,6 +84,15 @@ struct Checkpoint {
     /// The eviction message of an evicted pod: it stays Failed across restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     evicted: Option<String>,
+}
+
+impl Checkpoint {
+    fn from_value(mut v: serde_json::Value) -> Option<Checkpoint> {
+        let start_time = v.get("startTime")?.as_str()?.to_string();
+        let evicted = v.get("evicted").and_then(|e| e.as_str()).map(str::to_string);
+        let pod = crate::api::decode::pod_from_json(v.get_mut("pod")?.take()).ok()?;
+        Some(Checkpoint { pod, start_time, evicted })
+    }
 }
 
 /// The pod is being stopped (its containers are in `Manager::kills`).
@@ -206,7 +218,7 @@ impl<R: Runtime> Manager<R> {
         let pods_dir = self.cfg.root.join("pods");
         for entry in std::fs::read_dir(&pods_dir).into_iter().flatten().flatten() {
             let path = entry.path().join("pod.json");
-            let cp = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok());
+            let cp = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).and_then(Checkpoint::from_value);
             match cp {
                 Some(cp) => {
                     let uid = cp.pod.metadata.uid.clone();
