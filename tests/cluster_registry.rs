@@ -4,7 +4,7 @@
 
 mod common;
 use common::cluster::{cluster, container_running, node, Cluster};
-use common::registry::{PrivateRegistry, PASSWORD, USER};
+use common::registry::{Registry, PASSWORD, USER};
 use common::Picolet;
 use serde_json::Value;
 
@@ -48,12 +48,12 @@ fn pod_yaml(ns: &str, name: &str, node: &str, image: &str, secrets: &[&str]) -> 
 
 #[test]
 fn pods_pull_from_a_private_registry_with_their_image_pull_secrets() {
-    let reg = PrivateRegistry::start("cluster");
+    let reg = Registry::start("cluster", true);
     let image = reg.push_busybox("private/busybox:v1");
     let c = cluster();
     let mut p = node(c, "pullsecrets");
     // The CA only: the credentials come from the pods' Secrets.
-    p.extra_args.push(format!("--registry-config={}", reg.ca_only_config().display()));
+    p.extra_args.push(format!("--registry-config={}", reg.config(None).display()));
     p.start();
     c.node_ready(&p);
     let ns = "pullsecrets";

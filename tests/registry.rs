@@ -5,126 +5,16 @@
 
 mod common;
 use common::*;
+use common::registry::{sh, Registry};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn sh(script: &str) {
-    let out = Command::new("bash").args(["-euo", "pipefail", "-c", script]).output().unwrap();
-    assert!(out.status.success(), "{script}\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-}
 
 fn sha256(b: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, b);
     format!("sha256:{}", d.as_ref().iter().map(|x| format!("{x:02x}")).collect::<String>())
-}
-
-/// A `docker-registry` child with its own storage and config.
-struct Registry {
-    dir: PathBuf,
-    port: u16,
-    /// `user:password` when TLS + htpasswd are on.
-    creds: Option<String>,
-    child: Child,
-}
-
-impl Registry {
-    fn start(name: &str, auth: bool) -> Registry {
-        let dir = std::env::temp_dir().join(format!("picolet-registry-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
-        let d = dir.display();
-        let mut cfg = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\nhttp:\n  addr: 127.0.0.1:{port}\n"
-        );
-        if auth {
-            // A CA of our own and a server certificate for 127.0.0.1 signed by it.
-            sh(&format!(
-                "cd {d}
-                 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 \
-                   -subj /CN=picolet-test-ca -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
-                 openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 2>/dev/null
-                 printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext
-                 openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext 2>/dev/null
-                 htpasswd -Bbn pi s3cret > htpasswd"
-            ));
-            cfg.push_str(&format!(
-                "  tls:\n    certificate: {d}/srv.pem\n    key: {d}/srv.key\nauth:\n  htpasswd:\n    realm: picolet-test\n    path: {d}/htpasswd\n"
-            ));
-        }
-        std::fs::write(dir.join("config.yml"), cfg).unwrap();
-        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.join("config.yml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry (apt-get install docker-registry)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not listen:\n{}", std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let creds = auth.then(|| "pi:s3cret".to_string());
-        Registry { dir, port, creds, child }
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Pushes `src` (a skopeo source such as `oci-archive:/x.tar`) as `repo:tag`.
-    fn push(&self, src: &str, repo_tag: &str, all: bool) {
-        self.push_with(src, repo_tag, all, &[]);
-    }
-
-    fn push_with(&self, src: &str, repo_tag: &str, all: bool, extra: &[&str]) {
-        let mut cmd = Command::new("skopeo");
-        cmd.args(["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"]).args(extra);
-        if all {
-            cmd.arg("--all");
-        }
-        if let Some(c) = &self.creds {
-            cmd.args(["--dest-creds", c]);
-        }
-        let out = cmd.arg(src).arg(format!("docker://{}/{repo_tag}", self.host())).output().unwrap();
-        assert!(out.status.success(), "skopeo push {src}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// A registries.yaml for this registry: plain HTTP through a mirror
-    /// endpoint, or TLS with our CA and `password`.
-    fn config(&self, password: Option<&str>) -> PathBuf {
-        let path = self.dir.join(format!("registries-{}.yaml", password.unwrap_or("none")));
-        let text = match &self.creds {
-            None => format!("mirrors:\n  \"{h}\":\n    endpoint: [\"http://{h}\"]\n", h = self.host()),
-            Some(_) => {
-                let mut t = format!("configs:\n  \"{}\":\n    tls:\n      ca_file: {}\n", self.host(), self.dir.join("ca.pem").display());
-                if let Some(p) = password {
-                    t.push_str(&format!("    auth:\n      username: pi\n      password: {p}\n"));
-                }
-                t
-            }
-        };
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
 }
 
 /// `picolet images pull ...` with `root` and `registries`; (exit code, stdout, stderr).
@@ -165,6 +55,84 @@ fn files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A request head as the test proxies below read it (std only, one
+/// connection per request).
+struct Head {
+    method: String,
+    path: String,
+    lines: Vec<String>,
+    /// The rest of the request (a body), after the head.
+    body: BufReader<TcpStream>,
+}
+
+impl Head {
+    fn read(conn: &TcpStream) -> Option<Head> {
+        let mut body = BufReader::new(conn.try_clone().ok()?);
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            if body.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            lines.push(line.trim_end().to_string());
+        }
+        let mut first = lines.first()?.split(' ');
+        let (method, path) = (first.next()?.to_string(), first.next().unwrap_or("/").to_string());
+        Some(Head { method, path, lines, body })
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.lines.iter().skip(1).find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    /// The registry's whole response to this request (method, path, Accept
+    /// and Range passed on).
+    fn forward(&self, upstream: u16) -> Vec<u8> {
+        let mut up = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+        let accept = self.header("accept").unwrap_or_else(|| "*/*".into());
+        let range = self.header("range").map(|v| format!("Range: {v}\r\n")).unwrap_or_default();
+        let (method, path) = (&self.method, &self.path);
+        write!(up, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{upstream}\r\nAccept: {accept}\r\n{range}Connection: close\r\n\r\n").unwrap();
+        let mut resp = Vec::new();
+        up.read_to_end(&mut resp).unwrap();
+        resp
+    }
+}
+
+/// Where a response's body starts.
+fn body_at(resp: &[u8]) -> usize {
+    resp.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4)
+}
+
+/// Serves each connection to a new loopback port with `handle`, each on a
+/// thread of its own; returns the port.
+fn serve(handle: impl Fn(TcpStream, Head) + Send + Sync + 'static) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::sync::Arc::new(handle);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let handle = handle.clone();
+            std::thread::spawn(move || {
+                if let Some(head) = Head::read(&conn) {
+                    handle(conn, head)
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A registries.yaml sending `127.0.0.1:<port>` to that port over plain HTTP.
+fn mirror_config(dir: &Path, port: u16) -> PathBuf {
+    let path = dir.join(format!("mirror-{port}.yaml"));
+    std::fs::write(&path, format!("mirrors:\n  \"127.0.0.1:{port}\":\n    endpoint: [\"http://127.0.0.1:{port}\"]\n")).unwrap();
+    path
 }
 
 #[test]
@@ -385,95 +353,67 @@ struct Proxy {
 
 impl Proxy {
     fn start(upstream: u16, fault: Fault) -> Proxy {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
         let log = seen.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let log = log.clone();
-                std::thread::spawn(move || {
-                    let mut r = BufReader::new(conn.try_clone().unwrap());
-                    let mut head = Vec::new();
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                            break;
-                        }
-                        head.push(line.trim_end().to_string());
-                    }
-                    let Some(first) = head.first() else { return };
-                    let path = first.split(' ').nth(1).unwrap_or("/").to_string();
-                    let header = |name: &str| {
-                        head.iter().find_map(|h| {
-                            let (k, v) = h.split_once(':')?;
-                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-                        })
-                    };
-                    let reply = |conn: &mut std::net::TcpStream, status: &str, extra: &str, body: &[u8]| {
-                        let _ = write!(conn, "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                        let _ = conn.write_all(body);
-                    };
-                    if fault == Fault::ServerError {
-                        return reply(&mut conn, "500 Internal Server Error", "", b"oops");
-                    }
-                    if fault == Fault::Bearer {
-                        if path.starts_with("/token") && first.starts_with("POST") {
-                            // OAuth2 refresh-token grant (an `identitytoken`).
-                            let n: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-                            let mut body = vec![0; n];
-                            let _ = r.read_exact(&mut body);
-                            log.lock().unwrap().push(format!("POST {}", String::from_utf8_lossy(&body)));
-                            return reply(&mut conn, "200 OK", "Content-Type: application/json\r\n", br#"{"access_token":"tok-123"}"#);
-                        }
-                        if path.starts_with("/token") {
-                            log.lock().unwrap().push(format!("{path} auth={}", header("authorization").unwrap_or_default()));
-                            return reply(&mut conn, "200 OK", "Content-Type: application/json\r\n", br#"{"token":"tok-123","expires_in":300}"#);
-                        }
-                        if header("authorization").as_deref() != Some("Bearer tok-123") {
-                            let name = path.trim_start_matches("/v2/").split("/manifests/").next().unwrap_or("").split("/blobs/").next().unwrap_or("");
-                            let challenge = format!(
-                                "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"picolet-test\",scope=\"repository:{name}:pull\"\r\n"
-                            );
-                            return reply(&mut conn, "401 Unauthorized", &challenge, br#"{"errors":[{"code":"UNAUTHORIZED","message":"token please"}]}"#);
-                        }
-                    }
-                    if fault == Fault::HugeManifest && path.contains("/manifests/") {
-                        let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n");
-                        let chunk = vec![b' '; 64 << 10];
-                        for _ in 0..80 {
-                            if conn.write_all(&chunk).is_err() {
-                                return;
-                            }
-                        }
-                        return;
-                    }
-                    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
-                    let accept = header("accept").unwrap_or_else(|| "*/*".into());
-                    write!(up, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{upstream}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n").unwrap();
-                    let mut resp = Vec::new();
-                    up.read_to_end(&mut resp).unwrap();
-                    let body_at = resp.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4);
-                    // The layer, not the config: a big download broken off.
-                    if fault == Fault::TruncatedBlob && path.contains("/blobs/") && resp.len() - body_at > 64 << 10 {
-                        let cut = body_at + (resp.len() - body_at) / 2;
-                        let _ = conn.write_all(&resp[..cut]);
-                        return;
-                    }
-                    let _ = conn.write_all(&resp);
-                });
+        // The Bearer challenge names the proxy's own token endpoint.
+        let me = std::sync::Arc::new(std::sync::OnceLock::<u16>::new());
+        let me2 = me.clone();
+        let port = serve(move |mut conn, mut h| {
+            let reply = |conn: &mut TcpStream, status: &str, extra: &str, body: &[u8]| {
+                let _ = write!(conn, "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = conn.write_all(body);
+            };
+            let path = h.path.clone();
+            if fault == Fault::ServerError {
+                return reply(&mut conn, "500 Internal Server Error", "", b"oops");
             }
+            if fault == Fault::Bearer {
+                if path.starts_with("/token") && h.method == "POST" {
+                    // OAuth2 refresh-token grant (an `identitytoken`).
+                    let n: usize = h.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    let mut body = vec![0; n];
+                    let _ = h.body.read_exact(&mut body);
+                    log.lock().unwrap().push(format!("POST {}", String::from_utf8_lossy(&body)));
+                    return reply(&mut conn, "200 OK", "Content-Type: application/json\r\n", br#"{"access_token":"tok-123"}"#);
+                }
+                if path.starts_with("/token") {
+                    log.lock().unwrap().push(format!("{path} auth={}", h.header("authorization").unwrap_or_default()));
+                    return reply(&mut conn, "200 OK", "Content-Type: application/json\r\n", br#"{"token":"tok-123","expires_in":300}"#);
+                }
+                if h.header("authorization").as_deref() != Some("Bearer tok-123") {
+                    let name = path.trim_start_matches("/v2/").split("/manifests/").next().unwrap_or("").split("/blobs/").next().unwrap_or("");
+                    let port = me2.get().copied().unwrap_or(0);
+                    let challenge =
+                        format!("WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"picolet-test\",scope=\"repository:{name}:pull\"\r\n");
+                    return reply(&mut conn, "401 Unauthorized", &challenge, br#"{"errors":[{"code":"UNAUTHORIZED","message":"token please"}]}"#);
+                }
+            }
+            if fault == Fault::HugeManifest && path.contains("/manifests/") {
+                let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n");
+                let chunk = vec![b' '; 64 << 10];
+                for _ in 0..80 {
+                    if conn.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
+            let resp = h.forward(upstream);
+            let at = body_at(&resp);
+            // The layer, not the config: a big download broken off.
+            if fault == Fault::TruncatedBlob && path.contains("/blobs/") && resp.len() - at > 64 << 10 {
+                let _ = conn.write_all(&resp[..at + (resp.len() - at) / 2]);
+                return;
+            }
+            let _ = conn.write_all(&resp);
         });
+        me.set(port).unwrap();
         Proxy { port, seen }
     }
 
     /// registries.yaml sending `127.0.0.1:<proxy port>` to the proxy over HTTP.
     fn config(&self, dir: &Path) -> PathBuf {
-        let path = dir.join(format!("proxy-{}.yaml", self.port));
-        std::fs::write(&path, format!("mirrors:\n  \"127.0.0.1:{p}\":\n    endpoint: [\"http://127.0.0.1:{p}\"]\n", p = self.port)).unwrap();
-        path
+        mirror_config(dir, self.port)
     }
 }
 
@@ -661,6 +601,24 @@ fn versioned_layout(dir: &Path, version: &str) -> PathBuf {
     layout
 }
 
+/// Pod `app` running `image` (restartPolicy Always): its container prints
+/// `version=$VERSION` and exits when the test creates `<gate>/go` (which it
+/// removes). Returns the gate directory.
+fn gated_app(p: &Picolet, image: &str) -> PathBuf {
+    let gate = p.base.join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
+    p.write_manifest(
+        "app.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: app}}\nspec:\n  volumes: [{{name: gate, hostPath: {{path: '{}'}}}}]\n  \
+             containers: [{{name: c, image: '{image}', volumeMounts: [{{name: gate, mountPath: /gate}}],\n    \
+             command: [sh, -c, 'echo version=$VERSION; until [ -e /gate/go ]; do sleep 0.1; done; rm /gate/go']}}]\n",
+            gate.display()
+        ),
+    );
+    gate
+}
+
 /// `imagePullPolicy: Always` (the default of an untagged image): a tag pushed
 /// again reaches the restarted container; with the registry gone, the next
 /// restart runs the local image and picolet says why.
@@ -671,19 +629,8 @@ fn always_follows_a_moved_tag_and_falls_back_to_the_local_image_offline() {
     reg.push(&format!("oci:{}", versioned_layout(&dir, "v1").display()), "moved/app:latest", false);
     let mut p = Picolet::new("always");
     p.extra_args.push(format!("--registry-config={}", reg.config(None).display()));
-    // The container exits when the test creates gate/go (and removes it).
-    let gate = p.base.join("gate");
-    std::fs::create_dir_all(&gate).unwrap();
     let image = format!("{}/moved/app", reg.host());
-    p.write_manifest(
-        "app.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: app}}\nspec:\n  volumes: [{{name: gate, hostPath: {{path: '{}'}}}}]\n  \
-             containers: [{{name: c, image: '{image}', volumeMounts: [{{name: gate, mountPath: /gate}}],\n    \
-             command: [sh, -c, 'echo version=$VERSION; until [ -e /gate/go ]; do sleep 0.1; done; rm /gate/go']}}]\n",
-            gate.display()
-        ),
-    );
+    let gate = gated_app(&p, &image);
     p.start();
     let pod = p.wait_pod("app", "Running", |q| running(q, "c"));
     assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
@@ -713,8 +660,7 @@ fn always_follows_a_moved_tag_and_falls_back_to_the_local_image_offline() {
     assert_eq!(log.matches(&format!("pulled image {norm}")).count(), 2, "{log}");
 
     // No registry: the next restart runs the local (v2) image, with a warning.
-    let _ = reg.child.kill();
-    let _ = reg.child.wait();
+    reg.stop();
     std::fs::write(gate.join("go"), "").unwrap();
     p.wait_log(&pod, "c", 2, "version=v2");
     let log = p.picolet_log();
@@ -737,55 +683,27 @@ struct Gate {
 
 impl Gate {
     fn start(upstream: u16) -> Gate {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let gate = Gate { port, seen: Default::default(), open: Default::default(), answer: Default::default() };
-        let (seen, open, answer) = (gate.seen.clone(), gate.open.clone(), gate.answer.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let (seen, open, answer) = (seen.clone(), open.clone(), answer.clone());
-                std::thread::spawn(move || {
-                    let mut r = BufReader::new(conn.try_clone().unwrap());
-                    let mut head = Vec::new();
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                            break;
-                        }
-                        head.push(line.trim_end().to_string());
-                    }
-                    let Some(first) = head.first().cloned() else { return };
-                    let mut parts = first.split(' ');
-                    let (method, path) = (parts.next().unwrap_or("GET").to_string(), parts.next().unwrap_or("/").to_string());
-                    seen.lock().unwrap().push(format!("{method} {path}"));
-                    let status = *answer.lock().unwrap();
-                    if let Some(status) = status {
-                        let body = br#"{"errors":[{"code":"UNAVAILABLE","message":"told to fail"}]}"#;
-                        let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                        if method != "HEAD" {
-                            let _ = conn.write_all(body);
-                        }
-                        return;
-                    }
-                    if path.contains("/blobs/") {
-                        let (lock, cv) = &*open;
-                        let _g = cv.wait_while(lock.lock().unwrap(), |o| !*o).unwrap();
-                    }
-                    let accept = head
-                        .iter()
-                        .find_map(|h| h.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("accept")).map(|(_, v)| v.trim().to_string()))
-                        .unwrap_or_else(|| "*/*".into());
-                    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
-                    write!(up, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{upstream}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n").unwrap();
-                    let mut resp = Vec::new();
-                    up.read_to_end(&mut resp).unwrap();
-                    let _ = conn.write_all(&resp);
-                });
+        let (seen, open, answer): (std::sync::Arc<std::sync::Mutex<Vec<String>>>, std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>, std::sync::Arc<std::sync::Mutex<Option<&'static str>>>) =
+            Default::default();
+        let (seen2, open2, answer2) = (seen.clone(), open.clone(), answer.clone());
+        let port = serve(move |mut conn, h| {
+            seen2.lock().unwrap().push(format!("{} {}", h.method, h.path));
+            let status = *answer2.lock().unwrap();
+            if let Some(status) = status {
+                let body = br#"{"errors":[{"code":"UNAVAILABLE","message":"told to fail"}]}"#;
+                let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                if h.method != "HEAD" {
+                    let _ = conn.write_all(body);
+                }
+                return;
             }
+            if h.path.contains("/blobs/") {
+                let (lock, cv) = &*open2;
+                let _g = cv.wait_while(lock.lock().unwrap(), |o| !*o).unwrap();
+            }
+            let _ = conn.write_all(&h.forward(upstream));
         });
-        gate
+        Gate { port, seen, open, answer }
     }
 
     fn open(&self) {
@@ -798,9 +716,7 @@ impl Gate {
     }
 
     fn config(&self, dir: &Path) -> PathBuf {
-        let path = dir.join(format!("gate-{}.yaml", self.port));
-        std::fs::write(&path, format!("mirrors:\n  \"127.0.0.1:{p}\":\n    endpoint: [\"http://127.0.0.1:{p}\"]\n", p = self.port)).unwrap();
-        path
+        mirror_config(dir, self.port)
     }
 }
 
@@ -944,19 +860,8 @@ fn always_asks_a_private_registry_with_the_node_credentials() {
     let mut p = Picolet::new("alwayscreds");
     p.extra_args.push(format!("--registry-config={}", reg.config(None).display()));
     node_credentials(&p.root, &reg, "s3cret");
-    // The container exits (restartPolicy Always) when the test creates gate/go.
-    let gate = p.base.join("gate");
-    std::fs::create_dir_all(&gate).unwrap();
     let image = format!("{}/private/app:latest", reg.host());
-    p.write_manifest(
-        "app.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: app}}\nspec:\n  volumes: [{{name: gate, hostPath: {{path: '{}'}}}}]\n  \
-             containers: [{{name: c, image: '{image}', volumeMounts: [{{name: gate, mountPath: /gate}}],\n    \
-             command: [sh, -c, 'echo version=$VERSION; until [ -e /gate/go ]; do sleep 0.1; done; rm /gate/go']}}]\n",
-            gate.display()
-        ),
-    );
+    let gate = gated_app(&p, &image);
     p.start();
     let pod = p.wait_pod("app", "Running", |q| running(q, "c"));
     assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
@@ -1029,85 +934,56 @@ struct BlobProxy {
 
 impl BlobProxy {
     fn start(upstream: u16, mode: BlobMode) -> BlobProxy {
-        use std::io::{BufRead, BufReader, Read, Write};
         use std::sync::atomic::Ordering;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let p = BlobProxy { port, mode: std::sync::Arc::new(std::sync::Mutex::new(mode)), log: Default::default(), manifest_bytes: Default::default() };
-        let (mode, log, manifest_bytes) = (p.mode.clone(), p.log.clone(), p.manifest_bytes.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let (mode, log, manifest_bytes) = (mode.clone(), log.clone(), manifest_bytes.clone());
-                std::thread::spawn(move || {
-                    let mut r = BufReader::new(conn.try_clone().unwrap());
-                    let mut head = Vec::new();
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                            break;
-                        }
-                        head.push(line.trim_end().to_string());
-                    }
-                    let Some(first) = head.first() else { return };
-                    let path = first.split(' ').nth(1).unwrap_or("/").to_string();
-                    let header = |name: &str| {
-                        head.iter().find_map(|h| {
-                            let (k, v) = h.split_once(':')?;
-                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-                        })
-                    };
-                    let range = header("range");
-                    let now = *mode.lock().unwrap();
-                    if path.contains("/blobs/") {
-                        log.lock().unwrap().push(format!("{path} range={}", range.clone().unwrap_or_default()));
-                    }
-                    if now == BlobMode::EndlessManifest && path.contains("/manifests/") {
-                        let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n{{\"schemaVersion\": 2, \"x\": \"");
-                        let chunk = vec![b'a'; 64 << 10];
-                        for _ in 0..1600 {
-                            if conn.write_all(&chunk).is_err() {
-                                return;
-                            }
-                            manifest_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                        }
-                        return;
-                    }
-                    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
-                    let accept = header("accept").unwrap_or_else(|| "*/*".into());
-                    let range_line = range.map(|v| format!("Range: {v}\r\n")).unwrap_or_default();
-                    write!(up, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{upstream}\r\nAccept: {accept}\r\n{range_line}Connection: close\r\n\r\n").unwrap();
-                    let mut resp = Vec::new();
-                    up.read_to_end(&mut resp).unwrap();
-                    let body_at = resp.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4);
-                    let big = path.contains("/blobs/") && resp.len() - body_at > 64 << 10;
-                    if big && now == BlobMode::CutOnce {
-                        *mode.lock().unwrap() = BlobMode::Healthy;
-                        let _ = conn.write_all(&resp[..body_at + (resp.len() - body_at) / 2]);
-                        return;
-                    }
-                    if big && now == BlobMode::Stall {
-                        let _ = conn.write_all(&resp[..body_at + (resp.len() - body_at) / 2]);
-                        let until = Instant::now() + Duration::from_secs(30);
-                        while Instant::now() < until && *mode.lock().unwrap() == BlobMode::Stall {
-                            std::thread::sleep(Duration::from_millis(100));
-                        }
-                        return;
-                    }
-                    if big && now == BlobMode::Slow {
-                        for chunk in resp.chunks(64 << 10) {
-                            if conn.write_all(chunk).is_err() {
-                                return;
-                            }
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
-                        return;
-                    }
-                    let _ = conn.write_all(&resp);
-                });
+        let mode = std::sync::Arc::new(std::sync::Mutex::new(mode));
+        let (log, manifest_bytes): (std::sync::Arc<std::sync::Mutex<Vec<String>>>, std::sync::Arc<std::sync::atomic::AtomicU64>) = Default::default();
+        let (mode2, log2, bytes2) = (mode.clone(), log.clone(), manifest_bytes.clone());
+        let port = serve(move |mut conn, h| {
+            let (mode, log, manifest_bytes) = (&mode2, &log2, &bytes2);
+            let range = h.header("range");
+            let now = *mode.lock().unwrap();
+            if h.path.contains("/blobs/") {
+                log.lock().unwrap().push(format!("{} range={}", h.path, range.clone().unwrap_or_default()));
             }
+            if now == BlobMode::EndlessManifest && h.path.contains("/manifests/") {
+                let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n{{\"schemaVersion\": 2, \"x\": \"");
+                let chunk = vec![b'a'; 64 << 10];
+                for _ in 0..1600 {
+                    if conn.write_all(&chunk).is_err() {
+                        return;
+                    }
+                    manifest_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+                return;
+            }
+            let resp = h.forward(upstream);
+            let body_at = body_at(&resp);
+            let big = h.path.contains("/blobs/") && resp.len() - body_at > 64 << 10;
+            if big && now == BlobMode::CutOnce {
+                *mode.lock().unwrap() = BlobMode::Healthy;
+                let _ = conn.write_all(&resp[..body_at + (resp.len() - body_at) / 2]);
+                return;
+            }
+            if big && now == BlobMode::Stall {
+                let _ = conn.write_all(&resp[..body_at + (resp.len() - body_at) / 2]);
+                let until = Instant::now() + Duration::from_secs(30);
+                while Instant::now() < until && *mode.lock().unwrap() == BlobMode::Stall {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                return;
+            }
+            if big && now == BlobMode::Slow {
+                for chunk in resp.chunks(64 << 10) {
+                    if conn.write_all(chunk).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                return;
+            }
+            let _ = conn.write_all(&resp);
         });
-        p
+        BlobProxy { port, mode, log, manifest_bytes }
     }
 
     fn set(&self, mode: BlobMode) {
@@ -1120,9 +996,7 @@ impl BlobProxy {
     }
 
     fn config(&self, dir: &Path) -> PathBuf {
-        let path = dir.join(format!("blob-proxy-{}.yaml", self.port));
-        std::fs::write(&path, format!("mirrors:\n  \"127.0.0.1:{p}\":\n    endpoint: [\"http://127.0.0.1:{p}\"]\n", p = self.port)).unwrap();
-        path
+        mirror_config(dir, self.port)
     }
 }
 

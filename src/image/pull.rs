@@ -19,7 +19,7 @@
 //! `unpack.rs`, whatever the media type says). Not yet: pull policy,
 //! back-off, events, single-flight, GC.
 
-use super::credentials::{self, Credential, Keyring};
+use super::credentials::{self, Keyring};
 use super::registry::{Registries, Session, MANIFEST_ACCEPT};
 use super::store::{hex, Record, Store, JSON_LIMIT};
 use super::{reference, ImageError};
@@ -203,43 +203,13 @@ impl Store {
     /// then `configs.<host>.auth` of `regs`; anonymous only when there are
     /// none at all.
     pub fn pull_with(&self, regs: &Registries, keyrings: &[&Keyring], reference: &str, platform: &Platform) -> Result<Pulled, ImageError> {
-        let r = reference::parse(reference)?;
-        let norm = reference::normalize(reference)?;
         self.sweep_partials();
-        let mut errors = Vec::new();
-        let endpoints = regs.endpoints(&r.domain);
-        for endpoint in &endpoints {
-            let endpoint = endpoint.as_str();
-            for cred in &credentials::candidates(regs, keyrings, &r.domain, endpoint, &r.path) {
-                match self.pull_from(regs, endpoint, cred.as_ref(), &r, &norm, platform) {
-                    Ok(p) => return Ok(p),
-                    // The image itself is unusable: no point asking elsewhere.
-                    Err(e @ (ImageError::NoPlatform { .. } | ImageError::DigestMismatch { .. })) => return Err(e),
-                    Err(e) => {
-                        log::debug!("pull {norm} from {endpoint}: {e}");
-                        errors.push(e);
-                    }
-                }
-            }
-        }
-        Err(every_failed(norm, errors, endpoints.len()))
+        at_each_endpoint(regs, keyrings, reference, "pull", |mut s, a| self.pull_from(&mut s, &a, platform))
     }
 
-    fn pull_from(
-        &self,
-        regs: &Registries,
-        endpoint: &str,
-        cred: Option<&Credential>,
-        r: &reference::Reference,
-        norm: &str,
-        platform: &Platform,
-    ) -> Result<Pulled, ImageError> {
-        let mut s = Session::new(regs, endpoint, &r.path)?;
-        if let Some(c) = cred {
-            s.use_credential(c);
-        }
-        let want = r.digest.clone().or_else(|| r.tag.clone()).unwrap_or_else(|| "latest".into());
-        let (mut digest, mut doc) = self.fetch_manifest(&mut s, &want, r.digest.as_deref())?;
+    fn pull_from(&self, s: &mut Session, a: &Asked, platform: &Platform) -> Result<Pulled, ImageError> {
+        let (r, norm, want) = (a.r, a.norm, a.want);
+        let (mut digest, mut doc) = self.fetch_manifest(s, want, r.digest.as_deref())?;
         let mut picked = None;
         let mut depth = 0;
         while let Some(list) = doc.manifests.take() {
@@ -257,7 +227,7 @@ impl Store {
             };
             picked = Some(p.to_string());
             let d = d.digest.clone();
-            (digest, doc) = self.fetch_manifest(&mut s, &d, Some(&d))?;
+            (digest, doc) = self.fetch_manifest(s, &d, Some(&d))?;
         }
         if doc.schema_version == 1 || doc.media_type.contains("manifest.v1") {
             return Err(ImageError::Registry { url: norm.into(), reason: "schema 1 manifests are not supported".into() });
@@ -268,7 +238,7 @@ impl Store {
             manifest: digest.clone(),
             id: config.digest.clone(),
             platform: picked,
-            endpoint: endpoint.to_string(),
+            endpoint: a.endpoint.to_string(),
             fetched: 0,
             reused: 0,
             bytes: 0,
@@ -278,13 +248,13 @@ impl Store {
                 return Err(ImageError::Registry { url: norm.into(), reason: format!("layer {} is encrypted ({}), not supported", l.digest, l.media_type) });
             }
         }
-        out.bytes += self.fetch_blob(&mut s, &config, "config")?.0;
+        out.bytes += self.fetch_blob(s, &config, "config")?.0;
         let mut layers = Vec::new();
         for l in &doc.layers {
             if l.media_type.contains("foreign") || l.media_type.contains("nondistributable") {
                 return Err(ImageError::Registry { url: norm.into(), reason: format!("layer {} is a foreign (Windows) layer", l.digest) });
             }
-            let (n, fetched) = self.fetch_blob(&mut s, l, "layer")?;
+            let (n, fetched) = self.fetch_blob(s, l, "layer")?;
             out.bytes += n;
             if fetched {
                 out.fetched += 1;
@@ -545,7 +515,54 @@ impl<R: Read> Read for Counted<R> {
 /// times at `endpoints` endpoints: the error itself when there was one
 /// try, else all of them. Unreachable only when every try got no answer:
 /// a registry that refused (a 401 among them) is a refusal, not offline.
-pub(super) fn every_failed(norm: String, mut errors: Vec<ImageError>, endpoints: usize) -> ImageError {
+/// What one try asks a registry about.
+pub(super) struct Asked<'a> {
+    pub r: &'a reference::Reference,
+    /// The normalized reference, for messages and the store.
+    pub norm: &'a str,
+    /// The tag or digest to ask for.
+    pub want: &'a str,
+    pub endpoint: &'a str,
+}
+
+/// Runs `f` with a session at each endpoint `regs` gives for `reference`'s
+/// registry and, at each, with each credential the keyrings (then `regs`)
+/// have for it, in order, until one succeeds.
+pub(super) fn at_each_endpoint<T>(
+    regs: &Registries,
+    keyrings: &[&Keyring],
+    reference: &str,
+    what: &str,
+    mut f: impl FnMut(Session, Asked) -> Result<T, ImageError>,
+) -> Result<T, ImageError> {
+    let r = reference::parse(reference)?;
+    let norm = reference::normalize(reference)?;
+    let want = r.digest.clone().or_else(|| r.tag.clone()).unwrap_or_else(|| "latest".into());
+    let mut errors = Vec::new();
+    let endpoints = regs.endpoints(&r.domain);
+    for endpoint in &endpoints {
+        for cred in &credentials::candidates(regs, keyrings, &r.domain, endpoint, &r.path) {
+            let tried = Session::new(regs, endpoint, &r.path).and_then(|mut s| {
+                if let Some(c) = cred {
+                    s.use_credential(c);
+                }
+                f(s, Asked { r: &r, norm: &norm, want: &want, endpoint })
+            });
+            match tried {
+                Ok(v) => return Ok(v),
+                // The image itself is unusable: no point asking elsewhere.
+                Err(e @ (ImageError::NoPlatform { .. } | ImageError::DigestMismatch { .. })) => return Err(e),
+                Err(e) => {
+                    log::debug!("{what} {norm} at {endpoint}: {e}");
+                    errors.push(e);
+                }
+            }
+        }
+    }
+    Err(every_failed(norm, errors, endpoints.len()))
+}
+
+fn every_failed(norm: String, mut errors: Vec<ImageError>, endpoints: usize) -> ImageError {
     if errors.len() == 1 {
         return errors.pop().expect("one error");
     }

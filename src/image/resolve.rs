@@ -6,8 +6,8 @@
 //! Index documents a previous pull stored are read from the store, so an
 //! unchanged multi-platform tag costs one HEAD.
 
-use super::credentials::{self, Credential, Keyring};
-use super::pull::{every_failed, Platform, Pulled};
+use super::credentials::Keyring;
+use super::pull::{Asked, Platform, Pulled};
 use super::registry::{Registries, Session, MANIFEST_ACCEPT};
 use super::store::{digest_hex, hex, read_capped, Store, JSON_LIMIT};
 use super::{reference, ImageError};
@@ -57,48 +57,20 @@ impl Store {
     /// the endpoints, and at each the credentials, in order as `pull_with`
     /// does.
     pub fn remote_manifest(&self, regs: &Registries, keyrings: &[&Keyring], reference: &str, platform: &Platform) -> Result<String, ImageError> {
-        let r = reference::parse(reference)?;
-        let norm = reference::normalize(reference)?;
-        let mut errors = Vec::new();
-        let endpoints = regs.endpoints(&r.domain);
-        for endpoint in &endpoints {
-            for cred in &credentials::candidates(regs, keyrings, &r.domain, endpoint, &r.path) {
-                match self.remote_from(regs, endpoint, cred.as_ref(), &r, &norm, platform) {
-                    Ok(d) => return Ok(d),
-                    Err(e @ (ImageError::NoPlatform { .. } | ImageError::DigestMismatch { .. })) => return Err(e),
-                    Err(e) => {
-                        log::debug!("resolve {norm} at {endpoint}: {e}");
-                        errors.push(e);
-                    }
-                }
-            }
-        }
-        Err(every_failed(norm, errors, endpoints.len()))
+        super::pull::at_each_endpoint(regs, keyrings, reference, "resolve", |mut s, a| self.remote_from(&mut s, &a, platform))
     }
 
-    fn remote_from(
-        &self,
-        regs: &Registries,
-        endpoint: &str,
-        cred: Option<&Credential>,
-        r: &reference::Reference,
-        norm: &str,
-        platform: &Platform,
-    ) -> Result<String, ImageError> {
-        let mut s = Session::new(regs, endpoint, &r.path)?;
-        if let Some(c) = cred {
-            s.use_credential(c);
-        }
-        let want = r.digest.clone().or_else(|| r.tag.clone()).unwrap_or_else(|| "latest".into());
+    fn remote_from(&self, s: &mut Session, a: &Asked, platform: &Platform) -> Result<String, ImageError> {
+        let (r, norm, want) = (a.r, a.norm, a.want);
         let resp = s.head(&format!("manifests/{want}"), MANIFEST_ACCEPT)?;
         let header = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).filter(|d| digest_hex(d).is_some()).map(String::from);
         let mut digest = match header.or_else(|| r.digest.clone()) {
             Some(d) => d,
             // No digest header: the body tells.
-            None => self.manifest_doc(&mut s, &want, None)?.0,
+            None => self.manifest_doc(s, want, None)?.0,
         };
         for _ in 0..3 {
-            let (_, doc) = self.manifest_doc(&mut s, &digest, Some(&digest))?;
+            let (_, doc) = self.manifest_doc(s, &digest, Some(&digest))?;
             let Some(list) = doc["manifests"].as_array() else { return Ok(digest) };
             digest = pick(list, platform).ok_or_else(|| {
                 let offered = list.iter().filter_map(entry_platform).filter(|p| p.os != "unknown").map(|p| p.to_string()).collect();
