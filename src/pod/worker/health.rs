@@ -414,9 +414,15 @@ impl<R: Runtime> Manager<R> {
             self.rerun_hooks.push((r.id.clone(), JobKind::PostStart));
         }
         if let Some(k) = saved.kill {
-            let kill = k.restore(Instant::now(), SystemTime::now());
+            let now = Instant::now();
+            let mut kill = k.restore(now, SystemTime::now());
             if kill.pre_stop_running && !kill.signalled {
-                self.rerun_hooks.push((r.id.clone(), JobKind::PreStop));
+                if kill.deadline > now {
+                    self.rerun_hooks.push((r.id.clone(), JobKind::PreStop));
+                } else {
+                    // Its time ran out while picolet was away: on to the signal.
+                    kill.pre_stop_running = false;
+                }
             }
             log::info!("container {} of pod {}: resuming its stop ({}s left)", r.container, r.pod_name, kill.deadline.saturating_duration_since(Instant::now()).as_secs());
             self.kills.insert(r.id.clone(), kill);
@@ -535,6 +541,27 @@ mod tests {
         drop(m);
         let (m, _, _) = manager_in(root.clone());
         assert!(m.kills[&r.id].signalled && m.rerun_hooks.is_empty());
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_pre_stop_whose_time_ran_out_meanwhile_is_not_run_again() {
+        let (mut m, _, root) = manager("health-late");
+        let p = hooked("u-hl");
+        m.sync(std::slice::from_ref(&p));
+        let r = running(&mut m, "u-hl");
+        r.save(&root).unwrap();
+        m.begin_kill(&r, Duration::from_secs(30), Instant::now());
+        drop(m);
+        // picolet was away longer than the grace period.
+        let path = record::dir(&root, &r.id).join("health.json");
+        let mut saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        saved["kill"]["deadlineMs"] = 1.into();
+        std::fs::write(&path, saved.to_string()).unwrap();
+        let (mut m, fake, _) = manager_in(root.clone());
+        m.sync(std::slice::from_ref(&p));
+        assert!(m.take_jobs().iter().all(|j| j.kind != JobKind::PreStop), "no preStop with no time left");
+        assert!(fake.0.borrow().contains(&format!("kill {} SIGTERM", r.id)), "{:?}", fake.0.borrow());
         let _ = std::fs::remove_dir_all(root);
     }
 
