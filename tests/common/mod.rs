@@ -111,6 +111,12 @@ impl Picolet {
             format!("--hostname-override={}", self.node),
             "-v=2".into(),
         ];
+        // The machine's own disk and memory are not what these tests are
+        // about: a test host with a full disk must not evict the pods under
+        // test. The eviction and image GC tests set their own thresholds
+        // (later flags win).
+        a.push("--eviction-hard=".into());
+        a.push("--image-gc-high-threshold=100".into());
         if !host_has_cgroup_v2() {
             // The one way past the start-up check on a cgroup v1 host (upstream's switches).
             a.push("--cgroups-per-qos=false".into());
