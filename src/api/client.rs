@@ -275,7 +275,7 @@ impl<R: Read> Iterator for Events<R> {
     }
 }
 
-/// Logs an API failure once per distinct message and the recovery once, so
+/// Logs an API failure once per distinct cause and the recovery once, so
 /// an unreachable API server costs one log line, not one per retry.
 #[derive(Default)]
 pub struct Quiet {
@@ -283,12 +283,20 @@ pub struct Quiet {
 }
 
 impl Quiet {
+    /// Logs `e` unless the last failure had the same cause. The cause
+    /// leaves out the request: an unreachable API server
+    /// fails every object a pass reads, and that is one thing to say.
     pub fn failed(&mut self, what: &str, e: &ApiError) {
-        let msg = e.to_string();
-        if self.last.as_deref() != Some(&msg) {
-            log::warn!("{what}: {msg}");
-            self.last = Some(msg);
+        if self.is_new(e) {
+            log::warn!("{what}: {e}");
         }
+    }
+
+    fn is_new(&mut self, e: &ApiError) -> bool {
+        let cause = format!("{} {}: {}", e.status, e.reason, e.message);
+        let new = self.last.as_deref() != Some(&cause);
+        self.last = Some(cause);
+        new
     }
 
     pub fn ok(&mut self, what: &str) {
@@ -338,6 +346,18 @@ pub fn query_escape(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn quiet_logs_one_line_per_cause_not_per_request() {
+        let down = |op: &str| ApiError { op: op.into(), status: 0, reason: String::new(), message: "io: Connection refused (os error 111)".into() };
+        let mut q = Quiet::default();
+        assert!(q.is_new(&down("GET /api/v1/namespaces/a/configmaps/x")));
+        assert!(!q.is_new(&down("GET /api/v1/namespaces/a/secrets/y")), "same cause, other object");
+        let forbidden = ApiError { op: "GET /x".into(), status: 403, reason: "Forbidden".into(), message: "no".into() };
+        assert!(q.is_new(&forbidden), "another cause is said");
+        q.ok("reading");
+        assert!(q.is_new(&down("GET /y")), "a new outage after a recovery is said");
+    }
     use super::*;
 
     fn events(text: &str) -> Vec<Result<WatchEvent, ApiError>> {

@@ -207,8 +207,14 @@ impl Picolet {
         self.wait_until(&format!("pod {name} to be gone"), || self.pod(name).is_none());
     }
 
-    pub fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + DEADLINE;
+    pub fn wait_until(&self, what: &str, cond: impl FnMut() -> bool) {
+        self.wait_until_within(what, DEADLINE, cond)
+    }
+
+    /// `wait_until` for something that takes longer by design (a crash-loop
+    /// back-off, which grows to minutes).
+    pub fn wait_until_within(&self, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
         while !cond() {
             if Instant::now() > deadline {
                 panic!("timed out waiting for {what}\n--- picolet log ---\n{}", self.picolet_log());
