@@ -138,7 +138,7 @@ fn mirror_config(dir: &Path, port: u16) -> PathBuf {
 #[test]
 fn pulled_image_runs_in_a_static_pod() {
     let reg = Registry::start("pod", false);
-    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "tools/busybox:1.0", false);
+    reg.push_busybox("tools/busybox:1.0");
     let mut p = Picolet::new("pulled-pod");
     let cfg = reg.config(None);
     let image = format!("{}/tools/busybox:1.0", reg.host());
@@ -266,7 +266,7 @@ fn multi_arch_index_picks_the_platform() {
 #[test]
 fn basic_auth_over_tls_with_our_own_ca() {
     let reg = Registry::start("auth", true);
-    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "private/busybox:v1", false);
+    reg.push_busybox("private/busybox:v1");
     let image = format!("{}/private/busybox:v1", reg.host());
     let root = scratch("auth");
 
@@ -306,7 +306,7 @@ fn basic_auth_over_tls_with_our_own_ca() {
 #[test]
 fn blob_with_the_wrong_digest_is_refused_and_nothing_half_written_stays() {
     let reg = Registry::start("corrupt", false);
-    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "bad/busybox:v1", false);
+    reg.push_busybox("bad/busybox:v1");
     // The layer is the registry's biggest blob: flip one byte in the middle.
     let blobs = files(&reg.dir.join("data/docker/registry/v2/blobs"));
     let layer = blobs.iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap().clone();
@@ -420,7 +420,7 @@ impl Proxy {
 #[test]
 fn bearer_token_challenge_is_answered() {
     let reg = Registry::start("bearer", false);
-    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "tok/busybox:v1", false);
+    reg.push_busybox("tok/busybox:v1");
     let proxy = Proxy::start(reg.port, Fault::Bearer);
     let root = scratch("bearer");
     let image = format!("127.0.0.1:{}/tok/busybox:v1", proxy.port);
@@ -447,7 +447,7 @@ fn bearer_token_challenge_is_answered() {
 #[test]
 fn misbehaving_registries_give_clear_errors_and_a_clean_store() {
     let reg = Registry::start("faults", false);
-    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "f/busybox:v1", false);
+    reg.push_busybox("f/busybox:v1");
     for (fault, want) in [
         (Fault::HugeManifest, "larger than 4194304 bytes"),
         (Fault::TruncatedBlob, "cut off after"),
@@ -474,7 +474,7 @@ fn misbehaving_registries_give_clear_errors_and_a_clean_store() {
 #[test]
 fn pods_pull_their_images_once_and_back_off_on_failure() {
     let reg = Registry::start("podpull", false);
-    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "tools/busybox:2.0", false);
+    reg.push_busybox("tools/busybox:2.0");
     let mut p = Picolet::new("podpull");
     p.extra_args.push(format!("--registry-config={}", reg.config(None).display()));
     let image = format!("{}/tools/busybox:2.0", reg.host());
@@ -523,7 +523,7 @@ fn node_credentials(root: &Path, reg: &Registry, password: &str) {
 #[test]
 fn node_credentials_file_opens_a_private_registry_to_static_pods() {
     let reg = Registry::start("nodecreds", true);
-    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "private/busybox:node", false);
+    reg.push_busybox("private/busybox:node");
     let image = format!("{}/private/busybox:node", reg.host());
     // registries.yaml trusts the CA and has no credentials.
     let ca_only = reg.config(None);
@@ -1049,7 +1049,7 @@ fn zstd_layers_are_pulled_and_run_in_a_static_pod() {
 #[test]
 fn broken_off_download_resumes_with_a_range_request() {
     let reg = Registry::start("resume", false);
-    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "r/busybox:v1", false);
+    reg.push_busybox("r/busybox:v1");
     let (_, digest, size) = first_layer(&reg, "r/busybox:v1");
     let proxy = BlobProxy::start(reg.port, BlobMode::CutOnce);
     let root = scratch("resume");
@@ -1116,7 +1116,7 @@ fn broken_off_download_resumes_with_a_range_request() {
 #[test]
 fn stalled_blob_times_out_on_the_pod_and_a_later_pull_resumes() {
     let reg = Registry::start("stall", false);
-    reg.push(&format!("oci-archive:{}", images_dir().join("busybox.tar").display()), "s/busybox:v1", false);
+    reg.push_busybox("s/busybox:v1");
     let (_, digest, size) = first_layer(&reg, "s/busybox:v1");
     let proxy = BlobProxy::start(reg.port, BlobMode::Stall);
     let mut p = Picolet::new("stall-pod");

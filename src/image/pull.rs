@@ -191,17 +191,10 @@ fn manifest(v: &Value) -> Result<Manifest, String> {
 impl Store {
     /// Pulls `reference` (as users write it: `busybox`, `ghcr.io/a/b:1`,
     /// `host:5000/x@sha256:...`) for `platform` into the store, trying the
-    /// endpoints `regs` gives for its registry in order, with the
-    /// credentials of `regs` only.
-    #[allow(dead_code)] // picolet itself always passes the node's credentials
-    pub fn pull(&self, regs: &Registries, reference: &str, platform: &Platform) -> Result<Pulled, ImageError> {
-        self.pull_with(regs, &[], reference, platform)
-    }
-
-    /// `pull` with credentials: at each endpoint, those `keyrings` have for
-    /// it (in keyring order, every match in turn, as upstream tries them),
-    /// then `configs.<host>.auth` of `regs`; anonymous only when there are
-    /// none at all.
+    /// endpoints `regs` gives for its registry in order and, at each, the
+    /// credentials `keyrings` have for it (in keyring order, every match in
+    /// turn, as upstream tries them), then `configs.<host>.auth` of `regs`;
+    /// anonymous only when there are none at all.
     pub fn pull_with(&self, regs: &Registries, keyrings: &[&Keyring], reference: &str, platform: &Platform) -> Result<Pulled, ImageError> {
         self.sweep_partials();
         at_each_endpoint(regs, keyrings, reference, "pull", |mut s, a| self.pull_from(&mut s, &a, platform))

@@ -479,7 +479,7 @@ impl<R: Runtime> Manager<R> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::events::tests::{manager, manager_in, pod, running};
+    use super::super::events::tests::{manager, manager_in, pod, running, Fake};
     use super::*;
 
     fn hooked(uid: &str) -> crate::api::Pod {
@@ -487,6 +487,17 @@ mod tests {
         let hooks = serde_json::json!({"postStart": {"exec": {"command": ["x"]}}, "preStop": {"exec": {"command": ["y"]}}});
         p.spec.containers[0].lifecycle = Some(serde_json::from_value(hooks).unwrap());
         p
+    }
+
+    /// A manager with pod `uid` (both hooks) synced and its container
+    /// running, the container's record on disk as a start would leave it.
+    fn hooked_and_running(name: &str, uid: &str) -> (Manager<Fake>, std::path::PathBuf, crate::api::Pod, Record) {
+        let (mut m, _, root) = manager(name);
+        let p = hooked(uid);
+        m.sync(std::slice::from_ref(&p));
+        let r = running(&mut m, uid);
+        r.save(&root).unwrap();
+        (m, root, p, r)
     }
 
     #[test]
@@ -504,11 +515,7 @@ mod tests {
 
     #[test]
     fn a_kill_and_a_post_start_outlive_the_manager() {
-        let (mut m, _, root) = manager("health-restart");
-        let p = hooked("u-hr");
-        m.sync(std::slice::from_ref(&p));
-        let r = running(&mut m, "u-hr");
-        r.save(&root).unwrap();
+        let (mut m, root, p, r) = hooked_and_running("health-restart", "u-hr");
         let path = record::dir(&root, &r.id).join("health.json");
 
         // A postStart under way when picolet goes: the next one runs it again
@@ -546,11 +553,7 @@ mod tests {
 
     #[test]
     fn a_pre_stop_whose_time_ran_out_meanwhile_is_not_run_again() {
-        let (mut m, _, root) = manager("health-late");
-        let p = hooked("u-hl");
-        m.sync(std::slice::from_ref(&p));
-        let r = running(&mut m, "u-hl");
-        r.save(&root).unwrap();
+        let (mut m, root, p, r) = hooked_and_running("health-late", "u-hl");
         m.begin_kill(&r, Duration::from_secs(30), Instant::now());
         drop(m);
         // picolet was away longer than the grace period.
@@ -567,11 +570,7 @@ mod tests {
 
     #[test]
     fn nothing_saved_once_nothing_is_pending() {
-        let (mut m, _, root) = manager("health-clean");
-        let p = hooked("u-hc");
-        m.sync(std::slice::from_ref(&p));
-        let r = running(&mut m, "u-hc");
-        r.save(&root).unwrap();
+        let (mut m, root, _, r) = hooked_and_running("health-clean", "u-hc");
         m.after_start(&r);
         m.report(JobReport { id: r.id.clone(), kind: JobKind::PostStart, outcome: Outcome::Success, took: Duration::ZERO });
         assert!(!record::dir(&root, &r.id).join("health.json").exists());
