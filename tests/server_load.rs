@@ -39,6 +39,12 @@ fn threads_and_fds(pid: u32, api_port: u16) -> (usize, usize) {
     (threads, fds)
 }
 
+/// Picolet's kubelet server connection threads: one per open stream.
+fn connection_threads(pid: u32) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten();
+    tasks.filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "kubelet-conn")).count()
+}
+
 /// Picolet's threads by name and open fds by target, for a failure message.
 fn what_is_open(pid: u32) -> String {
     let mut names = std::collections::BTreeMap::<String, usize>::new();
@@ -90,10 +96,15 @@ fn many_log_followers_and_exec_sessions_neither_stall_pods_nor_leak() {
 
     let pki = c.dir.join("pki");
     let url = format!("{}/api/v1/namespaces/load/pods/chatty/log?follow=true", c.apiserver_url());
+    let base_conns = connection_threads(pid);
+    // Each client's stderr goes to a file, for the message if it ends.
+    let errs = c.dir.join("load-stderr");
+    std::fs::create_dir_all(&errs).unwrap();
+    let err_file = |i: usize| Stdio::from(std::fs::File::create(errs.join(i.to_string())).unwrap());
     let mut clients: Vec<Child> = Vec::new();
-    for _ in 0..FOLLOWERS {
+    for i in 0..FOLLOWERS {
         let child = Command::new("curl")
-            .args(["-sN", "--cacert"])
+            .args(["-sSN", "--cacert"])
             .arg(pki.join("ca.crt"))
             .arg("--cert")
             .arg(pki.join("admin.crt"))
@@ -101,25 +112,45 @@ fn many_log_followers_and_exec_sessions_neither_stall_pods_nor_leak() {
             .arg(pki.join("admin.key"))
             .arg(&url)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(err_file(i))
             .spawn()
             .expect("curl");
         clients.push(child);
     }
     let mut execs: Vec<Child> = (0..EXECS)
-        .map(|_| {
+        .map(|i| {
             c.kubectl_cmd()
                 .args(["exec", "-i", "-n", "load", "sleeper", "--", "cat"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(err_file(FOLLOWERS + i))
                 .spawn()
                 .expect("kubectl exec")
         })
         .collect();
-    c.wait(&format!("{FOLLOWERS} followers and {EXECS} exec sessions at picolet"), Some(&p), || {
-        threads_and_fds(pid, api_port).0 >= base_threads + FOLLOWERS + EXECS
-    });
+    // Each stream is served by one connection thread. A client that ended is
+    // a stream picolet dropped or never took: that fails the test at once,
+    // naming the client and what it printed.
+    let started = std::time::Instant::now();
+    loop {
+        for (i, child) in clients.iter_mut().chain(execs.iter_mut()).enumerate() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let what = if i < FOLLOWERS { format!("follower {i} (curl)") } else { format!("exec session {} (kubectl)", i - FOLLOWERS) };
+                let stderr = std::fs::read_to_string(errs.join(i.to_string())).unwrap_or_default();
+                let streams = connection_threads(pid) - base_conns;
+                let elapsed = started.elapsed();
+                panic!("{what} ended ({status}) after {elapsed:?} with {streams} streams at picolet, {}\n--- its stderr ---\n{stderr}\n--- picolet log ---\n{}", what_is_open(pid), p.picolet_log());
+            }
+        }
+        let streams = connection_threads(pid) - base_conns;
+        if streams >= FOLLOWERS + EXECS {
+            break;
+        }
+        if started.elapsed() > common::DEADLINE {
+            panic!("timed out waiting for {FOLLOWERS} followers and {EXECS} exec sessions at picolet: {streams} streams, {}\n--- picolet log ---\n{}", what_is_open(pid), p.picolet_log());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     // The pod loop still works: a new pod starts...
     pod("late", "sleep 100000");
