@@ -446,7 +446,7 @@ struct ClusterLinks {
 
 /// CNI and DNS for pod sandboxes, from the config.
 fn network_settings(cfg: &Config, node_pod_cidr: Option<Arc<Mutex<Option<String>>>>) -> network::Network {
-    let plugins = network::cni::Plugins { dirs: cfg.cni_bin_dirs.clone(), exec: Box::new(network::cni::ExecPlugins) };
+    let plugins = network::cni::Plugins { dirs: cfg.cni_bin_dirs.clone(), exec: Box::new(network::cni::ExecPlugins { timeout: network::cni::PLUGIN_TIMEOUT }) };
     let pod_cidr = network::PodCidr { configured: cfg.pod_cidr.clone(), node: node_pod_cidr };
     network::Network {
         cni: Some(network::CniSettings::new(cfg.cni_conf_dir.clone(), plugins, pod_cidr)),

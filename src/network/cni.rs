@@ -9,8 +9,10 @@
 //! What DEL needs (the config used, container id, ifname, the result) is kept in the pod dir
 //! (`cni.json`), written before ADD, so an interrupted ADD, a reboot or a changed config never
 //! leaks an address.
+//! A plugin that hangs is killed at [`PLUGIN_TIMEOUT`] and one that floods its output at
+//! [`OUTPUT_LIMIT`]: either is an error on the pod, retried like any other.
 //! Doesn't: the `bandwidth`/`ipRanges` capabilities, GC (spec 1.1), dual-stack pod IPs in
-//! status (the first IP is the pod IP), plugin timeouts.
+//! status (the first IP is the pod IP).
 
 pub mod conf;
 
@@ -20,7 +22,8 @@ use serde_json::{json, Map, Value};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The interface picolet asks plugins to create in the pod's namespace.
 pub const IFNAME: &str = "eth0";
@@ -29,6 +32,11 @@ pub const RECORD: &str = "cni.json";
 /// A record whose namespace is gone (see [`retire`]), kept until its DEL succeeded.
 pub const STALE_RECORD: &str = "cni.stale.json";
 const LOOPBACK_NAME: &str = "cni-loopback";
+/// How long one plugin run may take: upstream's default runtimeRequestTimeout, which bounds
+/// the CRI sandbox call that runs CNI there.
+pub const PLUGIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Most a plugin may print on stdout or stderr (results and errors are a few KB).
+pub const OUTPUT_LIMIT: usize = 1 << 20;
 
 /// What a plugin run gave back.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,8 +54,10 @@ pub trait Exec: Send + Sync {
     fn run(&self, path: &Path, env: &[(&str, String)], stdin: &[u8]) -> io::Result<Output>;
 }
 
-/// Runs plugins as child processes.
-pub struct ExecPlugins;
+/// Runs plugins as child processes, each killed if it runs past `timeout`.
+pub struct ExecPlugins {
+    pub timeout: Duration,
+}
 
 impl Exec for ExecPlugins {
     fn find(&self, plugin: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
@@ -71,13 +81,86 @@ impl Exec for ExecPlugins {
         let mut input = child.stdin.take().expect("piped stdin");
         let wrote = input.write_all(stdin);
         drop(input);
-        let out = child.wait_with_output()?;
+        let deadline = Instant::now() + self.timeout;
+        let out = read_outputs(&mut child, deadline).and_then(|(stdout, stderr)| Ok((wait_until(&mut child, deadline)?, stdout, stderr)));
+        let (status, stdout, stderr) = match out {
+            Ok(out) => out,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(match e.kind() {
+                    io::ErrorKind::TimedOut => io::Error::new(e.kind(), format!("did not finish within {:?}; killed it", self.timeout)),
+                    _ => e,
+                });
+            }
+        };
         if let Err(e) = wrote {
             if e.kind() != io::ErrorKind::BrokenPipe {
                 return Err(e);
             }
         }
-        Ok(Output { success: out.status.success(), stdout: out.stdout, stderr: out.stderr })
+        Ok(Output { success: status.success(), stdout, stderr })
+    }
+}
+
+
+/// Reads the child's stdout and stderr to their ends, each up to [`OUTPUT_LIMIT`], or fails at
+/// `deadline`.
+fn read_outputs(child: &mut Child, deadline: Instant) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let (mut out_open, mut err_open) = (true, true);
+    let mut buf = [0u8; 8192];
+    while out_open || err_open {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let never = PollFlags::empty();
+        let mut fds = [
+            PollFd::new(stdout.as_fd(), if out_open { PollFlags::POLLIN } else { never }),
+            PollFd::new(stderr.as_fd(), if err_open { PollFlags::POLLIN } else { never }),
+        ];
+        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let ready = fds.map(|f| f.revents().is_some_and(|r| !r.is_empty()));
+        if out_open && ready[0] {
+            out_open = read_some(&mut stdout, &mut out, &mut buf, "stdout")?;
+        }
+        if err_open && ready[1] {
+            err_open = read_some(&mut stderr, &mut err, &mut buf, "stderr")?;
+        }
+    }
+    Ok((out, err))
+}
+
+/// One read into `into`; false at the end of the stream.
+fn read_some(from: &mut impl io::Read, into: &mut Vec<u8>, buf: &mut [u8], what: &str) -> io::Result<bool> {
+    let n = from.read(buf)?;
+    if into.len() + n > OUTPUT_LIMIT {
+        return Err(io::Error::other(format!("it wrote more than {} MiB on {what}", OUTPUT_LIMIT >> 20)));
+    }
+    into.extend_from_slice(&buf[..n]);
+    Ok(n > 0)
+}
+
+/// The child's exit once its outputs closed: it may still be on its way out.
+fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<std::process::ExitStatus> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -102,6 +185,8 @@ pub enum CniError {
     PluginNotFound { at: Box<Site>, dirs: Vec<PathBuf> },
     /// The plugin could not be run.
     Spawn { at: Box<Site>, command: &'static str, source: io::Error },
+    /// The plugin ran past its timeout and was killed.
+    Timeout { at: Box<Site>, command: &'static str, source: io::Error },
     /// The plugin failed, with the spec's error fields (code 0 if it printed none).
     Plugin { at: Box<Site>, command: &'static str, code: i64, msg: String, details: String },
     /// The plugin succeeded but its result is not a CNI result.
@@ -118,6 +203,7 @@ impl CniError {
             CniError::NoPodCidr { pod } | CniError::Record { pod, .. } => pod,
             CniError::PluginNotFound { at, .. }
             | CniError::Spawn { at, .. }
+            | CniError::Timeout { at, .. }
             | CniError::Plugin { at, .. }
             | CniError::BadResult { at, .. } => &at.pod,
         }
@@ -142,6 +228,7 @@ impl fmt::Display for CniError {
             CniError::Spawn { at, command, source } => {
                 write!(f, "network {}: CNI {command} plugin {}: cannot run it: {source}", at.network, at.plugin)
             }
+            CniError::Timeout { at, command, source } => write!(f, "network {}: CNI {command} plugin {}: {source}", at.network, at.plugin),
             CniError::Plugin { at, command, code, msg, details } => {
                 write!(f, "network {}: CNI {command} plugin {} failed", at.network, at.plugin)?;
                 if *code != 0 {
@@ -376,7 +463,10 @@ impl Plugins {
             ("CNI_PATH", cni_path),
         ];
         let body = serde_json::to_vec(stdin).expect("config serialises");
-        let out = self.exec.run(&path, &vars, &body).map_err(|source| CniError::Spawn { at: at(), command: cmd.name(), source })?;
+        let out = self.exec.run(&path, &vars, &body).map_err(|source| match source.kind() {
+            io::ErrorKind::TimedOut => CniError::Timeout { at: at(), command: cmd.name(), source },
+            _ => CniError::Spawn { at: at(), command: cmd.name(), source },
+        })?;
         if out.success {
             return Ok(out.stdout);
         }

@@ -451,3 +451,54 @@ fn sandbox_setup_adds_once_per_namespace() {
     assert!(!pod_dir.join(RECORD).exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The real exec seam against plugins that are shell scripts: a hung plugin is killed at
+/// the timeout, a flooding one at the output limit, and a plugin error names its pod.
+mod exec_plugins {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    fn gone(pid_file: &Path) -> bool {
+        let pid = std::fs::read_to_string(pid_file).unwrap();
+        !Path::new(&format!("/proc/{}", pid.trim())).exists()
+    }
+
+    #[test]
+    fn output_and_stdin_pass_through() {
+        let dir = scratch("exec-ok");
+        let p = script(&dir, "echo", r#"cat; echo "$CNI_COMMAND" >&2"#);
+        let out = ExecPlugins { timeout: PLUGIN_TIMEOUT }.run(&p, &[("CNI_COMMAND", "ADD".into())], b"{\"a\":1}").unwrap();
+        assert_eq!(out, Output { success: true, stdout: b"{\"a\":1}".to_vec(), stderr: b"ADD\n".to_vec() });
+    }
+
+    #[test]
+    fn hung_plugin_is_killed_at_the_timeout_and_the_pod_is_told() {
+        let dir = scratch("exec-hang");
+        let pid = dir.join("pid");
+        script(&dir, "bridge", &format!("echo $$ > {}; exec sleep 1000", pid.display()));
+        let plugins = Plugins { dirs: vec![dir.clone()], exec: Box::new(ExecPlugins { timeout: Duration::from_millis(500) }) };
+        let p = pod();
+        let list = NetworkList { plugins: vec![default().plugins[0].clone()], ..default() };
+        let e = attach(&plugins, &PodRef::of(&p), &dir, Path::new("/run/p/ns/net"), &list, vec![]).unwrap_err();
+        assert!(matches!(e, CniError::Timeout { .. }), "{e:?}");
+        assert_eq!(e.to_string(), "pod prod/web: network picolet: CNI ADD plugin bridge: did not finish within 500ms; killed it");
+        assert!(gone(&pid), "the hung plugin still runs");
+    }
+
+    #[test]
+    fn flooding_plugin_is_cut_at_the_output_limit() {
+        let dir = scratch("exec-flood");
+        let pid = dir.join("pid");
+        let p = script(&dir, "flood", &format!("echo $$ > {}; exec yes", pid.display()));
+        let e = ExecPlugins { timeout: PLUGIN_TIMEOUT }.run(&p, &[], b"{}").unwrap_err();
+        assert_eq!(e.to_string(), "it wrote more than 1 MiB on stdout");
+        assert!(gone(&pid), "the flooding plugin still runs");
+    }
+}
