@@ -174,8 +174,8 @@ fn run(cfg: Config) -> Result<(), String> {
     let runc = runtime::runc::Runc::new(cfg.runtime_path.clone(), root.join("runc"), reaper, metrics.clone());
     let mut registries = image::Registries::load(&cfg.registry_config).map_err(|e| e.to_string())?;
     registries.progress_timeout = Some(cfg.image_pull_progress_timeout);
-    // A finished image pull wakes the pod loop.
-    let (pull_wake, pull_woke) = smol::channel::bounded::<()>(1);
+    // A finished image pull or pod network job wakes the pod loop.
+    let (job_wake, job_woke) = smol::channel::bounded::<()>(1);
     // In a cluster the node agent publishes the Node's podCIDR here.
     let node_pod_cidr: Arc<Mutex<Option<String>>> = Arc::default();
     let network = network_settings(&cfg, cfg.kubeconfig.is_some().then(|| node_pod_cidr.clone()));
@@ -189,11 +189,11 @@ fn run(cfg: Config) -> Result<(), String> {
         pull: Some(pod::worker::PullConfig {
             registries: Arc::new(registries),
             platform: image::Platform::host(),
-            wake: Some(pull_wake),
             limit: cfg.image_pull_limit(),
         }),
         metrics: metrics.clone(),
         network: Arc::new(network),
+        wake: Some(job_wake),
     };
     let runtime_version = runtime::runc::Runtime::version(&runc);
     log::info!(
@@ -387,11 +387,11 @@ fn run(cfg: Config) -> Result<(), String> {
                 false
             };
             let timer = smol::future::or(timer, api_wake);
-            let pulled = async {
-                let _ = pull_woke.recv().await;
+            let job_done = async {
+                let _ = job_woke.recv().await;
                 false
             };
-            let timer = smol::future::or(timer, pulled);
+            let timer = smol::future::or(timer, job_done);
             woken = match &watch {
                 Some(w) => smol::future::or(timer, async { w.readable().await.is_ok() }).await,
                 None => timer.await,

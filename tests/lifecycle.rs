@@ -252,3 +252,68 @@ spec:
     assert_eq!(init_container(&pod, "helper")["ready"], true);
     p.wait_log(&pod, "app", 0, "ready");
 }
+
+/// A CNI plugin that hangs on one pod's ADD holds back that pod only: the
+/// pod loop goes on, so another pod starts and gets its IP meanwhile. Once
+/// the hung run ends (killed here, as the plugin timeout would), the ADD is
+/// retried and the pod starts; deleting the pods runs DEL for each. The
+/// plugin is a script speaking the CNI exec protocol.
+#[test]
+fn a_hung_cni_plugin_holds_back_only_its_own_pod() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = Picolet::new("cni-hang");
+    let (conf, bin) = (p.base.join("test-cni-conf"), p.base.join("test-cni-bin"));
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(conf.join("10-test.conflist"), r#"{"cniVersion": "1.0.0", "name": "test", "plugins": [{"type": "test-plugin"}]}"#).unwrap();
+    let plugin = bin.join("test-plugin");
+    std::fs::write(
+        &plugin,
+        r#"#!/bin/sh
+# Logs each call; the first ADD for the pod "stuck" hangs until killed.
+dir=$(dirname "$0")
+echo "$CNI_COMMAND $CNI_ARGS" >> "$dir/calls"
+cat > /dev/null
+case "$CNI_COMMAND $CNI_ARGS" in
+*ADD*K8S_POD_NAME=stuck-*) [ -e "$dir/hung" ] || { echo $$ > "$dir/hung"; exec sleep 100000; } ;;
+esac
+[ "$CNI_COMMAND" = ADD ] && echo '{"cniVersion": "1.0.0", "ips": [{"address": "10.99.0.7/24"}]}'
+exit 0
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.extra_args = vec![format!("--cni-conf-dir={}", conf.display()), format!("--cni-bin-dir={}", bin.display())];
+    let pod = |name: &str| format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{{name: c, image: busybox, command: [sleep, '100000']}}]\n");
+    p.write_manifest("stuck.yaml", &pod("stuck"));
+    p.start();
+    let hung = bin.join("hung");
+    p.wait_until("the stuck pod's ADD to hang", || hung.exists() && std::fs::read_to_string(&hung).unwrap().ends_with('\n'));
+    let pid = std::fs::read_to_string(&hung).unwrap().trim().to_string();
+
+    p.write_manifest("free.yaml", &pod("free"));
+    let free = p.wait_pod("free", "Running with the plugin's IP", |q| running(q, "c") && q["status"]["podIP"] == "10.99.0.7");
+    assert_eq!(free["status"]["podIPs"][0]["ip"], "10.99.0.7");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "the hung ADD ended before the other pod started");
+    let stuck = p.pod("stuck").expect("the stuck pod");
+    assert_eq!(container(&stuck, "c")["state"]["waiting"]["reason"], "ContainerCreating", "{stuck}");
+
+    // The hung run ends: the pod's ADD is retried and goes through.
+    nix_kill(&pid);
+    p.wait_pod("stuck", "Running after the hung ADD ended", |q| running(q, "c") && q["status"]["podIP"] == "10.99.0.7");
+
+    p.remove_manifest("stuck.yaml");
+    p.remove_manifest("free.yaml");
+    p.wait_gone("stuck");
+    p.wait_gone("free");
+    let calls = std::fs::read_to_string(bin.join("calls")).unwrap();
+    for name in ["stuck", "free"] {
+        let del = format!("K8S_POD_NAME={name}-{}", p.node);
+        assert!(calls.lines().any(|l| l.starts_with("DEL ") && l.contains(&del)), "no DEL for {name}:\n{calls}");
+    }
+}
+
+fn nix_kill(pid: &str) {
+    let status = std::process::Command::new("kill").args(["-KILL", pid]).status().unwrap();
+    assert!(status.success(), "kill {pid}");
+}

@@ -138,8 +138,10 @@ pub enum NetworkError {
     Io { pod: String, path: PathBuf, op: &'static str, source: io::Error },
     /// A namespace or mount syscall failed.
     Sys { pod: String, path: PathBuf, op: &'static str, errno: nix::Error },
-    /// The namespace-creating thread died.
+    /// A thread setting up or tearing down the pod's network died.
     Thread { pod: String },
+    /// No thread could be started for the pod's network.
+    Spawn { pod: String, source: io::Error },
     /// CNI ADD or DEL failed (the error names pod, network and plugin).
     Cni(cni::CniError),
 }
@@ -153,7 +155,8 @@ impl fmt::Display for NetworkError {
             NetworkError::Sys { pod, path, op, errno } => {
                 write!(f, "pod {pod}: sandbox: {op} {}: {errno}", path.display())
             }
-            NetworkError::Thread { pod } => write!(f, "pod {pod}: sandbox: namespace thread panicked"),
+            NetworkError::Thread { pod } => write!(f, "pod {pod}: sandbox: the network thread died"),
+            NetworkError::Spawn { pod, source } => write!(f, "pod {pod}: sandbox: cannot start a network thread: {source}"),
             NetworkError::Cni(e) => e.fmt(f),
         }
     }

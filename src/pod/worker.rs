@@ -5,8 +5,9 @@
 //! containers (records, exit files written by the reaper, /proc), decides per
 //! pod what to start, restart, signal or clean up, does it through the
 //! `Runtime` seam, and recomputes the pod's status. Nothing here blocks for
-//! long: graceful termination is a deadline checked on later ticks, and
-//! probes and hooks are jobs run elsewhere (see health.rs).
+//! long: graceful termination is a deadline checked on later ticks; probes
+//! and hooks are jobs run elsewhere (health.rs), and so are image pulls
+//! (pull.rs) and CNI plugin runs (sandbox.rs).
 
 use super::backoff::{Backoff, Decision};
 use super::plan::{plan, Step};
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 mod events;
 mod pull;
+mod sandbox;
 pub use pull::PullConfig;
 mod health;
 pub use health::{Job, JobReport};
@@ -69,6 +71,9 @@ pub struct Settings {
     pub metrics: Arc<crate::server::metrics::Metrics>,
     /// CNI and DNS settings for pod sandboxes.
     pub network: Arc<network::Network>,
+    /// Wakes the pod loop when work done off it (a pull, a pod's network)
+    /// has finished; None in tests that call `sync` themselves.
+    pub wake: Option<smol::channel::Sender<()>>,
 }
 
 /// What `<root>/pods/<uid>/pod.json` keeps: the pod as last desired, so a
@@ -111,6 +116,8 @@ struct PodState {
     /// Since when the sandbox (volumes, namespaces) fails to set up, and the
     /// error last logged and sent as an Event.
     sandbox_failing: Option<(Instant, Option<String>)>,
+    /// The pod's network being set up or torn down off the loop.
+    net_job: Option<sandbox::NetJob>,
     /// When the API-backed volumes were last checked for updates, and the
     /// last refresh error (logged once).
     volumes_checked: Option<Instant>,
@@ -551,10 +558,16 @@ impl<R: Runtime> Manager<R> {
             Some(cg) => cg.ensure_pod(&pod).map_err(|e| (super::events::FAILED_CREATE_POD_SANDBOX, e.to_string())),
             None => Ok(()),
         };
-        let result = pod_cgroup.and_then(|_| volume::setup(&pod, &pod_dir, &src).map_err(|e| (super::events::FAILED_MOUNT, e.to_string()))).and_then(|v| {
-            let sandbox = network::setup(&pod, &pod_dir, &self.cfg.network);
-            sandbox.map(|s| (s, v)).map_err(|e| (super::events::FAILED_CREATE_POD_SANDBOX, e.to_string()))
-        });
+        let volumes = pod_cgroup.and_then(|_| volume::setup(&pod, &pod_dir, &src).map_err(|e| (super::events::FAILED_MOUNT, e.to_string())));
+        let result = match volumes {
+            Ok(v) => match self.network_setup(uid) {
+                sandbox::Progress::Pending => return false,
+                sandbox::Progress::Done(sandbox) => {
+                    sandbox.map(|s| (s, v)).map_err(|e| (super::events::FAILED_CREATE_POD_SANDBOX, e.to_string()))
+                }
+            },
+            Err(e) => Err(e),
+        };
         let result = result.map(|(setup, v)| {
             if setup.missing_cluster_dns {
                 self.missing_cluster_dns(uid);
@@ -895,9 +908,13 @@ impl<R: Runtime> Manager<R> {
                 log::warn!("pod {name}: {e}");
             }
         }
-        if let Err(e) = network::teardown(&pod_dir, &name, &self.cfg.network) {
-            log::warn!("pod {name}: {e}");
-            return false;
+        match self.network_teardown(uid) {
+            sandbox::Progress::Pending => return false,
+            sandbox::Progress::Done(Err(e)) => {
+                log::warn!("{e}");
+                return false;
+            }
+            sandbox::Progress::Done(Ok(())) => {}
         }
         if let Err(e) = volume::teardown(&pod_dir) {
             log::warn!("pod {name}: {e}");
@@ -1011,6 +1028,7 @@ impl PodState {
             sandbox: None,
             sandbox_error: None,
             sandbox_failing: None,
+            net_job: None,
             volumes_checked: None,
             refresh_error: None,
             stop: None,

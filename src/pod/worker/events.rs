@@ -164,6 +164,7 @@ pub(super) mod tests {
             pull: None,
             metrics: Default::default(),
             network: std::sync::Arc::new(crate::network::Network::loopback_only()),
+            wake: None,
         };
         let store = Store::open(&root.join("images-store")).unwrap();
         let fake = Fake::default();
@@ -215,7 +216,6 @@ pub(super) mod tests {
         m.cfg.pull = Some(super::super::PullConfig {
             registries: Default::default(),
             platform: crate::image::Platform::host(),
-            wake: None,
             limit: Some(1),
         });
         // Nothing listens on port 9: the pull fails at once.

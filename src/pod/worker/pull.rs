@@ -52,12 +52,11 @@ pub(super) fn next_delay(prev: Option<Duration>) -> Duration {
 }
 
 /// What the pod loop needs to pull: where from, for which platform, how
-/// many at once, and how to wake the loop when a pull ends.
+/// many at once.
 #[derive(Clone)]
 pub struct PullConfig {
     pub registries: Arc<Registries>,
     pub platform: Platform,
-    pub wake: Option<smol::channel::Sender<()>>,
     /// Pulls running at once; None: no limit (`Config::image_pull_limit`).
     pub limit: Option<usize>,
 }
@@ -300,6 +299,7 @@ impl<R: Runtime> Manager<R> {
             false => log::info!("pulling image {}", job.shown),
         }
         let (tx, store_root, root): (_, PathBuf, PathBuf) = (self.pulls.tx.clone(), self.images.root.clone(), self.cfg.root.clone());
+        let wake = self.cfg.wake.clone();
         let (key, shown) = (job.key.clone(), job.shown.clone());
         let spawned = std::thread::Builder::new().name("pull".into()).spawn(move || {
             let t = Instant::now();
@@ -310,7 +310,7 @@ impl<R: Runtime> Manager<R> {
                 Err(e) => Outcome::Failed { unreachable: matches!(e, ImageError::Unreachable { .. }), message: e.to_string() },
             };
             let _ = tx.send(Done { key: job.key, shown: job.shown, refresh: job.refresh, took: t.elapsed(), outcome });
-            if let Some(w) = pc.wake {
+            if let Some(w) = wake {
                 let _ = w.try_send(());
             }
         });
@@ -437,7 +437,7 @@ mod tests {
         let (mut m, _, root) = manager("pull-creds");
         // No slot: every pull stays asked for, none runs (and none ends
         // while the test looks at who shares which).
-        m.cfg.pull = Some(PullConfig { registries: Default::default(), platform: Platform::host(), wake: None, limit: Some(0) });
+        m.cfg.pull = Some(PullConfig { registries: Default::default(), platform: Platform::host(), limit: Some(0) });
         let objects = crate::api::objects::ObjectStore::under_root(&root);
         for (name, password) in [("a", "pa"), ("b", "pb")] {
             let doc = format!(r#"{{"auths": {{"127.0.0.1:9": {{"username": "u", "password": "{password}"}}}}}}"#);
@@ -562,7 +562,7 @@ mod tests {
             m.images.write_records(&recs).unwrap();
         }
         let regs = Registries::parse("mirrors:\n  \"127.0.0.1:9\":\n    endpoint: [\"http://127.0.0.1:9\"]\n").unwrap();
-        m.cfg.pull = Some(PullConfig { registries: Arc::new(regs), platform: Platform::host(), wake: None, limit: Some(1) });
+        m.cfg.pull = Some(PullConfig { registries: Arc::new(regs), platform: Platform::host(), limit: Some(1) });
         let mut p = pod("u-always");
         p.spec.containers[0].image = image.into();
         p.spec.containers[0].image_pull_policy = "Always".into();
