@@ -3,6 +3,8 @@
 //! pod whose network is being wired waits on its own while the loop goes on
 //! with every other pod, and a finished job wakes the loop.
 //!
+//! At most [`NETWORK_JOBS`] run at once; other pods wait their turn.
+//!
 //! Pods that run no plugin (hostNetwork, or no CNI at all) are set up and
 //! torn down inline: pinning namespaces and writing etc files takes
 //! milliseconds, and a thread would only add a pass of latency.
@@ -12,6 +14,12 @@ use crate::api::Pod;
 use crate::network::{self, NetworkError, Setup};
 use crate::runtime::runc::Runtime;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
+
+/// Network jobs running at once: each runs Go plugins (4 MB resident just
+/// to answer VERSION, more during an ADD, plus the iptables runs of
+/// portmap), so dozens at once would not fit a 512 MB board, and a few hung
+/// ones still leave room for the others.
+const NETWORK_JOBS: usize = 4;
 
 /// One pod's network job in flight.
 pub(super) enum NetJob {
@@ -40,6 +48,10 @@ fn poll<T>(rx: &Receiver<Result<T, NetworkError>>, pod: &str) -> Progress<Result
 }
 
 impl<R: Runtime> Manager<R> {
+    fn network_jobs(&self) -> usize {
+        self.pods.values().filter(|p| p.net_job.is_some()).count()
+    }
+
     /// Sets the pod's network up (or asks how the setup started earlier is
     /// doing).
     pub(super) fn network_setup(&mut self, uid: &str) -> Progress<Result<Setup, NetworkError>> {
@@ -62,6 +74,10 @@ impl<R: Runtime> Manager<R> {
         if !runs_plugins(&st.pod, &net) {
             return Progress::Done(network::setup(&st.pod, &pod_dir, &net));
         }
+        if self.network_jobs() >= NETWORK_JOBS {
+            return Progress::Pending;
+        }
+        let st = self.pods.get_mut(uid).unwrap();
         let pod = Pod::clone(&st.pod);
         let wake = self.cfg.wake.clone();
         match spawn(&name, move || network::setup(&pod, &pod_dir, &net), wake) {
@@ -99,6 +115,10 @@ impl<R: Runtime> Manager<R> {
         if !runs_plugins(&st.pod, &net) {
             return Progress::Done(network::teardown(&pod_dir, &name, &net));
         }
+        if self.network_jobs() >= NETWORK_JOBS {
+            return Progress::Pending;
+        }
+        let st = self.pods.get_mut(uid).unwrap();
         let wake = self.cfg.wake.clone();
         let who = name.clone();
         match spawn(&name, move || network::teardown(&pod_dir, &who, &net), wake) {
