@@ -90,6 +90,7 @@ impl Exec for ExecPlugins {
                 let _ = child.wait();
                 return Err(match e.kind() {
                     io::ErrorKind::TimedOut => io::Error::new(e.kind(), format!("did not finish within {:?}; killed it", self.timeout)),
+                    io::ErrorKind::InvalidData => io::Error::new(e.kind(), format!("{e}; killed it")),
                     _ => e,
                 });
             }
@@ -102,7 +103,6 @@ impl Exec for ExecPlugins {
         Ok(Output { success: status.success(), stdout, stderr })
     }
 }
-
 
 /// Reads the child's stdout and stderr to their ends, each up to [`OUTPUT_LIMIT`], or fails at
 /// `deadline`.
@@ -145,7 +145,7 @@ fn read_outputs(child: &mut Child, deadline: Instant) -> io::Result<(Vec<u8>, Ve
 fn read_some(from: &mut impl io::Read, into: &mut Vec<u8>, buf: &mut [u8], what: &str) -> io::Result<bool> {
     let n = from.read(buf)?;
     if into.len() + n > OUTPUT_LIMIT {
-        return Err(io::Error::other(format!("it wrote more than {} MiB on {what}", OUTPUT_LIMIT >> 20)));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("wrote more than {} MiB on {what}", OUTPUT_LIMIT >> 20)));
     }
     into.extend_from_slice(&buf[..n]);
     Ok(n > 0)
@@ -185,8 +185,8 @@ pub enum CniError {
     PluginNotFound { at: Box<Site>, dirs: Vec<PathBuf> },
     /// The plugin could not be run.
     Spawn { at: Box<Site>, command: &'static str, source: io::Error },
-    /// The plugin ran past its timeout and was killed.
-    Timeout { at: Box<Site>, command: &'static str, source: io::Error },
+    /// The plugin ran past its timeout or flooded its output, and was killed.
+    Killed { at: Box<Site>, command: &'static str, source: io::Error },
     /// The plugin failed, with the spec's error fields (code 0 if it printed none).
     Plugin { at: Box<Site>, command: &'static str, code: i64, msg: String, details: String },
     /// The plugin succeeded but its result is not a CNI result.
@@ -203,7 +203,7 @@ impl CniError {
             CniError::NoPodCidr { pod } | CniError::Record { pod, .. } => pod,
             CniError::PluginNotFound { at, .. }
             | CniError::Spawn { at, .. }
-            | CniError::Timeout { at, .. }
+            | CniError::Killed { at, .. }
             | CniError::Plugin { at, .. }
             | CniError::BadResult { at, .. } => &at.pod,
         }
@@ -228,7 +228,7 @@ impl fmt::Display for CniError {
             CniError::Spawn { at, command, source } => {
                 write!(f, "network {}: CNI {command} plugin {}: cannot run it: {source}", at.network, at.plugin)
             }
-            CniError::Timeout { at, command, source } => write!(f, "network {}: CNI {command} plugin {}: {source}", at.network, at.plugin),
+            CniError::Killed { at, command, source } => write!(f, "network {}: CNI {command} plugin {}: {source}", at.network, at.plugin),
             CniError::Plugin { at, command, code, msg, details } => {
                 write!(f, "network {}: CNI {command} plugin {} failed", at.network, at.plugin)?;
                 if *code != 0 {
@@ -464,7 +464,7 @@ impl Plugins {
         ];
         let body = serde_json::to_vec(stdin).expect("config serialises");
         let out = self.exec.run(&path, &vars, &body).map_err(|source| match source.kind() {
-            io::ErrorKind::TimedOut => CniError::Timeout { at: at(), command: cmd.name(), source },
+            io::ErrorKind::TimedOut | io::ErrorKind::InvalidData => CniError::Killed { at: at(), command: cmd.name(), source },
             _ => CniError::Spawn { at: at(), command: cmd.name(), source },
         })?;
         if out.success {

@@ -487,7 +487,7 @@ mod exec_plugins {
         let p = pod();
         let list = NetworkList { plugins: vec![default().plugins[0].clone()], ..default() };
         let e = attach(&plugins, &PodRef::of(&p), &dir, Path::new("/run/p/ns/net"), &list, vec![]).unwrap_err();
-        assert!(matches!(e, CniError::Timeout { .. }), "{e:?}");
+        assert!(matches!(e, CniError::Killed { .. }), "{e:?}");
         assert_eq!(e.to_string(), "pod prod/web: network picolet: CNI ADD plugin bridge: did not finish within 500ms; killed it");
         assert!(gone(&pid), "the hung plugin still runs");
     }
@@ -498,7 +498,7 @@ mod exec_plugins {
         let pid = dir.join("pid");
         let p = script(&dir, "flood", &format!("echo $$ > {}; exec yes", pid.display()));
         let e = ExecPlugins { timeout: PLUGIN_TIMEOUT }.run(&p, &[], b"{}").unwrap_err();
-        assert_eq!(e.to_string(), "it wrote more than 1 MiB on stdout");
+        assert_eq!(e.to_string(), "wrote more than 1 MiB on stdout; killed it");
         assert!(gone(&pid), "the flooding plugin still runs");
     }
 }
