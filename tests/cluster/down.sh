@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Stop the cluster up.sh started in DIR: SIGTERM to each component's process
 # group, SIGKILL after a deadline. Safe to run again, or on a cluster whose
-# up.sh failed halfway. DIR (logs, data) stays.
+# up.sh failed halfway. DIR (logs, data) stays, except that --drop-data
+# (what up.sh's --owner-pid watcher uses) deletes the etcd data, 64 MB of
+# preallocated WAL that a throwaway cluster leaves behind.
 #
-#   down.sh DIR
+#   down.sh [--drop-data] DIR
 #
 # Env: PICOLET_CLUSTER_STOP_TIMEOUT (seconds before SIGKILL, default 10).
 set -euo pipefail
 
-(($# == 1)) || { echo "usage: down.sh DIR" >&2; exit 1; }
+drop_data=""
+if [[ ${1:-} == --drop-data ]]; then drop_data=1; shift; fi
+(($# == 1)) || { echo "usage: down.sh [--drop-data] DIR" >&2; exit 1; }
 [[ -d $1 ]] || { echo "down.sh: $1: no such directory" >&2; exit 1; }
 dir=$(cd "$1" && pwd)
 [[ -d $dir/pids ]] || exit 0
@@ -84,3 +88,4 @@ stop() {
 stop watcher
 stop metrics-server kube-scheduler kube-controller-manager kube-apiserver
 stop etcd
+[[ -z $drop_data ]] || rm -rf "$dir/etcd"

@@ -269,7 +269,7 @@ if [[ -n $owner ]]; then
             sleep 1
         done
         echo "owner $owner exited: stopping the cluster"
-        exec "$here/down.sh" "$dir"
+        exec "$here/down.sh" --drop-data "$dir"
     ' picolet-cluster-watcher "$dir" "$owner" "$here"
 fi
 
