@@ -299,7 +299,7 @@ exit 0
     assert_eq!(container(&stuck, "c")["state"]["waiting"]["reason"], "ContainerCreating", "{stuck}");
 
     // The hung run ends: the pod's ADD is retried and goes through.
-    nix_kill(&pid);
+    kill_process(&pid);
     p.wait_pod("stuck", "Running after the hung ADD ended", |q| running(q, "c") && q["status"]["podIP"] == "10.99.0.7");
 
     p.remove_manifest("stuck.yaml");
@@ -313,7 +313,7 @@ exit 0
     }
 }
 
-fn nix_kill(pid: &str) {
+fn kill_process(pid: &str) {
     let status = std::process::Command::new("kill").args(["-KILL", pid]).status().unwrap();
     assert!(status.success(), "kill {pid}");
 }

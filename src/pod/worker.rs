@@ -550,24 +550,20 @@ impl<R: Runtime> Manager<R> {
         if self.pods[uid].sandbox.is_some() {
             return true;
         }
-        let pod_dir = self.pod_dir(uid);
-        let pod = self.pods[uid].pod.clone();
-        let src = volume::Sources { objects: &self.objects, node: &self.allocatable };
-        // The pod's cgroup and limits exist before any of its containers.
-        let pod_cgroup = match &self.cfg.cgroups {
-            Some(cg) => cg.ensure_pod(&pod).map_err(|e| (super::events::FAILED_CREATE_POD_SANDBOX, e.to_string())),
-            None => Ok(()),
-        };
-        let volumes = pod_cgroup.and_then(|_| volume::setup(&pod, &pod_dir, &src).map_err(|e| (super::events::FAILED_MOUNT, e.to_string())));
-        let result = match volumes {
-            Ok(v) => match self.network_setup(uid) {
-                sandbox::Progress::Pending => return false,
-                sandbox::Progress::Done(sandbox) => {
-                    sandbox.map(|s| (s, v)).map_err(|e| (super::events::FAILED_CREATE_POD_SANDBOX, e.to_string()))
-                }
+        // Cgroup and volumes first, then the network, which may finish on a
+        // later pass (its job keeps the volumes meanwhile).
+        let done = match self.network_setup_in_flight(uid) {
+            Some(sandbox::Progress::Pending) => return false,
+            Some(sandbox::Progress::Done(done)) => Ok(done),
+            None => match self.cgroup_and_volumes(uid) {
+                Ok(v) => match self.start_network_setup(uid, v) {
+                    sandbox::Progress::Pending => return false,
+                    sandbox::Progress::Done(done) => Ok(done),
+                },
+                Err(e) => Err(e),
             },
-            Err(e) => Err(e),
         };
+        let result = done.and_then(|(setup, v)| setup.map(|s| (s, v)).map_err(|e| (super::events::FAILED_CREATE_POD_SANDBOX, e.to_string())));
         let result = result.map(|(setup, v)| {
             if setup.missing_cluster_dns {
                 self.missing_cluster_dns(uid);
@@ -598,6 +594,17 @@ impl<R: Runtime> Manager<R> {
                 false
             }
         }
+    }
+
+    /// The pod's cgroup and limits (before any of its containers) and its
+    /// volumes; the failure's event reason and message.
+    fn cgroup_and_volumes(&self, uid: &str) -> Result<Volumes, (&'static str, String)> {
+        let pod = &self.pods[uid].pod;
+        if let Some(cg) = &self.cfg.cgroups {
+            cg.ensure_pod(pod).map_err(|e| (super::events::FAILED_CREATE_POD_SANDBOX, e.to_string()))?;
+        }
+        let src = volume::Sources { objects: &self.objects, node: &self.allocatable };
+        volume::setup(pod, &self.pod_dir(uid), &src).map_err(|e| (super::events::FAILED_MOUNT, e.to_string()))
     }
 
     /// Rewrites a running pod's configMap, secret, downwardAPI and projected
@@ -1038,6 +1045,13 @@ impl PodState {
             startup: None,
             sync_kind: "create",
         }
+    }
+}
+
+/// Tells the pod loop that work done off it has finished.
+fn wake(waker: &Option<smol::channel::Sender<()>>) {
+    if let Some(w) = waker {
+        let _ = w.try_send(());
     }
 }
 

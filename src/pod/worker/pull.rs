@@ -299,7 +299,7 @@ impl<R: Runtime> Manager<R> {
             false => log::info!("pulling image {}", job.shown),
         }
         let (tx, store_root, root): (_, PathBuf, PathBuf) = (self.pulls.tx.clone(), self.images.root.clone(), self.cfg.root.clone());
-        let wake = self.cfg.wake.clone();
+        let waker = self.cfg.wake.clone();
         let (key, shown) = (job.key.clone(), job.shown.clone());
         let spawned = std::thread::Builder::new().name("pull".into()).spawn(move || {
             let t = Instant::now();
@@ -310,9 +310,7 @@ impl<R: Runtime> Manager<R> {
                 Err(e) => Outcome::Failed { unreachable: matches!(e, ImageError::Unreachable { .. }), message: e.to_string() },
             };
             let _ = tx.send(Done { key: job.key, shown: job.shown, refresh: job.refresh, took: t.elapsed(), outcome });
-            if let Some(w) = wake {
-                let _ = w.try_send(());
-            }
+            super::wake(&waker);
         });
         if let Err(e) = spawned {
             // Counted as a failed pull, so the slot is freed and waiters told.

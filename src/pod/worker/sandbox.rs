@@ -9,10 +9,10 @@
 //! torn down inline: pinning namespaces and writing etc files takes
 //! milliseconds, and a thread would only add a pass of latency.
 
-use super::{full_name, Manager};
-use crate::api::Pod;
+use super::{full_name, wake, Manager};
 use crate::network::{self, NetworkError, Setup};
 use crate::runtime::runc::Runtime;
+use crate::volume::Volumes;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 
 /// Network jobs running at once: each runs Go plugins (4 MB resident just
@@ -23,7 +23,9 @@ const NETWORK_JOBS: usize = 4;
 
 /// One pod's network job in flight.
 pub(super) enum NetJob {
-    Setup(Receiver<Result<Setup, NetworkError>>),
+    /// With the pod's volumes, set up before the network: they join the
+    /// sandbox once it is ready.
+    Setup(Receiver<Result<Setup, NetworkError>>, Volumes),
     Teardown(Receiver<Result<(), NetworkError>>),
 }
 
@@ -33,10 +35,8 @@ pub(super) enum Progress<T> {
     Done(T),
 }
 
-/// Whether the pod's network runs CNI plugins (and so goes on a thread).
-fn runs_plugins(pod: &Pod, net: &network::Network) -> bool {
-    net.cni.is_some() && !pod.spec.host_network
-}
+/// What a network setup gives: its result and the volumes made before it.
+pub(super) type SetupDone = (Result<Setup, NetworkError>, Volumes);
 
 /// The job's result if it is done; a job that died says so.
 fn poll<T>(rx: &Receiver<Result<T, NetworkError>>, pod: &str) -> Progress<Result<T, NetworkError>> {
@@ -48,105 +48,105 @@ fn poll<T>(rx: &Receiver<Result<T, NetworkError>>, pod: &str) -> Progress<Result
 }
 
 impl<R: Runtime> Manager<R> {
-    fn network_jobs(&self) -> usize {
-        self.pods.values().filter(|p| p.net_job.is_some()).count()
+    /// The pod's network setup in flight, if any: Pending, or its outcome
+    /// (the job is then over).
+    pub(super) fn network_setup_in_flight(&mut self, uid: &str) -> Option<Progress<SetupDone>> {
+        let st = self.pods.get_mut(uid).unwrap();
+        match st.net_job.take() {
+            Some(NetJob::Setup(rx, volumes)) => match poll(&rx, &full_name(&st.pod)) {
+                Progress::Done(result) => Some(Progress::Done((result, volumes))),
+                Progress::Pending => {
+                    st.net_job = Some(NetJob::Setup(rx, volumes));
+                    Some(Progress::Pending)
+                }
+            },
+            other => {
+                st.net_job = other;
+                None
+            }
+        }
     }
 
-    /// Sets the pod's network up (or asks how the setup started earlier is
-    /// doing).
-    pub(super) fn network_setup(&mut self, uid: &str) -> Progress<Result<Setup, NetworkError>> {
+    /// Sets the pod's network up: at once when no plugin runs, else on a
+    /// thread (Pending; `network_setup_in_flight` gives the outcome, with
+    /// `volumes` back).
+    pub(super) fn start_network_setup(&mut self, uid: &str, volumes: Volumes) -> Progress<SetupDone> {
         let pod_dir = self.pod_dir(uid);
-        let st = self.pods.get_mut(uid).unwrap();
-        let name = full_name(&st.pod);
-        match &st.net_job {
-            Some(NetJob::Setup(rx)) => {
-                let p = poll(rx, &name);
-                if matches!(p, Progress::Done(_)) {
-                    st.net_job = None;
-                }
-                return p;
-            }
-            // Not while stopping: ensure_sandbox is not called then.
-            Some(NetJob::Teardown(_)) => return Progress::Pending,
-            None => {}
-        }
         let net = self.cfg.network.clone();
-        if !runs_plugins(&st.pod, &net) {
-            return Progress::Done(network::setup(&st.pod, &pod_dir, &net));
+        let pod = &self.pods[uid].pod;
+        if !runs_plugins(pod, &net) {
+            return Progress::Done((network::setup(pod, &pod_dir, &net), volumes));
         }
         if self.network_jobs() >= NETWORK_JOBS {
             return Progress::Pending;
         }
-        let st = self.pods.get_mut(uid).unwrap();
-        let pod = Pod::clone(&st.pod);
-        let wake = self.cfg.wake.clone();
-        match spawn(&name, move || network::setup(&pod, &pod_dir, &net), wake) {
+        let pod = crate::api::Pod::clone(pod);
+        match self.spawn(uid, move || network::setup(&pod, &pod_dir, &net)) {
             Ok(rx) => {
-                st.net_job = Some(NetJob::Setup(rx));
+                self.pods.get_mut(uid).unwrap().net_job = Some(NetJob::Setup(rx, volumes));
                 Progress::Pending
             }
-            Err(e) => Progress::Done(Err(e)),
+            Err(e) => Progress::Done((Err(e), volumes)),
         }
     }
 
     /// Tears the pod's network down, once a setup still in flight ended
     /// (what its ADD made, the DEL undoes).
     pub(super) fn network_teardown(&mut self, uid: &str) -> Progress<Result<(), NetworkError>> {
-        let pod_dir = self.pod_dir(uid);
+        if let Some(Progress::Pending) = self.network_setup_in_flight(uid) {
+            return Progress::Pending;
+        }
         let st = self.pods.get_mut(uid).unwrap();
         let name = full_name(&st.pod);
-        match &st.net_job {
-            Some(NetJob::Setup(rx)) => {
-                if let Progress::Pending = poll(rx, &name) {
-                    return Progress::Pending;
-                }
-                st.net_job = None;
+        if let Some(NetJob::Teardown(rx)) = st.net_job.take() {
+            let p = poll(&rx, &name);
+            if let Progress::Pending = p {
+                st.net_job = Some(NetJob::Teardown(rx));
             }
-            Some(NetJob::Teardown(rx)) => {
-                let p = poll(rx, &name);
-                if matches!(p, Progress::Done(_)) {
-                    st.net_job = None;
-                }
-                return p;
-            }
-            None => {}
+            return p;
         }
-        let net = self.cfg.network.clone();
-        if !runs_plugins(&st.pod, &net) {
+        let (pod_dir, net) = (self.pod_dir(uid), self.cfg.network.clone());
+        if !runs_plugins(&self.pods[uid].pod, &net) {
             return Progress::Done(network::teardown(&pod_dir, &name, &net));
         }
         if self.network_jobs() >= NETWORK_JOBS {
             return Progress::Pending;
         }
-        let st = self.pods.get_mut(uid).unwrap();
-        let wake = self.cfg.wake.clone();
         let who = name.clone();
-        match spawn(&name, move || network::teardown(&pod_dir, &who, &net), wake) {
+        match self.spawn(uid, move || network::teardown(&pod_dir, &who, &net)) {
             Ok(rx) => {
-                st.net_job = Some(NetJob::Teardown(rx));
+                self.pods.get_mut(uid).unwrap().net_job = Some(NetJob::Teardown(rx));
                 Progress::Pending
             }
             Err(e) => Progress::Done(Err(e)),
         }
     }
+
+    fn network_jobs(&self) -> usize {
+        self.pods.values().filter(|p| p.net_job.is_some()).count()
+    }
+
+    /// Runs `job` on a thread of its own; its result comes back on the
+    /// receiver, and the loop is woken.
+    fn spawn<T: Send + 'static>(
+        &self,
+        uid: &str,
+        job: impl FnOnce() -> Result<T, NetworkError> + Send + 'static,
+    ) -> Result<Receiver<Result<T, NetworkError>>, NetworkError> {
+        let (tx, rx) = mpsc::channel();
+        let waker = self.cfg.wake.clone();
+        std::thread::Builder::new()
+            .name("network".into())
+            .spawn(move || {
+                let _ = tx.send(job());
+                wake(&waker);
+            })
+            .map_err(|source| NetworkError::Spawn { pod: full_name(&self.pods[uid].pod), source })?;
+        Ok(rx)
+    }
 }
 
-/// Runs `job` on a thread of its own; its result comes back on the receiver
-/// and a send on `wake` tells the loop.
-fn spawn<T: Send + 'static>(
-    pod: &str,
-    job: impl FnOnce() -> Result<T, NetworkError> + Send + 'static,
-    wake: Option<smol::channel::Sender<()>>,
-) -> Result<Receiver<Result<T, NetworkError>>, NetworkError> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("network".into())
-        .spawn(move || {
-            let _ = tx.send(job());
-            if let Some(w) = wake {
-                let _ = w.try_send(());
-            }
-        })
-        .map_err(|source| NetworkError::Spawn { pod: pod.to_string(), source })?;
-    Ok(rx)
+/// Whether the pod's network runs CNI plugins (and so goes on a thread).
+fn runs_plugins(pod: &crate::api::Pod, net: &network::Network) -> bool {
+    net.cni.is_some() && !pod.spec.host_network
 }
