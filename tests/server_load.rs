@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 
 const FOLLOWERS: usize = 200;
 const EXECS: usize = 50;
+/// Clients started at once.
+const BATCH: usize = 25;
 
 /// Picolet's threads, and its open fds except its connections to the API
 /// server (its HTTP client keeps a few idle ones for reuse, more after the
@@ -101,10 +103,12 @@ fn many_log_followers_and_exec_sessions_neither_stall_pods_nor_leak() {
     let errs = c.dir.join("load-stderr");
     std::fs::create_dir_all(&errs).unwrap();
     let err_file = |i: usize| Stdio::from(std::fs::File::create(errs.join(i.to_string())).unwrap());
-    let mut clients: Vec<Child> = Vec::new();
-    for i in 0..FOLLOWERS {
-        let child = Command::new("curl")
-            .args(["-sSN", "--cacert"])
+    let start_follower = |i: usize| {
+        Command::new("curl")
+            // HTTP/1.1 as kubectl's own streams: over HTTP/2, Go's server
+            // drops a client whose SETTINGS frame is 2 s late, which a curl
+            // starved by hundreds of others starting can be.
+            .args(["-sSN", "--http1.1", "--cacert"])
             .arg(pki.join("ca.crt"))
             .arg("--cert")
             .arg(pki.join("admin.crt"))
@@ -114,42 +118,54 @@ fn many_log_followers_and_exec_sessions_neither_stall_pods_nor_leak() {
             .stdout(Stdio::null())
             .stderr(err_file(i))
             .spawn()
-            .expect("curl");
-        clients.push(child);
-    }
-    let mut execs: Vec<Child> = (0..EXECS)
-        .map(|i| {
-            c.kubectl_cmd()
-                .args(["exec", "-i", "-n", "load", "sleeper", "--", "cat"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(err_file(FOLLOWERS + i))
-                .spawn()
-                .expect("kubectl exec")
-        })
-        .collect();
-    // Each stream is served by one connection thread. A client that ended is
-    // a stream picolet dropped or never took: that fails the test at once,
-    // naming the client and what it printed.
+            .expect("curl")
+    };
+    let start_exec = |i: usize| {
+        c.kubectl_cmd()
+            .args(["exec", "-i", "-n", "load", "sleeper", "--", "cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(err_file(FOLLOWERS + i))
+            .spawn()
+            .expect("kubectl exec")
+    };
+    // Clients start in batches, each once the last is served: 250 processes
+    // starting at once on a small machine starve each other (and the API
+    // server) rather than load picolet. Each stream is served by one
+    // connection thread. A client that ended is a stream picolet dropped or
+    // never took: that fails the test at once, naming the client and what it
+    // printed.
+    let mut clients: Vec<Child> = Vec::new();
+    let mut execs: Vec<Child> = Vec::new();
     let started = std::time::Instant::now();
-    loop {
-        for (i, child) in clients.iter_mut().chain(execs.iter_mut()).enumerate() {
-            if let Some(status) = child.try_wait().unwrap() {
-                let what = if i < FOLLOWERS { format!("follower {i} (curl)") } else { format!("exec session {} (kubectl)", i - FOLLOWERS) };
-                let stderr = std::fs::read_to_string(errs.join(i.to_string())).unwrap_or_default();
-                let streams = connection_threads(pid) - base_conns;
-                let elapsed = started.elapsed();
-                panic!("{what} ended ({status}) after {elapsed:?} with {streams} streams at picolet, {}\n--- its stderr ---\n{stderr}\n--- picolet log ---\n{}", what_is_open(pid), p.picolet_log());
+    while clients.len() < FOLLOWERS || execs.len() < EXECS {
+        for _ in 0..BATCH {
+            if clients.len() < FOLLOWERS {
+                clients.push(start_follower(clients.len()));
+            } else if execs.len() < EXECS {
+                execs.push(start_exec(execs.len()));
             }
         }
-        let streams = connection_threads(pid) - base_conns;
-        if streams >= FOLLOWERS + EXECS {
-            break;
+        let want = clients.len() + execs.len();
+        loop {
+            for (i, child) in clients.iter_mut().enumerate().chain(execs.iter_mut().enumerate().map(|(i, e)| (FOLLOWERS + i, e))) {
+                if let Some(status) = child.try_wait().unwrap() {
+                    let what = if i < FOLLOWERS { format!("follower {i} (curl)") } else { format!("exec session {} (kubectl)", i - FOLLOWERS) };
+                    let stderr = std::fs::read_to_string(errs.join(i.to_string())).unwrap_or_default();
+                    let streams = connection_threads(pid) - base_conns;
+                    let elapsed = started.elapsed();
+                    panic!("{what} ended ({status}) after {elapsed:?} with {streams} streams at picolet, {}\n--- its stderr ---\n{stderr}\n--- picolet log ---\n{}", what_is_open(pid), p.picolet_log());
+                }
+            }
+            let streams = connection_threads(pid) - base_conns;
+            if streams >= want {
+                break;
+            }
+            if started.elapsed() > common::DEADLINE {
+                panic!("timed out waiting for {want} streams at picolet ({} followers, {} exec sessions started): {streams} streams, {}\n--- picolet log ---\n{}", clients.len(), execs.len(), what_is_open(pid), p.picolet_log());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
         }
-        if started.elapsed() > common::DEADLINE {
-            panic!("timed out waiting for {FOLLOWERS} followers and {EXECS} exec sessions at picolet: {streams} streams, {}\n--- picolet log ---\n{}", what_is_open(pid), p.picolet_log());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 
     // The pod loop still works: a new pod starts...
