@@ -70,7 +70,11 @@ pub fn compute(v: &PodView, previous: Option<&PodStatus>, now: &str) -> PodStatu
     let app_statuses: Vec<ContainerStatus> =
         spec.containers.iter().zip(&v.app).map(|(c, cv)| container_status(c, cv, false, has_init)).collect();
 
-    let initialized = v.init.iter().zip(&spec.init_containers).all(|(cv, c)| init_done(c, cv));
+    // Once an app container has run, the pod stays initialized (upstream's
+    // HasAnyRegularContainerStarted): a sidecar that stops, as it does when
+    // the pod ends, does not send it back to Pending.
+    let app_started = app_statuses.iter().any(|s| s.state.running.is_some() || s.state.terminated.is_some());
+    let initialized = app_started || v.init.iter().zip(&spec.init_containers).all(|(cv, c)| init_done(c, cv));
     let phase = if v.failed_message.is_some() {
         "Failed".to_string()
     } else if !initialized {
@@ -106,7 +110,7 @@ pub fn compute(v: &PodView, previous: Option<&PodStatus>, now: &str) -> PodStatu
         .collect();
     cond(
         "Initialized",
-        pending_init.is_empty(),
+        initialized,
         "ContainersNotInitialized",
         format!("containers with incomplete status: [{}]", pending_init.join(" ")),
     );
@@ -358,6 +362,26 @@ mod tests {
         let s = compute(&view(&p, vec![none]), None, "n");
         assert_eq!(s.phase, "Pending");
         assert_eq!(s.container_statuses[0].state.waiting.as_ref().unwrap().reason, "ContainerCreating");
+    }
+
+    #[test]
+    fn a_stopped_sidecar_does_not_uninitialize_a_pod_that_ran() {
+        let mut p = pod("Never", &["a"]);
+        let sidecar = Container { name: "side".into(), image: "busybox".into(), restart_policy: Some("Always".into()), ..Default::default() };
+        p.spec.init_containers = vec![sidecar];
+        let stopped = ContainerView { latest: Some(attempt(0, exited(0))), ..Default::default() };
+        let with = |app: ContainerView| {
+            let mut v = view(&p, vec![app]);
+            v.init = vec![stopped.clone()];
+            compute(&v, None, "n")
+        };
+        let done = with(ContainerView { latest: Some(attempt(0, exited(0))), ..Default::default() });
+        assert_eq!(done.phase, "Succeeded");
+        assert!(done.conditions.iter().any(|c| c.type_ == "Initialized" && c.status == "True"));
+        // Before any app container ran, a sidecar that is not running holds the pod back.
+        let early = with(ContainerView::default());
+        assert_eq!(early.phase, "Pending");
+        assert!(early.conditions.iter().any(|c| c.type_ == "Initialized" && c.status == "False"));
     }
 
     #[test]
