@@ -260,30 +260,14 @@ spec:
 /// plugin is a script speaking the CNI exec protocol.
 #[test]
 fn a_hung_cni_plugin_holds_back_only_its_own_pod() {
-    use std::os::unix::fs::PermissionsExt;
     let mut p = Picolet::new("cni-hang");
-    let (conf, bin) = (p.base.join("test-cni-conf"), p.base.join("test-cni-bin"));
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::write(conf.join("10-test.conflist"), r#"{"cniVersion": "1.0.0", "name": "test", "plugins": [{"type": "test-plugin"}]}"#).unwrap();
-    let plugin = bin.join("test-plugin");
-    std::fs::write(
-        &plugin,
-        r#"#!/bin/sh
-# Logs each call; the first ADD for the pod "stuck" hangs until killed.
-dir=$(dirname "$0")
-echo "$CNI_COMMAND $CNI_ARGS" >> "$dir/calls"
-cat > /dev/null
-case "$CNI_COMMAND $CNI_ARGS" in
+    // The first ADD for the pod "stuck" hangs until killed.
+    let bin = script_cni(
+        &mut p,
+        r#"case "$CNI_COMMAND $CNI_ARGS" in
 *ADD*K8S_POD_NAME=stuck-*) [ -e "$dir/hung" ] || { echo $$ > "$dir/hung"; exec sleep 100000; } ;;
-esac
-[ "$CNI_COMMAND" = ADD ] && echo '{"cniVersion": "1.0.0", "ips": [{"address": "10.99.0.7/24"}]}'
-exit 0
-"#,
-    )
-    .unwrap();
-    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p.extra_args = vec![format!("--cni-conf-dir={}", conf.display()), format!("--cni-bin-dir={}", bin.display())];
+esac"#,
+    );
     let pod = |name: &str| format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{{name: c, image: busybox, command: [sleep, '100000']}}]\n");
     p.write_manifest("stuck.yaml", &pod("stuck"));
     p.start();
@@ -306,11 +290,98 @@ exit 0
     p.remove_manifest("free.yaml");
     p.wait_gone("stuck");
     p.wait_gone("free");
-    let calls = std::fs::read_to_string(bin.join("calls")).unwrap();
+    let calls = cni_calls(&bin);
     for name in ["stuck", "free"] {
         let del = format!("K8S_POD_NAME={name}-{}", p.node);
         assert!(calls.lines().any(|l| l.starts_with("DEL ") && l.contains(&del)), "no DEL for {name}:\n{calls}");
     }
+}
+
+/// A pod that is over (here its app container is done under Never) is
+/// wound down as upstream does a terminal pod: its sidecar is stopped and
+/// its network torn down (a CNI DEL, so the IP goes back to the pool) while
+/// the pod object, its logs and its status with the IP stay until it is
+/// deleted. A restart neither sets the network up again nor restarts the
+/// sidecar.
+#[test]
+fn an_ended_pod_stops_its_sidecar_and_gives_its_ip_back() {
+    let mut p = Picolet::new("cni-ended");
+    let bin = script_cni(&mut p, "");
+    p.write_manifest(
+        "job.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: job}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 30
+  initContainers:
+  - name: side
+    image: busybox
+    restartPolicy: Always
+    command: [sh, -c, "trap 'echo side stopping; exit 0' TERM; echo side up; while true; do sleep 0.2; done"]
+  containers:
+  - {name: work, image: busybox, command: [sh, -c, "echo working; sleep 1"]}
+"#,
+    );
+    p.start();
+    let count = |verb: &str| cni_calls(&bin).lines().filter(|l| l.starts_with(verb) && l.contains("K8S_POD_NAME=job-")).count();
+    // The app container is done under Never: the pod Succeeded, its sidecar
+    // gets the stop signal (its trap runs), and the network is torn down
+    // while the pod object stays.
+    let pod = p.wait_pod("job", "Succeeded with its sidecar stopped", |q| {
+        phase(q) == "Succeeded" && !init_container(q, "side")["state"]["terminated"].is_null()
+    });
+    assert_eq!(init_container(&pod, "side")["state"]["terminated"]["exitCode"], 0, "the sidecar's TERM trap ran: {pod}");
+    p.wait_log(&pod, "side", 0, "side stopping");
+    p.wait_until("a DEL for the ended pod", || count("DEL ") == 1);
+    let pod = p.pod("job").expect("the ended pod stays");
+    assert_eq!(pod["status"]["podIP"], "10.99.0.7", "an ended pod keeps reporting the IP it had: {pod}");
+    assert_eq!(condition(&pod, "PodReadyToStartContainers"), "False");
+
+    // After a restart it is still over: no new ADD, the same status.
+    p.kill();
+    p.start();
+    let again = p.wait_pod("job", "Succeeded after the restart", |q| phase(q) == "Succeeded");
+    assert_eq!(again["status"]["podIP"], "10.99.0.7", "{again}");
+    assert_eq!(again["status"]["initContainerStatuses"][0]["restartCount"], 0, "the sidecar was not started again: {again}");
+    assert_eq!((count("ADD "), count("DEL ")), (1, 1), "{}", cni_calls(&bin));
+
+    // Deleting it needs no second DEL.
+    p.remove_manifest("job.yaml");
+    p.wait_gone("job");
+    assert_eq!((count("ADD "), count("DEL ")), (1, 1), "{}", cni_calls(&bin));
+}
+
+/// Points picolet at a CNI config whose one plugin is a shell script: it
+/// logs each call to `<bin>/calls`, runs `extra` (with `$dir` its
+/// directory), and answers an ADD with 10.99.0.7. Returns the bin dir.
+fn script_cni(p: &mut Picolet, extra: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let (conf, bin) = (p.base.join("test-cni-conf"), p.base.join("test-cni-bin"));
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(conf.join("10-test.conflist"), r#"{"cniVersion": "1.0.0", "name": "test", "plugins": [{"type": "test-plugin"}]}"#).unwrap();
+    let plugin = bin.join("test-plugin");
+    let script = format!(
+        r#"#!/bin/sh
+dir=$(dirname "$0")
+echo "$CNI_COMMAND $CNI_ARGS" >> "$dir/calls"
+cat > /dev/null
+{extra}
+[ "$CNI_COMMAND" = ADD ] && echo '{{"cniVersion": "1.0.0", "ips": [{{"address": "10.99.0.7/24"}}]}}'
+exit 0
+"#
+    );
+    std::fs::write(&plugin, script).unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.extra_args = vec![format!("--cni-conf-dir={}", conf.display()), format!("--cni-bin-dir={}", bin.display())];
+    bin
+}
+
+fn cni_calls(bin: &std::path::Path) -> String {
+    std::fs::read_to_string(bin.join("calls")).unwrap_or_default()
 }
 
 fn kill_process(pid: &str) {

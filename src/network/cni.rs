@@ -657,13 +657,14 @@ pub fn check(plugins: &Plugins, pod: &str, pod_dir: &Path, netns: &Path) -> Resu
 
 /// DEL of whatever the record in `pod_dir` describes, then the record is removed. `netns`
 /// None: the namespace is gone (plugins then release addresses and rules only).
-/// No record: nothing to do.
-pub fn detach(plugins: &Plugins, pod: &str, pod_dir: &Path, netns: Option<&Path>) -> Result<(), CniError> {
+/// No record: nothing to do. Gives the pod IP the record held.
+pub fn detach(plugins: &Plugins, pod: &str, pod_dir: &Path, netns: Option<&Path>) -> Result<Option<String>, CniError> {
     release_stale(plugins, pod, pod_dir)?;
-    let Some(rec) = Record::load(pod_dir).map_err(record_err(pod, pod_dir, "read"))? else { return Ok(()) };
+    let Some(rec) = Record::load(pod_dir).map_err(record_err(pod, pod_dir, "read"))? else { return Ok(None) };
     let ns = netns.map(|p| p.display().to_string()).unwrap_or_default();
     detach_record(plugins, pod, &rec, &ns)?;
-    remove_file(&pod_dir.join(RECORD)).map_err(record_err(pod, pod_dir, "remove"))
+    remove_file(&pod_dir.join(RECORD)).map_err(record_err(pod, pod_dir, "remove"))?;
+    Ok(rec.ips().into_iter().next())
 }
 
 fn detach_record(plugins: &Plugins, pod: &str, rec: &Record, netns: &str) -> Result<(), CniError> {

@@ -378,8 +378,9 @@ fn write_in_place(path: &Path, text: &str) -> io::Result<()> {
 
 /// CNI DEL of the pod's attachments (from the record in the pod dir, so a changed config
 /// does not matter), then unmounts and removes the pinned namespace files and the etc
-/// files. `pod` names the pod in errors.
-pub fn teardown(pod_dir: &Path, pod: &str, net: &Network) -> Result<(), NetworkError> {
+/// files. `pod` names the pod in errors. Gives the pod IP that was released, if CNI had
+/// given one.
+pub fn teardown(pod_dir: &Path, pod: &str, net: &Network) -> Result<Option<String>, NetworkError> {
     let pod = pod.to_string();
     let ns_dir = pod_dir.join("ns");
     let pinned = pinned_namespaces().map_err(|source| NetworkError::Io {
@@ -389,10 +390,11 @@ pub fn teardown(pod_dir: &Path, pod: &str, net: &Network) -> Result<(), NetworkE
         source,
     })?;
     let real_dir = fs::canonicalize(&ns_dir).ok();
+    let mut released = None;
     if let Some(c) = &net.cni {
         // DEL inside the namespace while it still exists; a lost one (reboot) gets "".
         let netns = real_dir.as_ref().map(|d| d.join("net")).filter(|n| pinned.contains(n)).map(|_| ns_dir.join("net"));
-        cni::detach(&c.plugins, &pod, pod_dir, netns.as_deref()).map_err(NetworkError::Cni)?;
+        released = cni::detach(&c.plugins, &pod, pod_dir, netns.as_deref()).map_err(NetworkError::Cni)?;
     }
     for (kind, _) in KINDS {
         let file = ns_dir.join(kind);
@@ -414,7 +416,7 @@ pub fn teardown(pod_dir: &Path, pod: &str, net: &Network) -> Result<(), NetworkE
         let p = pod_dir.join(name);
         remove_if_exists(&p).map_err(|source| NetworkError::Io { pod: pod.clone(), path: p.clone(), op: "remove", source })?;
     }
-    Ok(())
+    Ok(released)
 }
 
 fn remove_if_exists(p: &Path) -> io::Result<()> {

@@ -55,18 +55,34 @@ pub fn plan(spec: &PodSpec, latest: &HashMap<String, Observed>) -> Vec<Step> {
             Some(Observed::Created) => steps.push(Step::FinishStart { name }),
             Some(Observed::Running { .. }) => {}
             Some(Observed::Exited { exit_code, .. }) => {
-                let restart = match spec.restart_policy.as_str() {
-                    "Never" => false,
-                    "OnFailure" => *exit_code != 0,
-                    _ => true,
-                };
-                if restart {
+                if restarts(&spec.restart_policy, *exit_code) {
                     steps.push(Step::Restart { name, init: false });
                 }
             }
         }
     }
     steps
+}
+
+/// Whether an app container that exited with `exit_code` runs again under
+/// the pod's restartPolicy.
+fn restarts(policy: &str, exit_code: i32) -> bool {
+    match policy {
+        "Never" => false,
+        "OnFailure" => exit_code != 0,
+        _ => true,
+    }
+}
+
+/// Whether the pod is over: every app container exited and none will run
+/// again (Succeeded or Failed). Sidecars do not count: upstream stops them
+/// once the app containers are done.
+pub fn ended(spec: &PodSpec, latest: &HashMap<String, Observed>) -> bool {
+    !spec.containers.is_empty()
+        && spec.containers.iter().all(|c| match latest.get(&c.name) {
+            Some(Observed::Exited { exit_code, .. }) => !restarts(&spec.restart_policy, *exit_code),
+            _ => false,
+        })
 }
 
 #[cfg(test)]
@@ -146,5 +162,18 @@ mod tests {
         assert_eq!(done("OnFailure", 1), [restart("x", false)]);
         assert_eq!(done("Never", 1), []);
         assert_eq!(plan(&spec("Always", &[], &["x"]), &state(&[("x", running())])), []);
+    }
+
+    #[test]
+    fn a_pod_ends_when_no_app_container_runs_again() {
+        let two = |policy: &str| spec(policy, &[("side", true)], &["x", "y"]);
+        let ended_with = |policy: &str, pairs: &[(&str, Observed)]| ended(&two(policy), &state(pairs));
+        assert!(ended_with("Never", &[("side", running()), ("x", exited(0)), ("y", exited(1))]));
+        assert!(!ended_with("Never", &[("side", running()), ("x", exited(0)), ("y", running())]));
+        assert!(!ended_with("Never", &[("x", exited(0))]), "y never ran");
+        assert!(ended_with("OnFailure", &[("x", exited(0)), ("y", exited(0))]));
+        assert!(!ended_with("OnFailure", &[("x", exited(0)), ("y", exited(2))]), "y restarts");
+        assert!(!ended_with("Always", &[("x", exited(0)), ("y", exited(0))]));
+        assert!(!ended(&spec("Never", &[("a", false)], &[]), &state(&[("a", exited(0))])), "no app containers");
     }
 }

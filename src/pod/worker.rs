@@ -10,7 +10,7 @@
 //! (pull.rs) and CNI plugin runs (sandbox.rs).
 
 use super::backoff::{Backoff, Decision};
-use super::plan::{plan, Step};
+use super::plan::{ended, plan, Step};
 use super::qos::oom_score_adj;
 use super::status::{self, Attempt, ContainerView, Observed, PodView};
 use crate::api::downward::Allocatable;
@@ -36,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 mod events;
 mod pull;
+mod ended;
 mod sandbox;
 pub use pull::PullConfig;
 mod health;
@@ -89,14 +90,18 @@ struct Checkpoint {
     /// The eviction message of an evicted pod: it stays Failed across restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     evicted: Option<String>,
+    /// Set once an ended pod's network is torn down: the IP it had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    released_ip: Option<String>,
 }
 
 impl Checkpoint {
     fn from_value(mut v: serde_json::Value) -> Option<Checkpoint> {
         let start_time = v.get("startTime")?.as_str()?.to_string();
         let evicted = v.get("evicted").and_then(|e| e.as_str()).map(str::to_string);
+        let released_ip = v.get("releasedIp").and_then(|e| e.as_str()).map(str::to_string);
         let pod = crate::api::decode::pod_from_json(v.get_mut("pod")?.take()).ok()?;
-        Some(Checkpoint { pod, start_time, evicted })
+        Some(Checkpoint { pod, start_time, evicted, released_ip })
     }
 }
 
@@ -118,6 +123,8 @@ struct PodState {
     sandbox_failing: Option<(Instant, Option<String>)>,
     /// The pod's network being set up or torn down off the loop.
     net_job: Option<sandbox::NetJob>,
+    /// Set once the pod ended and its network was torn down: the IP it had.
+    released_ip: Option<String>,
     /// When the API-backed volumes were last checked for updates, and the
     /// last refresh error (logged once).
     volumes_checked: Option<Instant>,
@@ -233,6 +240,7 @@ impl<R: Runtime> Manager<R> {
                     if let Some(message) = cp.evicted {
                         evict::restore(&mut st, message);
                     }
+                    st.released_ip = cp.released_ip;
                     self.pods.insert(uid, st);
                 }
                 None => log::warn!("ignoring unreadable pod checkpoint {}", path.display()),
@@ -498,25 +506,25 @@ impl<R: Runtime> Manager<R> {
     // ---- the running pod ----
 
     fn sync_pod(&mut self, uid: &str) {
-        if self.pods[uid].failed.is_some() {
-            // An evicted pod's containers are being killed, then cleaned up.
-            self.finish_eviction(uid, Instant::now());
-            return;
-        }
-        // A replaced static pod starts once its previous instance is gone.
-        let name = full_name(&self.pods[uid].pod);
-        if self.pods.iter().any(|(u, p)| u != uid && !p.desired && full_name(&p.pod) == name) {
-            return;
-        }
-        if !self.ensure_sandbox(uid) {
-            return;
-        }
         let pod = self.pods[uid].pod.clone();
         let mut latest = HashMap::new();
         for c in pod.spec.init_containers.iter().chain(&pod.spec.containers) {
             if let Some((_, o)) = self.latest(uid, &c.name) {
                 latest.insert(c.name.clone(), o);
             }
+        }
+        // Failed for good, evicted, or done under its restartPolicy.
+        if self.pods[uid].failed.is_some() || ended(&pod.spec, &latest) {
+            self.wind_down(uid, Instant::now());
+            return;
+        }
+        // A replaced static pod starts once its previous instance is gone.
+        let name = full_name(&pod);
+        if self.pods.iter().any(|(u, p)| u != uid && !p.desired && full_name(&p.pod) == name) {
+            return;
+        }
+        if !self.ensure_sandbox(uid) {
+            return;
         }
         let container = |n: &str| pod.spec.init_containers.iter().chain(&pod.spec.containers).find(|c| c.name == n);
         for step in plan(&pod.spec, &latest) {
@@ -915,13 +923,16 @@ impl<R: Runtime> Manager<R> {
                 log::warn!("pod {name}: {e}");
             }
         }
-        match self.network_teardown(uid) {
-            sandbox::Progress::Pending => return false,
-            sandbox::Progress::Done(Err(e)) => {
-                log::warn!("{e}");
-                return false;
+        // An ended pod's network went when it ended (ended.rs).
+        if self.pods[uid].released_ip.is_none() {
+            match self.network_teardown(uid) {
+                sandbox::Progress::Pending => return false,
+                sandbox::Progress::Done(Err(e)) => {
+                    log::warn!("{e}");
+                    return false;
+                }
+                sandbox::Progress::Done(Ok(_)) => {}
             }
-            sandbox::Progress::Done(Ok(())) => {}
         }
         if let Err(e) = volume::teardown(&pod_dir) {
             log::warn!("pod {name}: {e}");
@@ -981,7 +992,8 @@ impl<R: Runtime> Manager<R> {
         let pod_ip = if pod.spec.host_network {
             self.cfg.host_ip.clone()
         } else {
-            st.sandbox.as_ref().map(|(s, _)| s.pod_ip.clone()).unwrap_or_default()
+            // An ended pod keeps reporting the IP it had, as upstream does.
+            st.sandbox.as_ref().map(|(s, _)| s.pod_ip.clone()).or_else(|| st.released_ip.clone()).unwrap_or_default()
         };
         let view = PodView {
             pod: &pod,
@@ -1015,7 +1027,7 @@ impl<R: Runtime> Manager<R> {
 
     fn checkpoint(&self, st: &PodState) {
         let evicted = st.eviction.as_ref().and(st.failed.clone());
-        let cp = Checkpoint { pod: Pod::clone(&st.pod), start_time: st.start_time.clone(), evicted };
+        let cp = Checkpoint { pod: Pod::clone(&st.pod), start_time: st.start_time.clone(), evicted, released_ip: st.released_ip.clone() };
         let path = self.pod_dir(&st.pod.metadata.uid).join("pod.json");
         let body = serde_json::to_vec(&cp).expect("pod serialises");
         if let Err(e) = write_atomic(&path, &body) {
@@ -1036,6 +1048,7 @@ impl PodState {
             sandbox_error: None,
             sandbox_failing: None,
             net_job: None,
+            released_ip: None,
             volumes_checked: None,
             refresh_error: None,
             stop: None,

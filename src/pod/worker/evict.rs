@@ -171,11 +171,12 @@ impl<R: Runtime> Manager<R> {
         log::warn!("{}: threshold met and no pod to evict", starved.signal);
     }
 
-    /// Pods an eviction may pick: desired, running, not stopping or failed.
+    /// Pods an eviction may pick: desired, not stopping, not ended.
     fn eviction_candidates(&self) -> Vec<Pod> {
+        let ended = |p: &super::PodState| p.status.as_ref().is_some_and(|s| s.phase == "Succeeded" || s.phase == "Failed");
         self.pods
             .values()
-            .filter(|p| p.desired && p.stop.is_none() && p.failed.is_none())
+            .filter(|p| p.desired && p.stop.is_none() && p.failed.is_none() && !ended(p))
             .map(|p| {
                 let mut pod = Pod::clone(&p.pod);
                 pod.status = p.status.clone();
@@ -216,17 +217,11 @@ impl<R: Runtime> Manager<R> {
         true
     }
 
-    /// Each pass over a failed pod: drives its kills and, once an evicted
-    /// pod's containers are all gone, frees its disk (writable layers,
-    /// emptyDirs and the other volumes), as upstream tears down a
-    /// terminated pod's volumes.
-    pub(super) fn finish_eviction(&mut self, uid: &str, now: Instant) {
-        self.drive_kills(uid, now);
+    /// Once an evicted pod's containers are all gone (ended.rs waits for
+    /// that): frees its disk (writable layers, emptyDirs and the other
+    /// volumes), as upstream tears down a terminated pod's volumes.
+    pub(super) fn free_evicted_disk(&mut self, uid: &str) {
         if self.pods[uid].eviction.as_ref().map_or(true, |e| e.cleaned) {
-            return;
-        }
-        let latest: Vec<Record> = self.pods[uid].attempts.values().filter_map(|v| v.last().cloned()).collect();
-        if latest.iter().any(|r| !matches!(self.observe(r), Observed::Exited { .. })) {
             return;
         }
         self.release_layers(uid);

@@ -26,7 +26,8 @@ pub(super) enum NetJob {
     /// With the pod's volumes, set up before the network: they join the
     /// sandbox once it is ready.
     Setup(Receiver<Result<Setup, NetworkError>>, Volumes),
-    Teardown(Receiver<Result<(), NetworkError>>),
+    /// Gives the pod IP released, if any.
+    Teardown(Receiver<Result<Option<String>, NetworkError>>),
 }
 
 /// A job's result, or not yet.
@@ -91,8 +92,8 @@ impl<R: Runtime> Manager<R> {
     }
 
     /// Tears the pod's network down, once a setup still in flight ended
-    /// (what its ADD made, the DEL undoes).
-    pub(super) fn network_teardown(&mut self, uid: &str) -> Progress<Result<(), NetworkError>> {
+    /// (what its ADD made, the DEL undoes); gives the pod IP released.
+    pub(super) fn network_teardown(&mut self, uid: &str) -> Progress<Result<Option<String>, NetworkError>> {
         if let Some(Progress::Pending) = self.network_setup_in_flight(uid) {
             return Progress::Pending;
         }

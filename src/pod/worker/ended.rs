@@ -1,0 +1,55 @@
+//! A pod that has ended (its app containers done for good under its
+//! restartPolicy, an init container failed under Never, or evicted) is
+//! wound down as upstream's kubelet does with a terminal pod: containers
+//! still running (sidecars) are stopped within the pod's grace period, then
+//! its network is torn down, so its IP goes back to the pool while the pod
+//! object, its logs and its status (with the IP it had) stay until it is
+//! deleted. An evicted pod also loses its writable layers and volumes.
+
+use super::status::Observed;
+use super::{full_name, sandbox::Progress, Manager};
+use crate::runtime::record::Record;
+use crate::runtime::runc::Runtime;
+use std::time::{Duration, Instant};
+
+impl<R: Runtime> Manager<R> {
+    /// Each pass over an ended pod, until its network is gone.
+    pub(super) fn wind_down(&mut self, uid: &str, now: Instant) {
+        let st = &self.pods[uid];
+        let grace = Duration::from_secs(st.pod.spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
+        let latest: Vec<Record> = st.attempts.values().filter_map(|v| v.last().cloned()).collect();
+        let running: Vec<Record> = latest.into_iter().filter(|r| !matches!(self.observe(r), Observed::Exited { .. })).collect();
+        let to_stop: Vec<&Record> = running.iter().filter(|r| !self.kills.contains_key(&r.id)).collect();
+        if !to_stop.is_empty() {
+            log::info!("pod {} has ended; stopping {} container(s), grace period {}s", full_name(&self.pods[uid].pod), to_stop.len(), grace.as_secs());
+        }
+        for r in to_stop {
+            self.begin_kill(r, grace, now);
+        }
+        self.drive_kills(uid, now);
+        if !running.is_empty() {
+            return;
+        }
+        self.free_evicted_disk(uid);
+        if self.pods[uid].released_ip.is_some() {
+            return;
+        }
+        match self.network_teardown(uid) {
+            Progress::Pending => {}
+            // Tried again next pass, as a deleted pod's teardown is.
+            Progress::Done(Err(e)) => log::warn!("{e}"),
+            Progress::Done(Ok(released)) => {
+                let st = self.pods.get_mut(uid).unwrap();
+                // No sandbox when the pod ended while picolet was down: the
+                // IP comes from the CNI record the teardown read.
+                let ip = st.sandbox.take().map(|(s, _)| s.pod_ip).or(released).unwrap_or_default();
+                if !ip.is_empty() {
+                    log::info!("pod {} has ended; released its network (IP {ip})", full_name(&st.pod));
+                }
+                st.released_ip = Some(ip);
+                self.changed = true;
+                self.checkpoint(&self.pods[uid]);
+            }
+        }
+    }
+}
