@@ -7,7 +7,8 @@
 //! `Runtime` seam, and recomputes the pod's status. Nothing here blocks for
 //! long: graceful termination is a deadline checked on later ticks; probes
 //! and hooks are jobs run elsewhere (health.rs), and so are image pulls
-//! (pull.rs) and CNI plugin runs (sandbox.rs).
+//! (pull.rs) and CNI plugin runs (sandbox.rs). A pod that has ended is wound
+//! down (ended.rs); eviction and GC are in evict.rs.
 
 use super::backoff::{Backoff, Decision};
 use super::plan::{ended, plan, Step};
