@@ -386,6 +386,9 @@ impl<R: Runtime> Manager<R> {
                 self.sync_pod(&uid);
             } else if self.stop_pod(&uid, now) {
                 if let Some(st) = self.pods.remove(&uid) {
+                    for r in st.attempts.values().flatten() {
+                        self.exited.remove(&r.id);
+                    }
                     self.removed.push(st.pod);
                 }
                 self.health_changed.remove(&uid);
@@ -916,7 +919,14 @@ impl<R: Runtime> Manager<R> {
         }
         let all: Vec<Record> = self.pods[uid].attempts.values().flatten().cloned().collect();
         for r in &all {
-            self.release_attempt(r, true);
+            // Once each; what was seen of it stays cached until the pod is
+            // gone, so a later pass (a teardown still running) does not
+            // take the container whose record went for a lost, running one.
+            if record::dir(&self.cfg.root, &r.id).exists() {
+                let seen = self.observe(r);
+                self.release_attempt(r, true);
+                self.exited.insert(r.id.clone(), seen);
+            }
         }
         let pod_dir = self.pod_dir(uid);
         if let Some(cg) = &self.cfg.cgroups {
