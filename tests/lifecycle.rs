@@ -354,6 +354,50 @@ spec:
     assert_eq!((count("ADD "), count("DEL ")), (1, 1), "{}", cni_calls(&bin));
 }
 
+/// As upstream's sidecar ordering: deleting a pod stops its app container
+/// first and its sidecars only once it is gone, the last declared first, so
+/// an app draining on shutdown keeps what it depends on. The containers'
+/// TERM traps append to a hostPath file (a deleted pod's logs and emptyDirs
+/// go with it); the app's trap takes a second to drain.
+#[test]
+fn deleting_a_pod_stops_the_app_then_its_sidecars_last_declared_first() {
+    let mut p = Picolet::new("stop-order");
+    let shared = p.base.join("order");
+    std::fs::create_dir_all(&shared).unwrap();
+    let sidecar = |name: &str| {
+        format!(
+            "  - name: {name}\n    image: busybox\n    restartPolicy: Always\n    command: [sh, -c, \"trap 'echo {name} >> /shared/order; exit 0' TERM; while true; do sleep 0.2; done\"]\n    volumeMounts: [{{name: shared, mountPath: /shared}}]\n"
+        )
+    };
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: ordered}}
+spec:
+  terminationGracePeriodSeconds: 30
+  volumes: [{{name: shared, hostPath: {{path: {dir}}}}}]
+  initContainers:
+{first}{second}  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, "trap 'echo app-term >> /shared/order; sleep 1; echo app-exit >> /shared/order; exit 0' TERM; while true; do sleep 0.2; done"]
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+"#,
+        dir = shared.display(),
+        first = sidecar("first"),
+        second = sidecar("second"),
+    );
+    p.write_manifest("ordered.yaml", &manifest);
+    p.start();
+    p.wait_pod("ordered", "Running with both sidecars", |q| {
+        running(q, "app") && ["first", "second"].iter().all(|s| !init_container(q, s)["state"]["running"].is_null())
+    });
+    p.remove_manifest("ordered.yaml");
+    p.wait_gone("ordered");
+    let order = std::fs::read_to_string(shared.join("order")).unwrap();
+    assert_eq!(order.lines().collect::<Vec<_>>(), ["app-term", "app-exit", "second", "first"], "{order}");
+}
+
 /// Points picolet at a CNI config whose one plugin is a shell script: it
 /// logs each call to `<bin>/calls`, runs `extra` (with `$dir` its
 /// directory), and answers an ADD with 10.99.0.7. Returns the bin dir.

@@ -106,8 +106,12 @@ impl Checkpoint {
     }
 }
 
-/// The pod is being stopped (its containers are in `Manager::kills`).
-struct Stop;
+/// The pod is being stopped (its containers are in `Manager::kills`, in the
+/// order of `stop_in_order`): all must be gone by `deadline`, the end of its
+/// grace period.
+struct Stop {
+    deadline: Instant,
+}
 
 struct PodState {
     pod: Rc<Pod>,
@@ -126,6 +130,8 @@ struct PodState {
     net_job: Option<sandbox::NetJob>,
     /// Set once the pod ended and its network was torn down: the IP it had.
     released_ip: Option<String>,
+    /// When an ended pod's containers still running (sidecars) must be gone.
+    ending: Option<Instant>,
     /// When the API-backed volumes were last checked for updates, and the
     /// last refresh error (logged once).
     volumes_checked: Option<Instant>,
@@ -903,17 +909,15 @@ impl<R: Runtime> Manager<R> {
         if st.stop.is_none() {
             // A deletion's grace period (kubectl delete --grace-period) wins.
             let grace = st.pod.metadata.deletion_grace_period_seconds.or(st.pod.spec.termination_grace_period_seconds).unwrap_or(30).max(0) as u64;
-            st.stop = Some(Stop);
+            st.stop = Some(Stop { deadline: now + Duration::from_secs(grace) });
             self.changed = true;
-            for r in &running {
-                // A container already being killed (liveness) keeps its deadline.
-                self.begin_kill(r, Duration::from_secs(grace), now);
-            }
             if !running.is_empty() {
                 log::info!("pod {name}: stopping {} container(s), grace period {grace}s", running.len());
             }
         }
         if !running.is_empty() {
+            let deadline = self.pods[uid].stop.as_ref().map_or(now, |s| s.deadline);
+            self.stop_in_order(uid, &running, deadline, now);
             self.drive_kills(uid, now);
             return false;
         }
@@ -1060,6 +1064,7 @@ impl PodState {
             sandbox_failing: None,
             net_job: None,
             released_ip: None,
+            ending: None,
             volumes_checked: None,
             refresh_error: None,
             stop: None,

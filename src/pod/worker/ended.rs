@@ -1,7 +1,8 @@
 //! A pod that has ended (its app containers done for good under its
 //! restartPolicy, an init container failed under Never, or evicted) is
 //! wound down as upstream's kubelet does with a terminal pod: containers
-//! still running (sidecars) are stopped within the pod's grace period, then
+//! still running (sidecars) are stopped within the pod's grace period, the
+//! last declared first (`stop_in_order`), then
 //! its network is torn down, so its IP goes back to the pool while the pod
 //! object, its logs and its status (with the IP it had) stay until it is
 //! deleted. An evicted pod also loses its writable layers and volumes.
@@ -16,15 +17,19 @@ impl<R: Runtime> Manager<R> {
     /// Each pass over an ended pod, until its network is gone.
     pub(super) fn wind_down(&mut self, uid: &str, now: Instant) {
         let st = &self.pods[uid];
-        let grace = Duration::from_secs(st.pod.spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
+        let grace = st.pod.spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64;
         let latest: Vec<Record> = st.attempts.values().filter_map(|v| v.last().cloned()).collect();
         let running: Vec<Record> = latest.into_iter().filter(|r| !matches!(self.observe(r), Observed::Exited { .. })).collect();
-        let to_stop: Vec<&Record> = running.iter().filter(|r| !self.kills.contains_key(&r.id)).collect();
-        if !to_stop.is_empty() {
-            log::info!("pod {} has ended; stopping {} container(s), grace period {}s", full_name(&self.pods[uid].pod), to_stop.len(), grace.as_secs());
-        }
-        for r in to_stop {
-            self.begin_kill(r, grace, now);
+        if !running.is_empty() {
+            let st = self.pods.get_mut(uid).unwrap();
+            let deadline = match st.ending {
+                Some(d) => d,
+                None => {
+                    log::info!("pod {} has ended; stopping {} container(s), grace period {grace}s", full_name(&st.pod), running.len());
+                    *st.ending.insert(now + Duration::from_secs(grace))
+                }
+            };
+            self.stop_in_order(uid, &running, deadline, now);
         }
         self.drive_kills(uid, now);
         if !running.is_empty() {

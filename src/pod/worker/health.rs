@@ -321,6 +321,31 @@ impl<R: Runtime> Manager<R> {
         self.drive_kills(&r.pod_uid, now);
     }
 
+    /// Stops a pod's `running` containers in upstream's order, all by
+    /// `deadline`: the regular ones (app and plain init containers) first;
+    /// once none of them runs, the sidecars, last declared first, each once
+    /// the ones declared after it have exited (so an app draining on
+    /// shutdown keeps its proxy). Called each pass until all are gone; a
+    /// container already being killed keeps its own deadline.
+    pub(super) fn stop_in_order(&mut self, uid: &str, running: &[Record], deadline: Instant, now: Instant) {
+        let next: Vec<Record> = {
+            let spec = &self.pods[uid].pod.spec;
+            let sidecar_rank = |r: &Record| {
+                let is_sidecar = |c: &&crate::api::Container| c.name == r.container && c.restart_policy.as_deref() == Some("Always");
+                if r.init { spec.init_containers.iter().position(|c| is_sidecar(&c)) } else { None }
+            };
+            let (sidecars, regular): (Vec<&Record>, Vec<&Record>) = running.iter().partition(|r| sidecar_rank(r).is_some());
+            if regular.is_empty() {
+                sidecars.into_iter().max_by_key(|r| sidecar_rank(r)).cloned().into_iter().collect()
+            } else {
+                regular.into_iter().cloned().collect()
+            }
+        };
+        for r in next {
+            self.begin_kill(&r, deadline.saturating_duration_since(now), now);
+        }
+    }
+
     /// Sends the stop signal once preStop is done (or its time is up) and
     /// SIGKILL once the grace period is over; forgets exited containers.
     pub(super) fn drive_kills(&mut self, uid: &str, now: Instant) {
