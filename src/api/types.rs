@@ -172,6 +172,13 @@ pub struct Sysctl {
     pub value: String,
 }
 
+impl Container {
+    /// As an init container: restartable (`restartPolicy: Always`), a sidecar.
+    pub fn is_sidecar(&self) -> bool {
+        self.restart_policy.as_deref() == Some("Always")
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Container {

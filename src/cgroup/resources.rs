@@ -72,7 +72,7 @@ impl Amounts {
 /// plain init container runs alone, so the pod needs at least the largest.
 /// A limit counts only when every container declares it.
 pub fn pod_amounts(pod: &Pod) -> Amounts {
-    let sidecar = |c: &&Container| c.restart_policy.as_deref() == Some("Always");
+    let sidecar = |c: &&Container| c.is_sidecar();
     let running: Vec<Amounts> =
         pod.spec.containers.iter().chain(pod.spec.init_containers.iter().filter(sidecar)).map(Amounts::of).collect();
     let inits: Vec<Amounts> = pod.spec.init_containers.iter().filter(|c| !sidecar(c)).map(Amounts::of).collect();

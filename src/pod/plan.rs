@@ -23,7 +23,7 @@ pub enum Step {
 pub fn plan(spec: &PodSpec, latest: &HashMap<String, Observed>) -> Vec<Step> {
     let mut steps = Vec::new();
     for c in &spec.init_containers {
-        let sidecar = c.restart_policy.as_deref() == Some("Always");
+        let sidecar = c.is_sidecar();
         let name = c.name.clone();
         match latest.get(&c.name) {
             None => {

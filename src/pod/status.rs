@@ -146,8 +146,8 @@ pub fn compute(v: &PodView, previous: Option<&PodStatus>, now: &str) -> PodStatu
 /// Always) once it is running.
 pub fn init_done(c: &Container, cv: &ContainerView) -> bool {
     match cv.latest.as_ref().map(|a| &a.observed) {
-        Some(Observed::Running { .. }) => c.restart_policy.as_deref() == Some("Always"),
-        Some(o) => o.exited_ok() && c.restart_policy.as_deref() != Some("Always"),
+        Some(Observed::Running { .. }) => c.is_sidecar(),
+        Some(o) => o.exited_ok() && !c.is_sidecar(),
         None => false,
     }
 }
@@ -231,7 +231,7 @@ fn container_status(c: &Container, cv: &ContainerView, init: bool, has_init: boo
                 ..Default::default()
             };
             st.last_state = ContainerState { terminated: prev_terminated, ..Default::default() };
-            st.ready = (!init || c.restart_policy.as_deref() == Some("Always")) && cv.ready;
+            st.ready = (!init || c.is_sidecar()) && cv.ready;
             st.started = Some(cv.started);
         }
         (Some(Observed::Exited { .. }), Some((reason, message))) => {

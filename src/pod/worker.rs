@@ -471,8 +471,7 @@ impl<R: Runtime> Manager<R> {
     fn observe_pod(&mut self, uid: &str) {
         // Observation results are read when needed; here only make sure every
         // latest attempt's exit is noticed (and logged) once.
-        let latest: Vec<Record> = self.pods[uid].attempts.values().filter_map(|v| v.last().cloned()).collect();
-        for r in latest {
+        for r in self.pods[uid].latest_records() {
             let before = self.exited.contains_key(&r.id);
             let o = self.observe(&r);
             if !before {
@@ -498,7 +497,7 @@ impl<R: Runtime> Manager<R> {
         let spec = &st.pod.spec;
         let init_ok = spec.init_containers.iter().all(|c| {
             let Some(r) = st.attempts.get(&c.name).and_then(|v| v.last()) else { return false };
-            if c.restart_policy.as_deref() == Some("Always") {
+            if c.is_sidecar() {
                 running(r)
             } else {
                 self.exited.get(&r.id).is_some_and(Observed::exited_ok)
@@ -702,7 +701,7 @@ impl<R: Runtime> Manager<R> {
 
     /// Creates and starts attempt `attempt` of container `c`.
     fn start(&mut self, uid: &str, c: &Container, init: bool, attempt: u32) {
-        self.startup_container(uid, init, c.restart_policy.as_deref() == Some("Always"));
+        self.startup_container(uid, init, c.is_sidecar());
         let pod = self.pods[uid].pod.clone();
         let img = match self.images.resolve(&c.image) {
             Ok(Some(img)) => img,
@@ -800,7 +799,11 @@ impl<R: Runtime> Manager<R> {
         // The previous attempt is superseded: free its runtime state and disk.
         let older: Vec<Record> = self.pods[uid].attempts.get(&c.name).cloned().unwrap_or_default();
         for old in &older {
-            self.release_attempt(old, old.attempt + 1 < attempt);
+            let dropped = old.attempt + 1 < attempt;
+            self.release_attempt(old, dropped);
+            if dropped {
+                self.exited.remove(&old.id);
+            }
         }
         let st = self.pods.get_mut(uid).unwrap();
         let list = st.attempts.entry(c.name.clone()).or_default();
@@ -884,7 +887,6 @@ impl<R: Runtime> Manager<R> {
             log::warn!("container {}: {e}", r.id);
         }
         if remove {
-            self.exited.remove(&r.id);
             let _ = std::fs::remove_dir_all(&dir);
         } else {
             // Keep record.json and exit.json for lastState; drop the writable layer.
@@ -900,10 +902,7 @@ impl<R: Runtime> Manager<R> {
     /// Drives a pod towards gone: signal, wait out the grace period, kill,
     /// then remove containers, sandbox, volumes and logs. True when done.
     fn stop_pod(&mut self, uid: &str, now: Instant) -> bool {
-        let running: Vec<Record> = {
-            let latest: Vec<Record> = self.pods[uid].attempts.values().filter_map(|v| v.last().cloned()).collect();
-            latest.into_iter().filter(|r| !matches!(self.observe(r), Observed::Exited { .. })).collect()
-        };
+        let running = self.unexited_attempts(uid);
         let st = self.pods.get_mut(uid).unwrap();
         let name = full_name(&st.pod);
         if st.stop.is_none() {
@@ -923,13 +922,10 @@ impl<R: Runtime> Manager<R> {
         }
         let all: Vec<Record> = self.pods[uid].attempts.values().flatten().cloned().collect();
         for r in &all {
-            // Once each; what was seen of it stays cached until the pod is
-            // gone, so a later pass (a teardown still running) does not
-            // take the container whose record went for a lost, running one.
+            // Once each: a later pass (a teardown still running) finds it
+            // released, and its exit still cached.
             if record::dir(&self.cfg.root, &r.id).exists() {
-                let seen = self.observe(r);
                 self.release_attempt(r, true);
-                self.exited.insert(r.id.clone(), seen);
             }
         }
         let pod_dir = self.pod_dir(uid);
@@ -1052,6 +1048,11 @@ impl<R: Runtime> Manager<R> {
 }
 
 impl PodState {
+    /// The latest attempt of each container.
+    fn latest_records(&self) -> Vec<Record> {
+        self.attempts.values().filter_map(|v| v.last().cloned()).collect()
+    }
+
     fn new(pod: Pod, start_time: String, desired: bool) -> PodState {
         PodState {
             pod: Rc::new(pod),

@@ -7,19 +7,15 @@
 //! object, its logs and its status (with the IP it had) stay until it is
 //! deleted. An evicted pod also loses its writable layers and volumes.
 
-use super::status::Observed;
 use super::{full_name, sandbox::Progress, Manager};
-use crate::runtime::record::Record;
 use crate::runtime::runc::Runtime;
 use std::time::{Duration, Instant};
 
 impl<R: Runtime> Manager<R> {
     /// Each pass over an ended pod, until its network is gone.
     pub(super) fn wind_down(&mut self, uid: &str, now: Instant) {
-        let st = &self.pods[uid];
-        let grace = st.pod.spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64;
-        let latest: Vec<Record> = st.attempts.values().filter_map(|v| v.last().cloned()).collect();
-        let running: Vec<Record> = latest.into_iter().filter(|r| !matches!(self.observe(r), Observed::Exited { .. })).collect();
+        let grace = self.pods[uid].pod.spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64;
+        let running = self.unexited_attempts(uid);
         if !running.is_empty() {
             let st = self.pods.get_mut(uid).unwrap();
             let deadline = match st.ending {

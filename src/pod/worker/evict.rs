@@ -199,9 +199,8 @@ impl<R: Runtime> Manager<R> {
         self.checkpoint(&self.pods[uid]);
         self.event(uid, None, true, ev::EVICTED, message);
         let now = Instant::now();
-        let latest: Vec<Record> = self.pods[uid].attempts.values().filter_map(|v| v.last().cloned()).collect();
-        for r in latest {
-            if matches!(self.observe(&r), Observed::Exited { .. }) || self.kills.contains_key(&r.id) {
+        for r in self.unexited_attempts(uid) {
+            if self.kills.contains_key(&r.id) {
                 continue;
             }
             self.event(uid, Some(&r.container), false, ev::KILLING, ev::stopping(&r.container));

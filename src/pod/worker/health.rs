@@ -188,11 +188,15 @@ impl<R: Runtime> Manager<R> {
 
     /// Latest attempts of a pod's containers that are running.
     pub(super) fn running_attempts(&mut self, uid: &str) -> Vec<Record> {
-        let latest: Vec<Record> = self.pods[uid].attempts.values().filter_map(|v| v.last().cloned()).collect();
-        latest
-            .into_iter()
-            .filter(|r| matches!(self.observe(r), super::status::Observed::Running { .. }))
-            .collect()
+        let latest = self.pods[uid].latest_records();
+        latest.into_iter().filter(|r| matches!(self.observe(r), super::status::Observed::Running { .. })).collect()
+    }
+
+    /// Latest attempts of a pod's containers that have not exited: running,
+    /// or created and not started yet.
+    pub(super) fn unexited_attempts(&mut self, uid: &str) -> Vec<Record> {
+        let latest = self.pods[uid].latest_records();
+        latest.into_iter().filter(|r| !matches!(self.observe(r), super::status::Observed::Exited { .. })).collect()
     }
 
     /// A probe or hook finished.
@@ -285,7 +289,7 @@ impl<R: Runtime> Manager<R> {
     /// The Killing message for a container a probe failed, as upstream.
     fn probe_kill_message(&self, r: &Record, k: Kind) -> String {
         let c = self.container_of(r);
-        let sidecar = r.init && c.as_ref().is_some_and(|c| c.restart_policy.as_deref() == Some("Always"));
+        let sidecar = r.init && c.as_ref().is_some_and(|c| c.is_sidecar());
         let restart = self.pods.get(&r.pod_uid).is_some_and(|p| p.pod.spec.restart_policy != "Never");
         ev::probe_kill(&r.container, &k.name().to_lowercase(), sidecar, restart)
     }
@@ -330,10 +334,8 @@ impl<R: Runtime> Manager<R> {
     pub(super) fn stop_in_order(&mut self, uid: &str, running: &[Record], deadline: Instant, now: Instant) {
         let next: Vec<Record> = {
             let spec = &self.pods[uid].pod.spec;
-            let sidecar_rank = |r: &Record| {
-                let is_sidecar = |c: &&crate::api::Container| c.name == r.container && c.restart_policy.as_deref() == Some("Always");
-                if r.init { spec.init_containers.iter().position(|c| is_sidecar(&c)) } else { None }
-            };
+            // A sidecar's place among the init containers; None for the rest.
+            let sidecar_rank = |r: &Record| r.init.then(|| spec.init_containers.iter().position(|c| c.name == r.container && c.is_sidecar())).flatten();
             let (sidecars, regular): (Vec<&Record>, Vec<&Record>) = running.iter().partition(|r| sidecar_rank(r).is_some());
             if regular.is_empty() {
                 sidecars.into_iter().max_by_key(|r| sidecar_rank(r)).cloned().into_iter().collect()
@@ -352,8 +354,7 @@ impl<R: Runtime> Manager<R> {
         self.launch_restored_hooks(uid);
         let Some(st) = self.pods.get(uid) else { return };
         let pod = full_name(&st.pod);
-        let latest: Vec<Record> = st.attempts.values().filter_map(|v| v.last().cloned()).collect();
-        for r in latest {
+        for r in st.latest_records() {
             if !self.kills.contains_key(&r.id) {
                 continue;
             }
