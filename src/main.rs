@@ -2,6 +2,9 @@
 //! sources (pod/source) → pod manager and workers (pod/worker) → runtime (runc
 //! through the reaper) → status (pod/status, served by server/).
 
+// The modules of lib.rs, compiled into the binary itself rather than linked
+// from the library: as one crate, LTO sees all but `main` as internal, and
+// the stripped binary is 45 KB (1%) smaller than when it links `picolet`.
 mod api;
 mod cgroup;
 mod config;
