@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cgroup;
 pub mod config;
+pub mod hostfs;
 pub mod image;
 pub mod logging;
 pub mod network;

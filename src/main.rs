@@ -8,6 +8,7 @@
 mod api;
 mod cgroup;
 mod config;
+mod hostfs;
 mod image;
 mod logging;
 mod network;

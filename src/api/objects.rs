@@ -30,7 +30,7 @@
 use crate::api::time::{parse_rfc3339, rfc3339};
 use crate::api::types::Pod;
 use crate::api::validate::{is_config_key, is_dns_label, is_dns_subdomain};
-use crate::node::fs::write_atomic_mode;
+use crate::hostfs::write_atomic_mode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;

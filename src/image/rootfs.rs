@@ -58,6 +58,6 @@ pub fn unmount_rootfs(container_dir: &Path) -> Result<(), ImageError> {
 
 /// Whether `path` is a mount point.
 fn is_mounted(path: &Path) -> Result<bool, ImageError> {
-    crate::node::fs::is_mount_point(path).map_err(|e| ImageError::io("read mounts for", path, e))
+    crate::hostfs::is_mount_point(path).map_err(|e| ImageError::io("read mounts for", path, e))
 }
 

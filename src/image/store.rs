@@ -181,7 +181,7 @@ impl Store {
     pub(crate) fn write_json<T: Serialize>(&self, path: &Path, v: &T) -> Result<(), ImageError> {
         let bytes = serde_json::to_vec_pretty(v)
             .map_err(|e| ImageError::Json { what: "index".into(), path: path.to_path_buf(), source: e })?;
-        crate::node::fs::write_atomic(path, &bytes).map_err(|e| ImageError::io("write", path, e))
+        crate::hostfs::write_atomic(path, &bytes).map_err(|e| ImageError::io("write", path, e))
     }
 
     /// `blobs/sha256/<hex>`; refuses anything that is not a sha256 digest, as

@@ -308,7 +308,7 @@ impl Record {
 
     fn save(&self, pod_dir: &Path) -> io::Result<()> {
         let body = serde_json::to_vec_pretty(self).expect("record serialises");
-        crate::node::fs::write_atomic(&pod_dir.join(RECORD), &body)
+        crate::hostfs::write_atomic(&pod_dir.join(RECORD), &body)
     }
 
     /// The pod's IPs from the pod network's result (the last attachment).

@@ -332,7 +332,7 @@ fn loopback_up() -> nix::Result<()> {
 /// Mount points whose filesystem is nsfs (pinned namespaces).
 fn pinned_namespaces() -> io::Result<Vec<PathBuf>> {
     let text = fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(crate::node::fs::parse_mountinfo(&text).into_iter().filter(|(_, t)| t == "nsfs").map(|(p, _)| p).collect())
+    Ok(crate::hostfs::parse_mountinfo(&text).into_iter().filter(|(_, t)| t == "nsfs").map(|(p, _)| p).collect())
 }
 
 fn host_hostname() -> String {

@@ -3,7 +3,6 @@
 pub mod agent;
 pub mod allocatable;
 pub mod eviction;
-pub mod fs;
 pub mod notify;
 pub mod status;
 

@@ -23,7 +23,7 @@ use crate::image::{self, Store};
 use crate::network::{self, Sandbox};
 use crate::runtime::env::{command_line, container_env, FieldContext};
 use crate::runtime::reaper::ExitInfo;
-use crate::node::fs::write_atomic;
+use crate::hostfs::write_atomic;
 use crate::runtime::record::{self, Record};
 use crate::runtime::runc::Runtime;
 use crate::runtime::spec::{self, SpecInput};

@@ -351,7 +351,7 @@ fn write_exit(dir: &Path, status: std::process::ExitStatus, cgroup: Option<&Path
         oom_killed: cgroup.is_some_and(crate::cgroup::oom::killed),
     };
     let body = serde_json::to_vec(&info).expect("exit info serialises");
-    if let Err(e) = crate::node::fs::write_atomic(&dir.join("exit.json"), &body) {
+    if let Err(e) = crate::hostfs::write_atomic(&dir.join("exit.json"), &body) {
         eprintln!("reaper: {}: {e}", dir.display());
     }
 }

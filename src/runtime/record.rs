@@ -4,7 +4,7 @@
 //! OCI bundle (`config.json`, `rootfs/`, `upper/`) and the log FIFOs.
 
 use serde::{Deserialize, Serialize};
-use crate::node::fs::write_atomic;
+use crate::hostfs::write_atomic;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};

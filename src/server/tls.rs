@@ -9,7 +9,7 @@ mod cert;
 mod der;
 
 use super::auth::User;
-use crate::node::fs::write_atomic_mode;
+use crate::hostfs::write_atomic_mode;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;

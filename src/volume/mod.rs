@@ -18,7 +18,7 @@ pub mod projection;
 pub use projection::Sources;
 
 use crate::api::types::{Container, Pod, Volume};
-use crate::node::fs::{is_mount_point, mount_points};
+use crate::hostfs::{is_mount_point, mount_points};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -313,7 +313,7 @@ fn stamp_path(dir: &Path) -> PathBuf {
 fn write_api_volume(name: &str, dir: &Path, files: &projection::Payload, stamp: &str) -> Result<bool, VolumeError> {
     let wrote = atomic::write(dir, files).map_err(io_err(name, dir, "write"))?;
     let sp = stamp_path(dir);
-    crate::node::fs::write_atomic(&sp, stamp.as_bytes()).map_err(io_err(name, &sp, "write"))?;
+    crate::hostfs::write_atomic(&sp, stamp.as_bytes()).map_err(io_err(name, &sp, "write"))?;
     Ok(wrote)
 }
 

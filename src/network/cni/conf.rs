@@ -117,6 +117,6 @@ pub fn default_list(pod_cidr: &str) -> Result<NetworkList, String> {
 pub fn write_default(dir: &Path, list: &NetworkList) -> Result<PathBuf, CniError> {
     let path = dir.join(DEFAULT_FILE);
     let body = serde_json::to_vec_pretty(list).expect("config serialises");
-    crate::node::fs::write_atomic(&path, &body).map_err(|source| CniError::WriteConfig { path: path.clone(), source })?;
+    crate::hostfs::write_atomic(&path, &body).map_err(|source| CniError::WriteConfig { path: path.clone(), source })?;
     Ok(path)
 }

@@ -413,7 +413,7 @@ impl<R: Runtime> Manager<R> {
             // The attempt's directory is gone (released): nothing to keep.
             Ok(())
         } else {
-            serde_json::to_vec(&saved).map_err(std::io::Error::other).and_then(|b| crate::node::fs::write_atomic(&path, &b))
+            serde_json::to_vec(&saved).map_err(std::io::Error::other).and_then(|b| crate::hostfs::write_atomic(&path, &b))
         };
         if let Err(e) = result {
             log::warn!("container {id}: cannot save {}: {e}", path.display());
