@@ -9,6 +9,7 @@ pub mod events;
 pub mod fetch;
 pub mod kubeconfig;
 pub mod objects;
+pub mod qos;
 pub mod quantity;
 pub mod time;
 pub mod types;

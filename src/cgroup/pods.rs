@@ -5,7 +5,7 @@
 use super::resources::{self, PodSettings};
 use super::{CgroupError, Tree};
 use crate::api::Pod;
-use crate::pod::qos::qos_class;
+use crate::api::qos::qos_class;
 use std::cell::Cell;
 use std::collections::HashSet;
 

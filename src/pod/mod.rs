@@ -10,7 +10,6 @@ pub mod backoff;
 pub mod cluster;
 pub mod events;
 pub mod plan;
-pub mod qos;
 pub mod source;
 pub mod status;
 pub mod worker;

@@ -137,7 +137,7 @@ pub fn compute(v: &PodView, previous: Option<&PodStatus>, now: &str) -> PodStatu
         start_time: Some(v.start_time.to_string()),
         init_container_statuses: init_statuses,
         container_statuses: app_statuses,
-        qos_class: super::qos::qos_class(v.pod).to_string(),
+        qos_class: crate::api::qos::qos_class(v.pod).to_string(),
         observed_generation: v.pod.metadata.generation,
     }
 }

@@ -12,10 +12,10 @@
 
 use super::backoff::{Backoff, Decision};
 use super::plan::{ended, plan, Step};
-use super::qos::oom_score_adj;
 use super::status::{self, Attempt, ContainerView, Observed, PodView};
 use crate::api::downward::Allocatable;
 use crate::api::objects::ObjectStore;
+use crate::api::qos::oom_score_adj;
 use crate::api::time::{now as now_str, parse_rfc3339};
 use crate::api::{Container, Pod, PodStatus};
 use crate::cgroup;
