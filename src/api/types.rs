@@ -172,6 +172,13 @@ pub struct Sysctl {
     pub value: String,
 }
 
+impl Pod {
+    /// Whether the pod came from a manifest file (a static pod).
+    pub fn is_static(&self) -> bool {
+        self.metadata.annotations.get("kubernetes.io/config.source").is_some_and(|s| s == "file")
+    }
+}
+
 impl Container {
     /// As an init container: restartable (`restartPolicy: Always`), a sidecar.
     pub fn is_sidecar(&self) -> bool {

@@ -12,12 +12,6 @@ use std::rc::Rc;
 
 const MIRROR: &str = "kubernetes.io/config.mirror";
 const HASH: &str = "kubernetes.io/config.hash";
-const SOURCE: &str = "kubernetes.io/config.source";
-
-/// Whether a pod came from a manifest file (a static pod).
-pub fn is_static(p: &Pod) -> bool {
-    p.metadata.annotations.get(SOURCE).is_some_and(|s| s == "file")
-}
 
 fn is_mirror(p: &crate::api::ObjectMeta) -> bool {
     p.annotations.contains_key(MIRROR)
@@ -72,7 +66,7 @@ impl Cluster {
             reported: HashSet::new(),
             correlator: crate::api::events::EventCorrelator::new(node),
         };
-        for p in checkpointed.into_iter().filter(|p| !is_static(p)) {
+        for p in checkpointed.into_iter().filter(|p| !p.is_static()) {
             c.insert(ApiPod::Ok(Box::new(p)));
         }
         c
@@ -150,7 +144,7 @@ impl Cluster {
         }
         for p in pods {
             let Some(status) = &p.status else { continue };
-            if is_static(p) {
+            if p.is_static() {
                 let key = format!("{}/{}", p.metadata.namespace, p.metadata.name);
                 if let Some(m) = self.mirrors.get(&key) {
                     let work = Work::Status { namespace: p.metadata.namespace.clone(), name: p.metadata.name.clone(), uid: m.uid.clone(), status: status.clone() };
@@ -169,7 +163,7 @@ impl Cluster {
                     self.outbox.push(Work::Delete { namespace: meta.namespace.clone(), name: meta.name.clone(), uid: uid.clone() });
                 } else if self.reported.insert(uid.clone()) {
                     log::warn!("pod {}/{}: cannot run it: {reason}", meta.namespace, meta.name);
-                    let event = crate::pod::events::PodEvent {
+                    let event = crate::api::events::PodEvent {
                         pod_uid: uid.clone(),
                         namespace: meta.namespace.clone(),
                         pod_name: meta.name.clone(),
@@ -219,7 +213,7 @@ impl Cluster {
 
     /// Events from the manager, correlated (deduplicated, aggregated, rate
     /// limited) before they are sent.
-    pub fn events(&mut self, events: Vec<crate::pod::events::PodEvent>) {
+    pub fn events(&mut self, events: Vec<crate::api::events::PodEvent>) {
         let now = std::time::SystemTime::now();
         for e in &events {
             if let Some(action) = self.correlator.correlate(e, now) {
@@ -233,7 +227,7 @@ impl Cluster {
     pub fn removed(&mut self, pods: Vec<Rc<Pod>>) {
         for p in pods {
             self.correlator.forget(&p.metadata.uid);
-            if p.metadata.deletion_timestamp.is_some() && !is_static(&p) {
+            if p.metadata.deletion_timestamp.is_some() && !p.is_static() {
                 self.outbox.push(Work::Delete { namespace: p.metadata.namespace.clone(), name: p.metadata.name.clone(), uid: p.metadata.uid.clone() });
             }
         }
@@ -287,7 +281,7 @@ mod tests {
 
     fn static_pod(name: &str, hash: &str) -> Pod {
         let mut p = api_pod(&format!("s-{name}"), name);
-        p.metadata.annotations.insert(SOURCE.into(), "file".into());
+        p.metadata.annotations.insert("kubernetes.io/config.source".into(), "file".into());
         p.metadata.annotations.insert(HASH.into(), hash.into());
         p
     }

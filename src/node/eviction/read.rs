@@ -120,7 +120,7 @@ impl Reader {
                 uid: ps.pod_ref.uid.clone(),
                 name: format!("{}/{}", ps.pod_ref.namespace, ps.pod_ref.name),
                 priority: pod.spec.priority.unwrap_or(0),
-                is_static: crate::pod::cluster::is_static(pod),
+                is_static: pod.is_static(),
                 memory: ps.memory.as_ref().and_then(|m| m.working_set_bytes).map(|b| b as i64),
                 disk_bytes: bytes(&ps.ephemeral_storage),
                 disk_inodes: ps.ephemeral_storage.as_ref().and_then(|f| f.inodes_used).map(|n| n as i64),

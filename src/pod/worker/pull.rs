@@ -263,7 +263,7 @@ impl<R: Runtime> Manager<R> {
                 }
                 Ok(None) => {
                     // Static pods never get API objects: no point waiting.
-                    let fetched = crate::pod::cluster::is_static(&pod) || self.objects.known_missing(ObjectKind::Secret, ns, &r.name);
+                    let fetched = pod.is_static() || self.objects.known_missing(ObjectKind::Secret, ns, &r.name);
                     unread |= !fetched;
                     missing.push(r.name.clone());
                 }
