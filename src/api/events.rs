@@ -25,7 +25,6 @@
 // Nothing outside the tests drives this until the cluster client is wired in.
 
 use crate::api::time::rfc3339;
-use crate::pod::events::PodEvent;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -43,6 +42,21 @@ pub const AGGREGATE_INTERVAL: Duration = Duration::from_secs(600);
 pub const COMBINED_PREFIX: &str = "(combined from similar events): ";
 
 const COMPONENT: &str = "kubelet";
+
+/// One thing that happened to a pod or one of its containers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodEvent {
+    pub pod_uid: String,
+    pub namespace: String,
+    pub pod_name: String,
+    /// `spec.containers{NAME}` or `spec.initContainers{NAME}` for a
+    /// container's event, None for the pod's own.
+    pub field_path: Option<String>,
+    /// Warning, else Normal.
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
 
 /// What to send for one event.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,23 +6,9 @@
 //! only what happened. Standalone picolet logs the same facts and never
 //! drains the queue, so it stays at its bound.
 
+use crate::api::events::PodEvent;
 use crate::api::Pod;
 use std::collections::VecDeque;
-
-/// One thing that happened to a pod or one of its containers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PodEvent {
-    pub pod_uid: String,
-    pub namespace: String,
-    pub pod_name: String,
-    /// `spec.containers{NAME}` or `spec.initContainers{NAME}` for a
-    /// container's event, None for the pod's own.
-    pub field_path: Option<String>,
-    /// Warning, else Normal.
-    pub warning: bool,
-    pub reason: &'static str,
-    pub message: String,
-}
 
 // The upstream reasons (pkg/kubelet/events) picolet emits.
 pub const PULLED: &str = "Pulled";

@@ -9,7 +9,8 @@
 
 use super::Manager;
 use crate::api::Container;
-use crate::pod::events::{self as ev, PodEvent};
+use crate::api::events::PodEvent;
+use crate::pod::events as ev;
 use crate::probe::state::Kind;
 use crate::probe::Outcome;
 use crate::runtime::record::Record;
