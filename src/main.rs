@@ -495,6 +495,9 @@ fn join_cluster(
     spawn("pod-watch", Box::new(move || pod::apisource::run(c, node, tx)))?;
     let (fetch_tx, fetch_rx) = std::sync::mpsc::channel();
     let (c, store) = (client.clone(), api::objects::ObjectStore::under_root(&cfg.root_dir));
+    let wake = move || {
+        let _ = wake.try_send(pod::apisource::Update::Objects);
+    };
     spawn("objects", Box::new(move || api::fetch::run(c, store, fetch_rx, wake)))?;
     let outbox = pod::apiwriter::Outbox::default();
     let o = outbox.clone();

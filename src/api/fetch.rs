@@ -170,8 +170,9 @@ pub struct Pods {
     pub statics: Vec<PodNeeds>,
 }
 
-/// Runs until the sender is gone.
-pub fn run(client: Arc<Client>, store: ObjectStore, rx: Receiver<Pods>, wake: smol::channel::Sender<crate::pod::apisource::Update>) {
+/// Runs until the sender is gone. `wake` is called when the store gained
+/// or changed something (pods waiting for it retry at once).
+pub fn run(client: Arc<Client>, store: ObjectStore, rx: Receiver<Pods>, wake: impl Fn()) {
     let mut f = Fetcher { client, store, quiet: Quiet::default(), seen: BTreeSet::new(), services: BTreeSet::new() };
     // Nothing until the pod loop knows the node's pods: pruning against an
     // empty set would throw away what an offline restart needs.
@@ -205,7 +206,7 @@ pub fn run(client: Arc<Client>, store: ObjectStore, rx: Receiver<Pods>, wake: sm
         retry_at = (!ok).then(|| Instant::now() + RETRY);
         if f.store.generation() != before {
             // Pods waiting for these objects retry now, not at the next tick.
-            let _ = wake.try_send(crate::pod::apisource::Update::Objects);
+            wake();
         }
         if full {
             // What no pod references any more leaves the disk (secrets too).
