@@ -5,7 +5,6 @@
 
 use crate::api::quantity::{parse_int, parse_milli};
 use crate::api::types::{Container, Map, Pod, ResourceFieldSelector};
-use std::path::Path;
 
 /// The node's allocatable resources: what a container's unset (or zero)
 /// limits stand for in the downward API, as upstream merges them in.
@@ -19,14 +18,10 @@ pub struct Allocatable {
 }
 
 impl Allocatable {
-    /// This node's: allocatable CPU and memory, and the size of the
-    /// filesystem holding `root` (where pods' writable layers and logs go).
-    pub fn of_node(root: &Path, node: crate::node::allocatable::Allocatable) -> Allocatable {
-        Allocatable {
-            cpu_milli: i128::from(node.cpu_milli),
-            memory: i128::from(node.memory),
-            ephemeral_storage: i128::from(crate::node::fs_capacity(root)),
-        }
+    /// This node's: allocatable CPU and memory (node::allocatable), and the
+    /// size of the filesystem where pods' writable layers and logs go.
+    pub fn of_node(cpu_milli: i64, memory: i64, fs_capacity: i64) -> Allocatable {
+        Allocatable { cpu_milli: i128::from(cpu_milli), memory: i128::from(memory), ephemeral_storage: i128::from(fs_capacity) }
     }
 }
 

@@ -204,7 +204,8 @@ impl<R: Runtime> Manager<R> {
     /// otherwise, so the first `sync` must come after the first source scan.
     pub fn new(cfg: Settings, runtime: R, images: Store) -> Manager<R> {
         let objects = ObjectStore::under_root(&cfg.root);
-        let allocatable = Allocatable::of_node(&cfg.root, cfg.node_allocatable);
+        let node = cfg.node_allocatable;
+        let allocatable = Allocatable::of_node(node.cpu_milli, node.memory, crate::node::fs_capacity(&cfg.root));
         let mut m = Manager {
             cfg,
             runtime,
