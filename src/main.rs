@@ -157,11 +157,11 @@ fn run(cfg: Config) -> Result<(), String> {
     // Before any thread or child exists: runc must not inherit NOTIFY_SOCKET.
     node::notify::init();
     node::preflight(&cfg.runtime_path)?;
-    let node_allocatable = node::allocatable::of_node(&cfg, node::cpu_capacity(), node::memory_capacity());
+    let node_allocatable = node::allocatable::of_node(cfg.kube_reserved, cfg.system_reserved, &cfg.eviction_hard, node::cpu_capacity(), node::memory_capacity());
     // kubepods' limit leaves the hard eviction threshold out, as upstream
     // enforces it: pods may dip into that margin, so eviction acts before the
     // kernel's OOM killer does (with it in, the limit would be hit first).
-    let kubepods_limit = node::allocatable::enforced(&cfg, node::cpu_capacity(), node::memory_capacity());
+    let kubepods_limit = node::allocatable::enforced(cfg.kube_reserved, cfg.system_reserved, node::cpu_capacity(), node::memory_capacity());
     let cgroups = if cfg.manages_cgroups() {
         Some(setup_cgroups(&cfg, kubepods_limit)?)
     } else {
@@ -477,7 +477,16 @@ fn join_cluster(
     let client = Arc::new(api::client::Client::new(&kc).map_err(|e| format!("kubeconfig {}: {e}", kubeconfig.display()))?);
     log::info!("joining the cluster at {} as node {node_name}", kc.server);
     let ip = cfg.node_ip.clone().unwrap_or_else(|| host_ip.to_string());
-    let facts = node::status::facts(node_name, cfg, &ip, runtime_version);
+    let node_config = node::status::NodeConfig {
+        root_dir: cfg.root_dir.clone(),
+        node_labels: cfg.node_labels.clone(),
+        kube_reserved: cfg.kube_reserved,
+        system_reserved: cfg.system_reserved,
+        eviction_hard: cfg.eviction_hard.clone(),
+        max_pods: cfg.max_pods,
+        port: cfg.port,
+    };
+    let facts = node::status::facts(node_name, &node_config, &ip, runtime_version);
     let timing = node::agent::Timing {
         update: cfg.node_status_update_frequency,
         report: cfg.node_status_report_frequency,

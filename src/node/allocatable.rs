@@ -8,22 +8,23 @@
 //! names; picolet reads cpu and memory (other keys are accepted and ignored).
 
 use crate::api::quantity::{parse_int, parse_milli};
+use crate::node::eviction::Thresholds;
 
 /// Upstream's default hard eviction threshold, memory.available<100Mi.
 #[cfg(test)]
 pub const DEFAULT_EVICTION_MEMORY: i64 = 100 << 20;
 
-/// This node's allocatable under `cfg`, with the configured hard memory
-/// eviction threshold taken off: the node status and the downward API's
-/// default limits.
-pub fn of_node(cfg: &crate::config::Config, cpus: i64, memory: i64) -> Allocatable {
-    let eviction = crate::node::eviction::memory_threshold_bytes(&cfg.eviction_hard, memory);
-    allocatable(cpus * 1000, memory, cfg.kube_reserved, cfg.system_reserved, eviction)
+/// This node's allocatable under the configured reservations, with the hard
+/// memory eviction threshold taken off: the node status and the downward
+/// API's default limits.
+pub fn of_node(kube: Reserved, system: Reserved, eviction_hard: &Thresholds, cpus: i64, memory: i64) -> Allocatable {
+    let eviction = crate::node::eviction::memory_threshold_bytes(eviction_hard, memory);
+    allocatable(cpus * 1000, memory, kube, system, eviction)
 }
 
 /// What kubepods' cgroup is limited to: capacity less the reservations only.
-pub fn enforced(cfg: &crate::config::Config, cpus: i64, memory: i64) -> Allocatable {
-    allocatable(cpus * 1000, memory, cfg.kube_reserved, cfg.system_reserved, 0)
+pub fn enforced(kube: Reserved, system: Reserved, cpus: i64, memory: i64) -> Allocatable {
+    allocatable(cpus * 1000, memory, kube, system, 0)
 }
 
 /// A reservation (kubeReserved or systemReserved).
