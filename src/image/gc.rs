@@ -274,13 +274,5 @@ fn remove_tree(p: &Path) {
     }
 }
 
-/// Marks a stored blob as just used, so a sweep leaves it (pulls and
-/// imports reuse blobs before their image is in the index).
-pub(crate) fn touch(blob: &Path) {
-    if let Ok(f) = fs::File::options().write(true).open(blob) {
-        let _ = f.set_modified(SystemTime::now());
-    }
-}
-
 #[cfg(test)]
 mod tests;

@@ -308,7 +308,7 @@ impl Store {
             if !blob.is_file() {
                 return Err(ImageError::MissingBlob { digest: d.clone(), archive: archive.into() });
             }
-            super::gc::touch(&blob);
+            super::store::touch(&blob);
         }
         Ok(Record { manifest: Some(digest.to_string()), config: config.digest, layers, size: 0, pulled: false })
     }

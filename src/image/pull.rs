@@ -300,7 +300,7 @@ impl Store {
     fn fetch_blob(&self, s: &mut Session, d: &Descriptor, what: &str) -> Result<(u64, bool), ImageError> {
         let existing = self.blob_path(&d.digest)?;
         if existing.is_file() {
-            super::gc::touch(&existing);
+            super::store::touch(&existing);
             return Ok((0, false));
         }
         if d.size == 0 {

@@ -22,6 +22,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 /// Largest JSON document (index, manifest, config) read into memory.
 pub(crate) const JSON_LIMIT: u64 = 4 << 20;
@@ -275,7 +276,7 @@ impl Store {
         }
         let dst = self.blob_path(&digest)?;
         if dst.exists() {
-            super::gc::touch(&dst);
+            touch(&dst);
             let _ = fs::remove_file(tmp);
             return Ok((digest, w.n, false));
         }
@@ -342,6 +343,14 @@ pub(crate) fn read_json_or_default<T: Default + for<'de> Deserialize<'de>>(
             serde_json::from_slice(&bytes)
                 .map_err(|e| ImageError::Json { what: what.to_string(), path: path.to_path_buf(), source: e })
         }
+    }
+}
+
+/// Marks a stored blob as just used, so a sweep leaves it (pulls and
+/// imports reuse blobs before their image is in the index).
+pub(crate) fn touch(blob: &Path) {
+    if let Ok(f) = fs::File::options().write(true).open(blob) {
+        let _ = f.set_modified(SystemTime::now());
     }
 }
 
