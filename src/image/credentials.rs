@@ -266,29 +266,6 @@ pub fn load_node(root: &Path) -> Result<Keyring, ImageError> {
     Ok(ring)
 }
 
-/// The name credentials are looked up by for `repository` at `endpoint`:
-/// the image's own `domain/repository` when the endpoint is the registry
-/// itself, else the endpoint's `host[:port]/repository` (a mirror gets the
-/// credentials written for it, never those of the registry it mirrors).
-pub fn lookup_name(domain: &str, endpoint: &str, repository: &str) -> String {
-    let host = super::registry::host_of(endpoint);
-    let own = host == domain || (domain == "docker.io" && host == "registry-1.docker.io");
-    format!("{}/{repository}", if own { domain } else { host })
-}
-
-/// What to try at `endpoint` for `repository` of registry `domain`, in
-/// order: every credential of `keyrings` for it, then (`None`) what
-/// `configs.<host>.auth` of `regs` gives; `None` alone (that, or anonymous)
-/// when the keyrings have nothing.
-pub fn candidates(regs: &super::Registries, keyrings: &[&Keyring], domain: &str, endpoint: &str, repository: &str) -> Vec<Option<Credential>> {
-    let name = lookup_name(domain, endpoint, repository);
-    let mut out: Vec<Option<Credential>> = keyrings.iter().flat_map(|k| k.lookup(&name)).map(Some).collect();
-    if out.is_empty() || regs.has_auth(endpoint) {
-        out.push(None);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,23 +418,5 @@ mod tests {
         std::fs::write(d.join("config.json"), r#"{"auths": {"r.io": {"username": "u", "password": "p"}}}"#).unwrap();
         assert_eq!(load_node(&d).unwrap().lookup("r.io/x")[0].source, d.join("config.json").display().to_string());
         std::fs::remove_dir_all(&d).unwrap();
-    }
-
-    #[test]
-    fn candidates_then_registries_yaml() {
-        let k = ring(r#"{"auths": {"r.io": {"username": "a", "password": "p"}, "r.io/x": {"username": "b", "password": "p"}}}"#, Format::ConfigJson);
-        let none = crate::image::Registries::default();
-        let names = |c: Vec<Option<Credential>>| c.into_iter().map(|c| c.map(|c| c.username)).collect::<Vec<_>>();
-        assert_eq!(names(candidates(&none, &[&k], "r.io", "https://r.io", "x/y")), [Some("b".into()), Some("a".into())], "no anonymous try");
-        assert_eq!(names(candidates(&none, &[&k], "q.io", "https://q.io", "x/y")), [None]);
-        let yaml = crate::image::Registries::parse("configs:\n  r.io:\n    auth: {username: c, password: p}\n").unwrap();
-        assert_eq!(names(candidates(&yaml, &[&k], "r.io", "https://r.io", "z")), [Some("a".into()), None], "registries.yaml last");
-    }
-
-    #[test]
-    fn mirrors_get_their_own_credentials() {
-        assert_eq!(lookup_name("docker.io", "https://registry-1.docker.io", "library/x"), "docker.io/library/x");
-        assert_eq!(lookup_name("r.io:5000", "http://r.io:5000/", "a/b"), "r.io:5000/a/b");
-        assert_eq!(lookup_name("docker.io", "https://mirror.local:5000/v2", "library/x"), "mirror.local:5000/library/x");
     }
 }

@@ -19,8 +19,8 @@
 //! `unpack.rs`, whatever the media type says). Not yet: pull policy,
 //! back-off, events, single-flight, GC.
 
-use super::credentials::{self, Keyring};
-use super::registry::{Registries, Session, MANIFEST_ACCEPT};
+use super::credentials::Keyring;
+use super::registry::{self, Registries, Session, MANIFEST_ACCEPT};
 use super::store::{hex, Record, Store, JSON_LIMIT};
 use super::{reference, ImageError};
 use serde_json::Value;
@@ -534,7 +534,7 @@ pub(super) fn at_each_endpoint<T>(
     let mut errors = Vec::new();
     let endpoints = regs.endpoints(&r.domain);
     for endpoint in &endpoints {
-        for cred in &credentials::candidates(regs, keyrings, &r.domain, endpoint, &r.path) {
+        for cred in &registry::candidates(regs, keyrings, &r.domain, endpoint, &r.path) {
             let tried = Session::new(regs, endpoint, &r.path).and_then(|mut s| {
                 if let Some(c) = cred {
                     s.use_credential(c);

@@ -25,6 +25,7 @@
 //! Not yet: `rewrite`, client certificates (`cert_file`/`key_file` are
 //! refused).
 
+use super::credentials::{Credential, Keyring};
 use super::ImageError;
 use crate::api::client::{certs, SYSTEM_ROOTS};
 use std::collections::BTreeMap;
@@ -194,6 +195,29 @@ pub(crate) fn host_of(endpoint: &str) -> &str {
     rest.split('/').next().unwrap_or(rest)
 }
 
+/// The name credentials are looked up by for `repository` at `endpoint`:
+/// the image's own `domain/repository` when the endpoint is the registry
+/// itself, else the endpoint's `host[:port]/repository` (a mirror gets the
+/// credentials written for it, never those of the registry it mirrors).
+pub fn lookup_name(domain: &str, endpoint: &str, repository: &str) -> String {
+    let host = host_of(endpoint);
+    let own = host == domain || (domain == "docker.io" && host == "registry-1.docker.io");
+    format!("{}/{repository}", if own { domain } else { host })
+}
+
+/// What to try at `endpoint` for `repository` of registry `domain`, in
+/// order: every credential of `keyrings` for it, then (`None`) what
+/// `configs.<host>.auth` of `regs` gives; `None` alone (that, or anonymous)
+/// when the keyrings have nothing.
+pub fn candidates(regs: &Registries, keyrings: &[&Keyring], domain: &str, endpoint: &str, repository: &str) -> Vec<Option<Credential>> {
+    let name = lookup_name(domain, endpoint, repository);
+    let mut out: Vec<Option<Credential>> = keyrings.iter().flat_map(|k| k.lookup(&name)).map(Some).collect();
+    if out.is_empty() || regs.has_auth(endpoint) {
+        out.push(None);
+    }
+    out
+}
+
 /// One repository at one endpoint, with the authorization obtained for it.
 pub struct Session {
     agent: ureq::Agent,
@@ -273,7 +297,7 @@ impl Session {
     }
 
     /// Answers challenges with `c` instead of `configs.<host>.auth`.
-    pub fn use_credential(&mut self, c: &super::credentials::Credential) {
+    pub fn use_credential(&mut self, c: &Credential) {
         self.host.username = (!c.username.is_empty()).then(|| c.username.clone());
         self.host.password = Some(c.password.clone());
         self.host.auth = None;
@@ -491,6 +515,13 @@ pub(crate) fn parse_challenge(h: &str) -> (String, BTreeMap<String, String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::credentials::Format;
+
+    fn ring(doc: &str, format: Format) -> Keyring {
+        let mut k = Keyring::default();
+        k.add(doc.as_bytes(), format, "test").unwrap();
+        k
+    }
 
     #[test]
     fn challenge_parsing() {
@@ -525,5 +556,23 @@ mod tests {
         assert!(Registries::parse("mirrors:\n  x:\n    endpoint: [ftp://a]\n").unwrap_err().contains("http://"));
         assert!(Registries::parse("configs:\n  x:\n    tls: {cert_file: /c}\n").unwrap_err().contains("client certificates"));
         assert_eq!(Registries::load(Path::new("/nonexistent/registries.yaml")).unwrap(), Registries::default());
+    }
+
+    #[test]
+    fn candidates_then_registries_yaml() {
+        let k = ring(r#"{"auths": {"r.io": {"username": "a", "password": "p"}, "r.io/x": {"username": "b", "password": "p"}}}"#, Format::ConfigJson);
+        let none = Registries::default();
+        let names = |c: Vec<Option<Credential>>| c.into_iter().map(|c| c.map(|c| c.username)).collect::<Vec<_>>();
+        assert_eq!(names(candidates(&none, &[&k], "r.io", "https://r.io", "x/y")), [Some("b".into()), Some("a".into())], "no anonymous try");
+        assert_eq!(names(candidates(&none, &[&k], "q.io", "https://q.io", "x/y")), [None]);
+        let yaml = Registries::parse("configs:\n  r.io:\n    auth: {username: c, password: p}\n").unwrap();
+        assert_eq!(names(candidates(&yaml, &[&k], "r.io", "https://r.io", "z")), [Some("a".into()), None], "registries.yaml last");
+    }
+
+    #[test]
+    fn mirrors_get_their_own_credentials() {
+        assert_eq!(lookup_name("docker.io", "https://registry-1.docker.io", "library/x"), "docker.io/library/x");
+        assert_eq!(lookup_name("r.io:5000", "http://r.io:5000/", "a/b"), "r.io:5000/a/b");
+        assert_eq!(lookup_name("docker.io", "https://mirror.local:5000/v2", "library/x"), "mirror.local:5000/library/x");
     }
 }
