@@ -10,6 +10,7 @@ pub mod config;
 pub mod hostfs;
 pub mod image;
 pub mod logging;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod pod;

@@ -11,6 +11,7 @@ mod config;
 mod hostfs;
 mod image;
 mod logging;
+mod metrics;
 mod network;
 mod node;
 mod pod;
@@ -174,7 +175,7 @@ fn run(cfg: Config) -> Result<(), String> {
     let store = open_store(&cfg)?;
     let reaper = runtime::reaper::ReaperClient::connect_or_spawn(&root).map_err(|e| e.to_string())?;
     // One set of metrics, fed by the pod loop and the runtime, served on /metrics.
-    let metrics: Arc<server::metrics::Metrics> = Arc::default();
+    let metrics: Arc<metrics::Metrics> = Arc::default();
     let runc = runtime::runc::Runc::new(cfg.runtime_path.clone(), root.join("runc"), reaper, metrics.clone());
     let mut registries = image::Registries::load(&cfg.registry_config).map_err(|e| e.to_string())?;
     registries.progress_timeout = Some(cfg.image_pull_progress_timeout);
@@ -523,7 +524,7 @@ fn start_kubelet_server(
     node_name: &str,
     client: Option<Arc<api::client::Client>>,
     pods: Arc<Mutex<Vec<api::Pod>>>,
-    metrics: Arc<server::metrics::Metrics>,
+    metrics: Arc<metrics::Metrics>,
 ) -> Result<(), String> {
     let settings = server::auth::AuthSettings {
         node_name: node_name.to_string(),

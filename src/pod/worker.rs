@@ -70,7 +70,7 @@ pub struct Settings {
     /// Registries and platform for pulling images pods need; None: no pulls.
     pub pull: Option<PullConfig>,
     /// What `/metrics` shows, fed by every pass (metrics.rs).
-    pub metrics: Arc<crate::server::metrics::Metrics>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// CNI and DNS settings for pod sandboxes.
     pub network: Arc<network::Network>,
     /// Wakes the pod loop when work done off it (a pull, a pod's network)

@@ -7,7 +7,7 @@
 
 use super::reaper::ReaperClient;
 use super::RuntimeError;
-use crate::server::metrics::Metrics;
+use crate::metrics::Metrics;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;

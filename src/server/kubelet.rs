@@ -29,7 +29,7 @@ pub struct Context {
     /// `/configz`: the effective configuration as KubeletConfiguration JSON.
     pub configz: serde_json::Value,
     /// Counters and histograms for `/metrics`, shared with the pod loop.
-    pub metrics: Arc<super::metrics::Metrics>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The CPU samples of the previous stats requests, for `usageNanoCores`
     /// (one set, as upstream's stats provider keeps one cache; pruned to what
     /// the last request saw).

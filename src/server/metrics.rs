@@ -2,368 +2,155 @@
 //! (version 0.0.4), with upstream's metric names, labels, help texts and
 //! buckets, so dashboards and alerts written for the kubelet work unchanged.
 //!
-//! [`Metrics`] is shared (one `Arc`) between the pod loop, which feeds it, and
-//! the server, which renders it on each scrape. No client library: one mutex
-//! around a few small maps. The `process_*` metrics are read from /proc/self
-//! at scrape time.
+//! What is rendered is recorded in [`Metrics`] (crate::metrics) by the pod
+//! loop and the runtime; here it is only read, on each scrape. The
+//! `process_*` metrics are read from /proc/self at scrape time.
 //!
 //! Not here: OpenMetrics or protobuf negotiation (always text),
 //! `/metrics/cadvisor`, `/metrics/resource` (stats.rs). Evictions are
 //! counted by the eviction manager (pod::worker::evict).
 
 use super::kubelet::{Conn, Context, Request};
+use crate::metrics::{Histogram, Metrics};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io;
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
 
 /// What upstream answers a text scrape with.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Upstream's pod startup buckets (seconds): round numbers, roughly exponential.
-const POD_START_BUCKETS: &[f64] = &[
-    0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 20.0, 30.0, 45.0, 60.0, 120.0, 180.0, 240.0, 300.0, 360.0, 480.0, 600.0,
-    900.0, 1200.0, 1800.0, 2700.0, 3600.0,
-];
-
-/// Prometheus' default buckets (pod worker and probe durations).
-const DEFAULT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-
-/// Runtime operation buckets: 14, from 5 ms, each 2.5 times the last,
-/// computed by repeated multiplication as upstream does (same floats).
-fn runtime_buckets() -> &'static [f64] {
-    static B: OnceLock<Vec<f64>> = OnceLock::new();
-    B.get_or_init(|| {
-        let mut v = vec![0.005];
-        while v.len() < 14 {
-            let last = v[v.len() - 1];
-            v.push(last * 2.5);
-        }
-        v
-    })
+/// The `/metrics` body. `process` is None when /proc could not be read.
+pub fn render(metrics: &Metrics, node_name: &str, process: Option<&ProcessStats>) -> String {
+    let m = metrics.recorded();
+    let mut w = Text::default();
+    // Families in name order, as upstream's registry gathers them.
+    w.family("kubelet_evictions", "[ALPHA] Cumulative number of pod evictions by eviction signal", "counter");
+    for (signal, n) in &m.evictions {
+        w.sample("kubelet_evictions", &[("eviction_signal", *signal)], *n as f64);
+    }
+    w.family("kubelet_node_name", "[ALPHA] The node's name. The count is always 1.", "gauge");
+    w.sample("kubelet_node_name", &[("node", node_name)], 1.0);
+    w.family(
+        "kubelet_pod_start_duration_seconds",
+        "[ALPHA] Duration in seconds from kubelet seeing a pod for the first time to the pod starting to run",
+        "histogram",
+    );
+    w.histogram("kubelet_pod_start_duration_seconds", &[], &m.pod_start);
+    w.family(
+        "kubelet_pod_start_sli_duration_seconds",
+        "[ALPHA] Duration in seconds to start a pod, excluding time to pull images and run init containers, measured from pod creation timestamp to when all its containers are reported as started and observed via watch",
+        "histogram",
+    );
+    w.histogram("kubelet_pod_start_sli_duration_seconds", &[], &m.pod_start_sli);
+    w.family(
+        "kubelet_pod_worker_duration_seconds",
+        "[ALPHA] Duration in seconds to sync a single pod. Broken down by operation type: create, update, or sync",
+        "histogram",
+    );
+    for (op, h) in &m.pod_worker {
+        w.histogram("kubelet_pod_worker_duration_seconds", &[("operation_type", op)], h);
+    }
+    w.family("kubelet_running_containers", "[ALPHA] Number of containers currently running", "gauge");
+    let c = &m.containers;
+    for (state, n) in [("created", c.created), ("exited", c.exited), ("running", c.running), ("unknown", c.unknown)] {
+        w.sample("kubelet_running_containers", &[("container_state", state)], n as f64);
+    }
+    w.family("kubelet_running_pods", "[ALPHA] Number of pods that have a running pod sandbox", "gauge");
+    w.sample("kubelet_running_pods", &[], m.running_pods as f64);
+    w.family(
+        "kubelet_runtime_operations_duration_seconds",
+        "[ALPHA] Duration in seconds of runtime operations. Broken down by operation type.",
+        "histogram",
+    );
+    for (op, o) in &m.runtime {
+        w.histogram("kubelet_runtime_operations_duration_seconds", &[("operation_type", op)], &o.duration);
+    }
+    w.family(
+        "kubelet_runtime_operations_errors_total",
+        "[ALPHA] Cumulative number of runtime operation errors by operation type.",
+        "counter",
+    );
+    for (op, o) in m.runtime.iter().filter(|(_, o)| o.errors > 0) {
+        w.sample("kubelet_runtime_operations_errors_total", &[("operation_type", op)], o.errors as f64);
+    }
+    w.family("kubelet_runtime_operations_total", "[ALPHA] Cumulative number of runtime operations by operation type.", "counter");
+    for (op, o) in &m.runtime {
+        w.sample("kubelet_runtime_operations_total", &[("operation_type", op)], o.total as f64);
+    }
+    drop(m);
+    w.family(
+        "kubernetes_build_info",
+        "[ALPHA] A metric with a constant '1' value labeled by major, minor, git version, git commit, git tree state, build date, Go version, and compiler from which Kubernetes was built, and platform on which it is running.",
+        "gauge",
+    );
+    let platform = format!("linux/{}", crate::node::status::arch());
+    let labels = [
+        ("compiler", "rustc"),
+        ("git_version", crate::node::status::KUBELET_VERSION),
+        ("major", "1"),
+        ("minor", "34"),
+        ("platform", platform.as_str()),
+    ];
+    w.sample("kubernetes_build_info", &labels, 1.0);
+    if let Some(p) = process {
+        p.render(&mut w);
+    }
+    w.out
 }
 
-/// How many of the node's containers are in each state (upstream's
-/// `container_state` label values).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ContainerCounts {
-    pub created: u64,
-    pub exited: u64,
-    pub running: u64,
-    pub unknown: u64,
-}
-
-/// The result of one probe run, as `prober_probe_total` counts it
-/// (upstream's third value, "unknown", never comes out of picolet's probes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeResult {
-    Successful,
-    Failed,
-}
-
-/// Which probe of which container: the labels of the probe metrics.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ProbeTarget {
-    // Field order is label-name order: series sort the way upstream's do.
-    pub container: String,
-    pub namespace: String,
-    pub pod: String,
-    pub pod_uid: String,
-    /// "Liveness", "Readiness" or "Startup".
-    pub probe_type: &'static str,
-}
-
-/// Counters and histograms the pod loop and the server update.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    inner: Mutex<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    running_pods: u64,
-    containers: ContainerCounts,
-    pod_start: Histogram,
-    pod_start_sli: Histogram,
-    /// By operation_type (create, update, sync).
-    pod_worker: BTreeMap<&'static str, Histogram>,
-    /// By operation_type.
-    runtime: BTreeMap<String, RuntimeOp>,
-    probes: BTreeMap<ProbeTarget, ProbeSeries>,
-    /// By eviction_signal.
-    evictions: BTreeMap<&'static str, u64>,
-}
-
-impl Default for Inner {
-    fn default() -> Inner {
-        Inner {
-            running_pods: 0,
-            containers: ContainerCounts::default(),
-            pod_start: Histogram::new(POD_START_BUCKETS),
-            pod_start_sli: Histogram::new(POD_START_BUCKETS),
-            pod_worker: BTreeMap::new(),
-            runtime: BTreeMap::new(),
-            probes: BTreeMap::new(),
-            evictions: BTreeMap::new(),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct RuntimeOp {
-    total: u64,
-    errors: u64,
-    duration: Histogram,
-}
-
-#[derive(Debug)]
-struct ProbeSeries {
-    successful: u64,
-    failed: u64,
-    /// Successful runs only, as upstream.
-    duration: Histogram,
-}
-
-/// A histogram: per-bucket counts (not cumulative), sum and count.
-#[derive(Debug, Clone, PartialEq)]
-struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram { bounds, counts: vec![0; bounds.len()], sum: 0.0, count: 0 }
-    }
-
-    fn observe(&mut self, v: f64) {
-        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
-            self.counts[i] += 1;
-        }
-        self.sum += v;
-        self.count += 1;
-    }
-
-    /// Adds `other`'s observations (same buckets).
-    fn merge(&mut self, other: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-        self.sum += other.sum;
-        self.count += other.count;
-    }
-}
-
-impl Metrics {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// One pod evicted for `signal` (memory.available, nodefs.available...).
-    pub fn eviction(&self, signal: &'static str) {
-        *self.lock().evictions.entry(signal).or_default() += 1;
-    }
-
-    /// Pods with a sandbox up and containers by state, as of the last pass.
-    pub fn set_running(&self, pods: u64, containers: ContainerCounts) {
-        let mut m = self.lock();
-        m.running_pods = pods;
-        m.containers = containers;
-    }
-
-    /// A pod reached phase Running this long after picolet first saw it.
-    pub fn observe_pod_start(&self, took: Duration) {
-        self.lock().pod_start.observe(took.as_secs_f64());
-    }
-
-    /// A pod's startup latency SLI: creation to all containers running,
-    /// less image pulls and init containers.
-    pub fn observe_pod_start_sli(&self, took: Duration) {
-        self.lock().pod_start_sli.observe(took.as_secs_f64());
-    }
-
-    /// One pass of one pod's sync: `op` is "create", "update" or "sync".
-    pub fn observe_pod_worker(&self, op: &'static str, took: Duration) {
-        let mut m = self.lock();
-        m.pod_worker.entry(op).or_insert_with(|| Histogram::new(DEFAULT_BUCKETS)).observe(took.as_secs_f64());
-    }
-
-    /// One call into the container runtime (`create_container`,
-    /// `start_container`, `stop_container`, `remove_container`, `exec_sync`,
-    /// `version`...) and whether it failed.
-    pub fn runtime_operation(&self, op: &str, took: Duration, ok: bool) {
-        let mut m = self.lock();
-        if !m.runtime.contains_key(op) {
-            let fresh = RuntimeOp { total: 0, errors: 0, duration: Histogram::new(runtime_buckets()) };
-            m.runtime.insert(op.to_string(), fresh);
-        }
-        let o = m.runtime.get_mut(op).expect("inserted above");
-        o.total += 1;
-        if !ok {
-            o.errors += 1;
-        }
-        o.duration.observe(took.as_secs_f64());
-    }
-
-    /// One probe run and its result.
-    pub fn probe(&self, target: &ProbeTarget, result: ProbeResult, took: Duration) {
-        let mut m = self.lock();
-        if !m.probes.contains_key(target) {
-            let fresh = ProbeSeries { successful: 0, failed: 0, duration: Histogram::new(DEFAULT_BUCKETS) };
-            m.probes.insert(target.clone(), fresh);
-        }
-        let s = m.probes.get_mut(target).expect("inserted above");
-        match result {
-            ProbeResult::Successful => {
-                s.successful += 1;
-                s.duration.observe(took.as_secs_f64());
-            }
-            ProbeResult::Failed => s.failed += 1,
-        }
-    }
-
-    /// Drops a removed pod's probe series (upstream deletes them when the
-    /// pod's probe workers stop), so they do not pile up with pod churn.
-    pub fn forget_pod(&self, pod_uid: &str) {
-        self.lock().probes.retain(|k, _| k.pod_uid != pod_uid);
-    }
-
-    /// The `/metrics` body. `process` is None when /proc could not be read.
-    pub fn render(&self, node_name: &str, process: Option<&ProcessStats>) -> String {
-        let m = self.lock();
-        let mut w = Text::default();
-        // Families in name order, as upstream's registry gathers them.
-        w.family("kubelet_evictions", "[ALPHA] Cumulative number of pod evictions by eviction signal", "counter");
-        for (signal, n) in &m.evictions {
-            w.sample("kubelet_evictions", &[("eviction_signal", *signal)], *n as f64);
-        }
-        w.family("kubelet_node_name", "[ALPHA] The node's name. The count is always 1.", "gauge");
-        w.sample("kubelet_node_name", &[("node", node_name)], 1.0);
-        w.family(
-            "kubelet_pod_start_duration_seconds",
-            "[ALPHA] Duration in seconds from kubelet seeing a pod for the first time to the pod starting to run",
-            "histogram",
-        );
-        w.histogram("kubelet_pod_start_duration_seconds", &[], &m.pod_start);
-        w.family(
-            "kubelet_pod_start_sli_duration_seconds",
-            "[ALPHA] Duration in seconds to start a pod, excluding time to pull images and run init containers, measured from pod creation timestamp to when all its containers are reported as started and observed via watch",
-            "histogram",
-        );
-        w.histogram("kubelet_pod_start_sli_duration_seconds", &[], &m.pod_start_sli);
-        w.family(
-            "kubelet_pod_worker_duration_seconds",
-            "[ALPHA] Duration in seconds to sync a single pod. Broken down by operation type: create, update, or sync",
-            "histogram",
-        );
-        for (op, h) in &m.pod_worker {
-            w.histogram("kubelet_pod_worker_duration_seconds", &[("operation_type", op)], h);
-        }
-        w.family("kubelet_running_containers", "[ALPHA] Number of containers currently running", "gauge");
-        let c = &m.containers;
-        for (state, n) in [("created", c.created), ("exited", c.exited), ("running", c.running), ("unknown", c.unknown)] {
-            w.sample("kubelet_running_containers", &[("container_state", state)], n as f64);
-        }
-        w.family("kubelet_running_pods", "[ALPHA] Number of pods that have a running pod sandbox", "gauge");
-        w.sample("kubelet_running_pods", &[], m.running_pods as f64);
-        w.family(
-            "kubelet_runtime_operations_duration_seconds",
-            "[ALPHA] Duration in seconds of runtime operations. Broken down by operation type.",
-            "histogram",
-        );
-        for (op, o) in &m.runtime {
-            w.histogram("kubelet_runtime_operations_duration_seconds", &[("operation_type", op)], &o.duration);
-        }
-        w.family(
-            "kubelet_runtime_operations_errors_total",
-            "[ALPHA] Cumulative number of runtime operation errors by operation type.",
-            "counter",
-        );
-        for (op, o) in m.runtime.iter().filter(|(_, o)| o.errors > 0) {
-            w.sample("kubelet_runtime_operations_errors_total", &[("operation_type", op)], o.errors as f64);
-        }
-        w.family("kubelet_runtime_operations_total", "[ALPHA] Cumulative number of runtime operations by operation type.", "counter");
-        for (op, o) in &m.runtime {
-            w.sample("kubelet_runtime_operations_total", &[("operation_type", op)], o.total as f64);
-        }
-        drop(m);
-        w.family(
-            "kubernetes_build_info",
-            "[ALPHA] A metric with a constant '1' value labeled by major, minor, git version, git commit, git tree state, build date, Go version, and compiler from which Kubernetes was built, and platform on which it is running.",
-            "gauge",
-        );
-        let platform = format!("linux/{}", crate::node::status::arch());
-        let labels = [
-            ("compiler", "rustc"),
-            ("git_version", crate::node::status::KUBELET_VERSION),
-            ("major", "1"),
-            ("minor", "34"),
-            ("platform", platform.as_str()),
-        ];
-        w.sample("kubernetes_build_info", &labels, 1.0);
-        if let Some(p) = process {
-            p.render(&mut w);
-        }
-        w.out
-    }
-
-    /// The `/metrics/probes` body.
-    pub fn render_probes(&self) -> String {
-        let m = self.lock();
-        let mut w = Text::default();
-        w.family("prober_probe_duration_seconds", "[ALPHA] Duration in seconds for a probe response.", "histogram");
-        // Upstream's duration series carry no pod_uid: a static pod being
-        // replaced by one of the same name shares its series.
-        let mut durations: BTreeMap<(&str, &str, &str, &str), Histogram> = BTreeMap::new();
-        for (k, s) in m.probes.iter().filter(|(_, s)| s.duration.count > 0) {
-            let key = (k.container.as_str(), k.namespace.as_str(), k.pod.as_str(), k.probe_type);
-            match durations.get_mut(&key) {
-                Some(h) => h.merge(&s.duration),
-                None => {
-                    durations.insert(key, s.duration.clone());
-                }
+/// The `/metrics/probes` body.
+pub fn render_probes(metrics: &Metrics) -> String {
+    let m = metrics.recorded();
+    let mut w = Text::default();
+    w.family("prober_probe_duration_seconds", "[ALPHA] Duration in seconds for a probe response.", "histogram");
+    // Upstream's duration series carry no pod_uid: a static pod being
+    // replaced by one of the same name shares its series.
+    let mut durations: BTreeMap<(&str, &str, &str, &str), Histogram> = BTreeMap::new();
+    for (k, s) in m.probes.iter().filter(|(_, s)| s.duration.count > 0) {
+        let key = (k.container.as_str(), k.namespace.as_str(), k.pod.as_str(), k.probe_type);
+        match durations.get_mut(&key) {
+            Some(h) => h.merge(&s.duration),
+            None => {
+                durations.insert(key, s.duration.clone());
             }
         }
-        for ((container, namespace, pod, probe_type), h) in &durations {
-            let labels = [("container", *container), ("namespace", *namespace), ("pod", *pod), ("probe_type", *probe_type)];
-            w.histogram("prober_probe_duration_seconds", &labels, h);
-        }
-        w.family("prober_probe_total", "[BETA] Cumulative number of a liveness, readiness or startup probe for a container by result.", "counter");
-        for (k, s) in &m.probes {
-            for (result, n) in [("failed", s.failed), ("successful", s.successful)] {
-                if n == 0 {
-                    continue;
-                }
-                let labels = [
-                    ("container", k.container.as_str()),
-                    ("namespace", k.namespace.as_str()),
-                    ("pod", k.pod.as_str()),
-                    ("pod_uid", k.pod_uid.as_str()),
-                    ("probe_type", k.probe_type),
-                    ("result", result),
-                ];
-                w.sample("prober_probe_total", &labels, n as f64);
-            }
-        }
-        w.out
     }
+    for ((container, namespace, pod, probe_type), h) in &durations {
+        let labels = [("container", *container), ("namespace", *namespace), ("pod", *pod), ("probe_type", *probe_type)];
+        w.histogram("prober_probe_duration_seconds", &labels, h);
+    }
+    w.family("prober_probe_total", "[BETA] Cumulative number of a liveness, readiness or startup probe for a container by result.", "counter");
+    for (k, s) in &m.probes {
+        for (result, n) in [("failed", s.failed), ("successful", s.successful)] {
+            if n == 0 {
+                continue;
+            }
+            let labels = [
+                ("container", k.container.as_str()),
+                ("namespace", k.namespace.as_str()),
+                ("pod", k.pod.as_str()),
+                ("pod_uid", k.pod_uid.as_str()),
+                ("probe_type", k.probe_type),
+                ("result", result),
+            ];
+            w.sample("prober_probe_total", &labels, n as f64);
+        }
+    }
+    w.out
 }
 
 /// `GET /metrics`.
 pub fn metrics(ctx: &Context, req: &Request, conn: &mut Conn) -> io::Result<()> {
     let _ = req;
     let process = ProcessStats::read();
-    let body = ctx.metrics.render(&ctx.node_name, process.as_ref());
+    let body = render(&ctx.metrics, &ctx.node_name, process.as_ref());
     conn.respond(200, CONTENT_TYPE, body.as_bytes())
 }
 
 /// `GET /metrics/probes`.
 pub fn probe_metrics(ctx: &Context, req: &Request, conn: &mut Conn) -> io::Result<()> {
     let _ = req;
-    conn.respond(200, CONTENT_TYPE, ctx.metrics.render_probes().as_bytes())
+    conn.respond(200, CONTENT_TYPE, render_probes(&ctx.metrics).as_bytes())
 }
 
 /// picolet's own process, as Prometheus' process collector reports it.
@@ -529,6 +316,8 @@ pub(super) fn format_float(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::{ContainerCounts, ProbeResult, ProbeTarget};
+    use std::time::Duration;
 
     #[test]
     fn floats_as_go_writes_them() {
@@ -552,15 +341,6 @@ mod tests {
         for (v, want) in cases {
             assert_eq!(format_float(v), want, "{v}");
         }
-    }
-
-    #[test]
-    fn runtime_buckets_are_upstreams() {
-        let b = runtime_buckets();
-        assert_eq!(b.len(), 14);
-        assert_eq!(format_float(b[0]), "0.005");
-        assert_eq!(format_float(b[1]), "0.0125");
-        assert_eq!(format_float(b[13]), "745.0580596923828");
     }
 
     #[test]
@@ -611,7 +391,7 @@ d_count{op=\"create\"} 4
         m.runtime_operation("start_container", Duration::from_millis(40), true);
         m.runtime_operation("create_container", Duration::from_millis(90), true);
         m.runtime_operation("create_container", Duration::from_millis(10), false);
-        let text = m.render("pi-1", None);
+        let text = render(&m, "pi-1", None);
 
         assert_eq!(lines_starting(&text, "kubelet_running_pods"), ["kubelet_running_pods 2"]);
         assert_eq!(
@@ -648,7 +428,7 @@ d_count{op=\"create\"} 4
         m.eviction("memory.available");
         m.eviction("memory.available");
         m.eviction("nodefs.available");
-        let text = m.render("pi-1", None);
+        let text = render(&m, "pi-1", None);
         assert_eq!(
             lines_starting(&text, "kubelet_evictions{"),
             ["kubelet_evictions{eviction_signal=\"memory.available\"} 2", "kubelet_evictions{eviction_signal=\"nodefs.available\"} 1"]
@@ -681,7 +461,7 @@ d_count{op=\"create\"} 4
             max_fds: Some(1024),
             start_time: 1712345678.5,
         };
-        let text = Metrics::default().render("n", Some(&p));
+        let text = render(&Metrics::default(), "n", Some(&p));
         let tail = &text[text.find("# HELP process_cpu_seconds_total").unwrap()..];
         let want = "\
 # HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
@@ -721,7 +501,7 @@ process_virtual_memory_bytes 500000
         m.probe(&web, ProbeResult::Failed, Duration::from_secs(1));
         let live = ProbeTarget { probe_type: "Liveness", ..web.clone() };
         m.probe(&live, ProbeResult::Failed, Duration::from_secs(1));
-        let text = m.render_probes();
+        let text = render_probes(&m);
         assert_eq!(
             lines_starting(&text, "prober_probe_total"),
             [
@@ -741,7 +521,7 @@ process_virtual_memory_bytes 500000
         assert!(text.contains("prober_probe_duration_seconds_sum{container=\"web\",namespace=\"default\",pod=\"a\\\"b\",probe_type=\"Readiness\"} 0.023\n"));
 
         m.forget_pod("u1");
-        assert!(!m.render_probes().lines().any(|l| !l.starts_with('#')));
+        assert!(!render_probes(&m).lines().any(|l| !l.starts_with('#')));
     }
 
     const STAT: &str = "4242 (pico let) x) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 125 0 0 20 0 9 0 123456 52428800 3000 18446744073709551615 1 1 0 0 0 0 0 4096 17639 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";

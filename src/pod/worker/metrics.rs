@@ -1,6 +1,7 @@
-//! What the pod manager feeds `/metrics` (server/metrics.rs): the running
-//! pods and containers after each pass, each pod sync's duration, pod
-//! startup latency, probe results and exec calls.
+//! What the pod manager records in the metrics registry (crate::metrics,
+//! served on `/metrics`): the running pods and containers after each pass,
+//! each pod sync's duration, pod startup latency, probe results and exec
+//! calls.
 //!
 //! Startup latency, as upstream measures it, for pods picolet saw appear
 //! (not those it adopted from a previous run): `pod_start_duration` from
@@ -12,11 +13,11 @@
 use super::status::Observed;
 use super::{health::JobKind, Manager};
 use crate::api::time::parse_rfc3339;
+use crate::metrics::{ContainerCounts, ProbeResult, ProbeTarget};
 use crate::probe::state::Kind;
 use crate::probe::Outcome;
 use crate::runtime::record::Record;
 use crate::runtime::runc::Runtime;
-use crate::server::metrics::{ContainerCounts, ProbeResult, ProbeTarget};
 use std::time::{Duration, Instant, SystemTime};
 
 /// A pod's startup, from first sight until both latencies are recorded.
@@ -231,10 +232,6 @@ mod tests {
         assert_eq!(sli(now, created, &s), Duration::ZERO);
     }
 
-    fn lines<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
-        text.lines().filter(|l| l.starts_with(prefix)).collect()
-    }
-
     #[test]
     fn the_pod_loop_feeds_the_metrics() {
         let (mut m, _, root) = manager("metrics");
@@ -242,31 +239,42 @@ mod tests {
         let probe = serde_json::json!({"exec": {"command": ["true"]}});
         p.spec.containers[0].readiness_probe = Some(serde_json::from_value(probe).unwrap());
         m.sync(std::slice::from_ref(&p));
-        let text = m.cfg.metrics.render("node1", None);
-        assert_eq!(lines(&text, "kubelet_running_pods "), ["kubelet_running_pods 1"]);
-        assert!(text.contains("kubelet_running_containers{container_state=\"running\"} 0\n"));
-        assert!(text.contains("kubelet_pod_worker_duration_seconds_count{operation_type=\"create\"} 1\n"));
-        assert!(text.contains("kubelet_pod_start_duration_seconds_count 0\n"));
+        {
+            let rec = m.cfg.metrics.recorded();
+            assert_eq!(rec.running_pods, 1);
+            assert_eq!(rec.containers.running, 0);
+            assert_eq!(rec.pod_worker["create"].count, 1);
+            assert_eq!(rec.pod_start.count, 0);
+        }
 
         // The container runs: phase Running, every container running.
         let r = running(&mut m, "u-met");
         m.sync(std::slice::from_ref(&p));
-        let text = m.cfg.metrics.render("node1", None);
-        assert!(text.contains("kubelet_running_containers{container_state=\"running\"} 1\n"), "{text}");
-        assert!(text.contains("kubelet_pod_worker_duration_seconds_count{operation_type=\"sync\"} 1\n"), "{text}");
-        assert!(text.contains("kubelet_pod_start_duration_seconds_count 1\n"), "{text}");
-        assert!(text.contains("kubelet_pod_start_sli_duration_seconds_count 1\n"), "{text}");
+        {
+            let rec = m.cfg.metrics.recorded();
+            assert_eq!(rec.containers.running, 1, "{:?}", *rec);
+            assert_eq!(rec.pod_worker["sync"].count, 1, "{:?}", *rec);
+            assert_eq!(rec.pod_start.count, 1, "{:?}", *rec);
+            assert_eq!(rec.pod_start_sli.count, 1, "{:?}", *rec);
+        }
         assert!(m.pods["u-met"].startup.is_none(), "recorded once");
 
         let took = Duration::from_millis(4);
         m.report(JobReport { id: r.id.clone(), kind: JobKind::Probe(Kind::Readiness), outcome: Outcome::Success, took });
-        let probes = m.cfg.metrics.render_probes();
-        assert_eq!(
-            lines(&probes, "prober_probe_total"),
-            ["prober_probe_total{container=\"web\",namespace=\"default\",pod=\"web-node1\",pod_uid=\"u-met\",probe_type=\"Readiness\",result=\"successful\"} 1"]
-        );
-        let text = m.cfg.metrics.render("node1", None);
-        assert_eq!(lines(&text, "kubelet_runtime_operations_total"), ["kubelet_runtime_operations_total{operation_type=\"exec_sync\"} 1"]);
+        {
+            let rec = m.cfg.metrics.recorded();
+            let target = ProbeTarget {
+                container: "web".into(),
+                namespace: "default".into(),
+                pod: "web-node1".into(),
+                pod_uid: "u-met".into(),
+                probe_type: "Readiness",
+            };
+            assert_eq!(rec.probes.len(), 1, "{:?}", *rec);
+            assert_eq!((rec.probes[&target].successful, rec.probes[&target].failed), (1, 0));
+            assert_eq!(rec.runtime.len(), 1, "{:?}", *rec);
+            assert_eq!(rec.runtime["exec_sync"].total, 1);
+        }
 
         // The pod goes (its container has exited): its series go with it.
         let now = crate::api::time::now();
@@ -275,8 +283,8 @@ mod tests {
         m.sync(&[]);
         m.sync(&[]);
         assert!(m.pods.is_empty());
-        assert!(lines(&m.cfg.metrics.render_probes(), "prober_probe_total").is_empty());
-        assert_eq!(lines(&m.cfg.metrics.render("node1", None), "kubelet_running_pods "), ["kubelet_running_pods 0"]);
+        assert!(m.cfg.metrics.recorded().probes.is_empty());
+        assert_eq!(m.cfg.metrics.recorded().running_pods, 0);
         let _ = std::fs::remove_dir_all(root);
     }
 
@@ -288,10 +296,11 @@ mod tests {
         m.sync(std::slice::from_ref(&p));
         running(&mut m, "u-old");
         m.sync(std::slice::from_ref(&p));
-        let text = m.cfg.metrics.render("node1", None);
+        let rec = m.cfg.metrics.recorded();
         // First seen by this picolet: its start counts; the SLI does not (another kubelet started it).
-        assert!(text.contains("kubelet_pod_start_duration_seconds_count 1\n"), "{text}");
-        assert!(text.contains("kubelet_pod_start_sli_duration_seconds_count 0\n"), "{text}");
+        assert_eq!(rec.pod_start.count, 1, "{:?}", *rec);
+        assert_eq!(rec.pod_start_sli.count, 0, "{:?}", *rec);
+        drop(rec);
         let _ = std::fs::remove_dir_all(root);
     }
 }
