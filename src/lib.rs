@@ -17,4 +17,5 @@ pub mod pod;
 pub mod probe;
 pub mod runtime;
 pub mod server;
+pub mod stats;
 pub mod volume;

@@ -18,6 +18,7 @@ mod pod;
 mod probe;
 mod runtime;
 mod server;
+mod stats;
 mod volume;
 
 use config::{Command, Config};

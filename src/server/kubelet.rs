@@ -33,7 +33,7 @@ pub struct Context {
     /// The CPU samples of the previous stats requests, for `usageNanoCores`
     /// (one set, as upstream's stats provider keeps one cache; pruned to what
     /// the last request saw).
-    pub cpu_rates: Mutex<super::stats::Rates>,
+    pub cpu_rates: Mutex<crate::stats::Rates>,
 }
 
 /// One request's head, authenticated.

@@ -12,14 +12,14 @@
 //! nodefs is the filesystem of the root dir (and of the pod logs dir when
 //! that is another one: the fuller of the two counts); imagefs is the image
 //! store's, the same figures when it is on the same device. Per-pod usage
-//! comes from the `/stats/summary` collector (cgroups, walks of writable
-//! layers, logs and emptyDirs), read only when a threshold is met.
+//! comes from crate::stats, as `/stats/summary` serves it (cgroups, walks of
+//! writable layers, logs and emptyDirs), read only when a threshold is met.
 
 use super::rank::{ContainerUsage, PodUsage};
 use super::{FsReading, Observations};
 use crate::api::{self, quantity::parse_int};
 use crate::cgroup::stats::Roots;
-use crate::server::stats::{self, Detail, Sources};
+use crate::stats::{self, Detail, Sources};
 use std::path::{Path, PathBuf};
 
 /// Where the readings come from.

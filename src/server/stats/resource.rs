@@ -1,7 +1,7 @@
 //! `/metrics/resource`: the CPU and memory part of a [`Summary`] in the
 //! Prometheus text format, as upstream's resource metrics collector writes it.
 
-use super::{ContainerStats, PodStats, Summary};
+use crate::stats::{ContainerStats, PodStats, Summary};
 use crate::server::metrics::{escape_label, format_float};
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -96,3 +96,6 @@ pub fn render_resource_metrics(s: &Summary, scrape_error: bool) -> String {
     out
 }
 
+#[cfg(test)]
+#[path = "resource_tests.rs"]
+mod tests;
