@@ -208,7 +208,7 @@ fn run(cfg: Config) -> Result<(), String> {
         root.display(),
     );
     // Set by eviction (the pod loop), reported in the node status.
-    let pressure: Arc<Mutex<node::status::Pressure>> = Arc::default();
+    let pressure: Arc<Mutex<node::eviction::Pressure>> = Arc::default();
     let api = match &cfg.kubeconfig {
         Some(path) => Some(join_cluster(&cfg, path, &node_name, &settings.host_ip, runtime_version, pressure.clone(), node_pod_cidr)?),
         None => None,
@@ -472,7 +472,7 @@ fn join_cluster(
     node_name: &str,
     host_ip: &str,
     runtime_version: String,
-    pressure: Arc<Mutex<node::status::Pressure>>,
+    pressure: Arc<Mutex<node::eviction::Pressure>>,
     pod_cidr: Arc<Mutex<Option<String>>>,
 ) -> Result<ClusterLinks, String> {
     let kc = api::kubeconfig::Kubeconfig::load(kubeconfig).map_err(|e| e.to_string())?;

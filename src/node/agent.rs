@@ -2,7 +2,8 @@
 //! renew its Lease. Runs on its own thread with blocking HTTP; the pod loop
 //! never waits for it.
 
-use super::status::{self, Facts, Pressure};
+use super::eviction::Pressure;
+use super::status::{self, Facts};
 use crate::api::client::{ApiError, Client, Quiet, Retry};
 use crate::api::time::now;
 use serde_json::{json, Value};

@@ -19,7 +19,6 @@
 pub mod rank;
 pub mod read;
 
-use super::status::Pressure;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -279,6 +278,15 @@ pub fn thresholds_met(t: &Thresholds, obs: &Observations) -> Vec<Threshold> {
 /// The threshold to act on: memory before disk (upstream's eviction priority).
 pub fn starved(met: &[Threshold]) -> Option<Threshold> {
     met.iter().find(|t| t.signal.is_memory()).or_else(|| met.first()).copied()
+}
+
+/// The node conditions other than Ready, as eviction sets them and the
+/// node status reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pressure {
+    pub memory: bool,
+    pub disk: bool,
+    pub pid: bool,
 }
 
 /// MemoryPressure and DiskPressure: on while a threshold of their kind is

@@ -2,7 +2,7 @@
 //! facts are gathered once by `facts`, the rest is data in, JSON out).
 
 use super::allocatable::Reserved;
-use super::eviction::Thresholds;
+use super::eviction::{Pressure, Thresholds};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -130,14 +130,6 @@ pub fn node_object(f: &Facts) -> Value {
         },
         "spec": {},
     })
-}
-
-/// Node conditions other than Ready (all False until eviction exists).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Pressure {
-    pub memory: bool,
-    pub disk: bool,
-    pub pid: bool,
 }
 
 fn condition(kind: &str, on: bool, reason: &str, message: &str, now: &str, previous: &Value) -> Value {

@@ -20,7 +20,7 @@ use super::{full_name, Manager};
 use crate::api::Pod;
 use crate::image::gc::{self, ImageGc, Statvfs};
 use crate::node::eviction::{self, rank, read::Reader, Conditions, Observations, Threshold, Thresholds};
-use crate::node::status::Pressure;
+use crate::node::eviction::Pressure;
 use crate::pod::events as ev;
 use crate::runtime::record::{self, Record};
 use crate::runtime::runc::Runtime;
