@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod cgroup;
+pub mod cli;
 pub mod config;
 pub mod hostfs;
 pub mod image;

@@ -7,6 +7,7 @@
 // the stripped binary is 45 KB (1%) smaller than when it links `picolet`.
 mod api;
 mod cgroup;
+mod cli;
 mod config;
 mod hostfs;
 mod image;
@@ -62,10 +63,10 @@ fn main() {
             println!("picolet {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::ImagesImport(cfg, files) => images_import(&cfg, &files),
-        Command::ImagesList(cfg) => images_list(&cfg),
-        Command::ImagesRemove(cfg, refs) => images_rm(&cfg, &refs),
-        Command::ImagesPull { config, reference, platform } => images_pull(&config, &reference, platform.as_deref()),
+        Command::ImagesImport(cfg, files) => cli::images_import(&cfg, &files),
+        Command::ImagesList(cfg) => cli::images_list(&cfg),
+        Command::ImagesRemove(cfg, refs) => cli::images_rm(&cfg, &refs),
+        Command::ImagesPull { config, reference, platform } => cli::images_pull(&config, &reference, platform.as_deref()),
         Command::Run(cfg) => {
             logging::init_logging(cfg.verbosity);
             logged = true;
@@ -79,79 +80,6 @@ fn main() {
             eprintln!("picolet: {e}");
         }
         std::process::exit(1);
-    }
-}
-
-fn open_store(cfg: &Config) -> Result<image::Store, String> {
-    image::Store::open(&cfg.root_dir.join("images-store")).map_err(|e| e.to_string())
-}
-
-fn images_import(cfg: &Config, files: &[std::path::PathBuf]) -> Result<(), String> {
-    let store = open_store(cfg)?;
-    for f in files {
-        let refs = store.import_archive(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        for r in refs {
-            println!("imported {r}");
-        }
-    }
-    Ok(())
-}
-
-fn images_pull(cfg: &Config, reference: &str, platform: Option<&str>) -> Result<(), String> {
-    let platform = match platform {
-        Some(p) => image::Platform::parse(p).map_err(|e| format!("--platform {p:?}: {e}"))?,
-        None => image::Platform::host(),
-    };
-    let mut regs = image::Registries::load(&cfg.registry_config).map_err(|e| e.to_string())?;
-    regs.progress_timeout = Some(cfg.image_pull_progress_timeout);
-    // The node's credentials file, as pods use it (imagePullSecrets aside).
-    let node = image::credentials::load_node(&cfg.root_dir).map_err(|e| e.to_string())?;
-    let store = open_store(cfg)?;
-    let p = store.pull_with(&regs, &[&node], reference, &platform).map_err(|e| format!("pull {reference}: {e}"))?;
-    let short = p.id.trim_start_matches("sha256:").chars().take(12).collect::<String>();
-    let picked = p.platform.map(|x| format!(" for {x}")).unwrap_or_default();
-    println!("pulled {}{picked} (image {short}, manifest {}) from {}", p.reference, p.manifest, p.endpoint);
-    println!("{} layers fetched ({}), {} already present", p.fetched, human_size(p.bytes), p.reused);
-    Ok(())
-}
-
-fn images_list(cfg: &Config) -> Result<(), String> {
-    let store = open_store(cfg)?;
-    println!("{:<50} {:<20} {:>10}", "REFERENCE", "IMAGE ID", "SIZE");
-    for img in store.list().map_err(|e| e.to_string())? {
-        let short = img.id.trim_start_matches("sha256:").chars().take(12).collect::<String>();
-        for r in &img.references {
-            println!("{:<50} {:<20} {:>10}", r, short, human_size(img.size));
-        }
-    }
-    Ok(())
-}
-
-/// Deletes images by reference; one a container record names (running, or
-/// exited and kept for its pod's status) is refused.
-fn images_rm(cfg: &Config, refs: &[String]) -> Result<(), String> {
-    let store = open_store(cfg)?;
-    let records = runtime::record::Record::load_all(&cfg.root_dir);
-    for r in refs {
-        let img = store.resolve(r).map_err(|e| e.to_string())?.ok_or_else(|| format!("no image {r}"))?;
-        let shared = store.list().map_err(|e| e.to_string())?.iter().any(|i| i.id == img.id && i.references.len() > 1);
-        if let Some(c) = records.iter().find(|c| c.image == img.reference || (c.image_id == img.id && !shared)) {
-            return Err(format!("image {r} is used by container {} of pod {}/{}: delete the pod first", c.container, c.pod_namespace, c.pod_name));
-        }
-        match store.remove_reference(r).map_err(|e| e.to_string())? {
-            Some((id, 0)) => println!("untagged {} (image {} kept for its other references)", img.reference, &id[7..19]),
-            Some((id, bytes)) => println!("deleted {} (image {}, {} freed)", img.reference, &id[7..19], human_size(bytes)),
-            None => return Err(format!("no image {r}")),
-        }
-    }
-    Ok(())
-}
-
-fn human_size(n: u64) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{:.1}MiB", n as f64 / (1 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1}KiB", n as f64 / 1024.0),
-        n => format!("{n}B"),
     }
 }
 
@@ -173,7 +101,7 @@ fn run(cfg: Config) -> Result<(), String> {
     let root = cfg.root_dir.clone();
     std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
     let node_name = cfg.node_name();
-    let store = open_store(&cfg)?;
+    let store = cli::open_store(&cfg)?;
     let reaper = runtime::reaper::ReaperClient::connect_or_spawn(&root).map_err(|e| e.to_string())?;
     // One set of metrics, fed by the pod loop and the runtime, served on /metrics.
     let metrics: Arc<metrics::Metrics> = Arc::default();
