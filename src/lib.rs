@@ -8,6 +8,7 @@ pub mod api;
 pub mod cgroup;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod hostfs;
 pub mod image;
 pub mod logging;
