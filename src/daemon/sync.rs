@@ -14,7 +14,7 @@ use crate::runtime::logs::{self, LogWriter, Stream};
 use crate::runtime::runc::Runc;
 use crate::{api, image, node, pod, probe};
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,27 +31,28 @@ pub struct ClusterLinks {
     pub client: Arc<api::client::Client>,
 }
 
-/// What the loop runs on, built by the wiring.
-pub struct Parts {
+/// What the loop runs on, built by the wiring: the pod manager's parts (moved
+/// in) and what the loop only uses (borrowed).
+pub struct Parts<'a> {
     pub settings: Settings,
     pub runc: Runc,
     pub store: image::Store,
     /// The cluster threads, when picolet is a node of a cluster.
     pub api: Option<ClusterLinks>,
-    pub node_name: String,
+    pub node_name: &'a str,
     /// Static pods: the manifest directory and its watch.
-    pub source: Option<FileSource>,
-    pub watch: Option<smol::Async<DirWatch>>,
+    pub source: &'a mut Option<FileSource>,
+    pub watch: &'a Option<smol::Async<DirWatch>>,
     pub file_check_frequency: Duration,
-    pub import_dir: PathBuf,
+    pub import_dir: &'a Path,
     /// containerLogMaxSize and containerLogMaxFiles.
     pub log_max_size: u64,
     pub log_max_files: u32,
-    pub housekeeping: Housekeeping,
+    pub housekeeping: &'a mut Housekeeping,
     /// A finished image pull or pod network job.
-    pub job_woke: smol::channel::Receiver<()>,
+    pub job_woke: &'a smol::channel::Receiver<()>,
     /// The pods `/pods` and the kubelet server show.
-    pub published: Arc<Mutex<Vec<api::Pod>>>,
+    pub published: &'a Mutex<Vec<api::Pod>>,
 }
 
 /// Runs the loop; it does not return.
@@ -62,13 +63,13 @@ pub fn run(parts: Parts) -> Result<(), String> {
         store,
         api,
         node_name,
-        mut source,
+        source,
         watch,
         file_check_frequency,
         import_dir,
         log_max_size: max_size,
         log_max_files: max_files,
-        mut housekeeping,
+        housekeeping,
         job_woke,
         published,
     } = parts;
@@ -78,7 +79,7 @@ pub fn run(parts: Parts) -> Result<(), String> {
     smol::block_on(ex.run(async {
         let mut manager = Manager::new(settings, runc, store);
         let (api_rx, fetch, mut cluster) = match api {
-            Some(l) => (Some(l.updates), Some(l.fetch), Some(pod::cluster::Cluster::new(l.outbox, &node_name, l.node_uid, manager.pods()))),
+            Some(l) => (Some(l.updates), Some(l.fetch), Some(pod::cluster::Cluster::new(l.outbox, node_name, l.node_uid, manager.pods()))),
             None => (None, None, None),
         };
         let mut desired = Vec::new();
@@ -105,7 +106,7 @@ pub fn run(parts: Parts) -> Result<(), String> {
             }
             // Once a tick, not on every probe result that wakes the loop.
             if Instant::now() >= next_import {
-                for (file, result) in manager.images().import_dir(&import_dir) {
+                for (file, result) in manager.images().import_dir(import_dir) {
                     match result {
                         Ok(refs) => log::info!("imported {} from {}", refs.join(", "), file.display()),
                         Err(e) => log::warn!("cannot import {}: {e}", file.display()),
@@ -115,7 +116,7 @@ pub fn run(parts: Parts) -> Result<(), String> {
             }
             if let Some(src) = source.as_mut() {
                 if woken || Instant::now() >= next_scan {
-                    if let Some(w) = &watch {
+                    if let Some(w) = watch {
                         w.get_ref().drain();
                     }
                     desired = src.scan();
@@ -143,7 +144,7 @@ pub fn run(parts: Parts) -> Result<(), String> {
                 None => manager.sync(&desired),
             }
             // Eviction and image GC (each only when due).
-            manager.housekeep(&mut housekeeping, Instant::now());
+            manager.housekeep(housekeeping, Instant::now());
             let removed = manager.take_removed();
             let events = manager.take_events();
             if let Some(c) = cluster.as_mut() {
@@ -206,7 +207,7 @@ pub fn run(parts: Parts) -> Result<(), String> {
                 false
             };
             let timer = smol::future::or(timer, job_done);
-            woken = match &watch {
+            woken = match watch {
                 Some(w) => smol::future::or(timer, async { w.readable().await.is_ok() }).await,
                 None => timer.await,
             };

@@ -95,7 +95,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
     start_kubelet_server(&cfg, &node_name, api.as_ref().map(|l| l.client.clone()), published.clone(), metrics)?;
     start_healthz(&cfg);
 
-    let source = cfg.pod_manifest_path.as_ref().map(|dir| FileSource::new(dir, &node_name));
+    let mut source = cfg.pod_manifest_path.as_ref().map(|dir| FileSource::new(dir, &node_name));
     let watch = cfg.pod_manifest_path.as_ref().and_then(|dir| match DirWatch::new(dir) {
         Ok(w) => smol::Async::new(w).ok(),
         Err(e) => {
@@ -107,7 +107,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         log::info!("no --pod-manifest-path or staticPodPath: running no static pods");
     }
 
-    let housekeeping = pod::worker::Housekeeping::new(
+    let mut housekeeping = pod::worker::Housekeeping::new(
         cfg.eviction_hard.clone(),
         cfg.eviction_pressure_transition_period,
         node::eviction::read::Reader {
@@ -128,16 +128,16 @@ pub fn run(cfg: Config) -> Result<(), String> {
         runc,
         store,
         api,
-        node_name,
-        source,
-        watch,
+        node_name: &node_name,
+        source: &mut source,
+        watch: &watch,
         file_check_frequency: cfg.file_check_frequency,
-        import_dir: cfg.image_import_dir.clone(),
+        import_dir: &cfg.image_import_dir,
         log_max_size: cfg.container_log_max_size,
         log_max_files: cfg.container_log_max_files,
-        housekeeping,
-        job_woke,
-        published,
+        housekeeping: &mut housekeeping,
+        job_woke: &job_woke,
+        published: &published,
     })
 }
 
@@ -206,15 +206,15 @@ fn join_cluster(
     log::info!("joining the cluster at {} as node {node_name}", kc.server);
     let ip = cfg.node_ip.clone().unwrap_or_else(|| host_ip.to_string());
     let node_config = node::status::NodeConfig {
-        root_dir: cfg.root_dir.clone(),
-        node_labels: cfg.node_labels.clone(),
+        root_dir: &cfg.root_dir,
+        node_labels: &cfg.node_labels,
         kube_reserved: cfg.kube_reserved,
         system_reserved: cfg.system_reserved,
-        eviction_hard: cfg.eviction_hard.clone(),
+        eviction_hard: &cfg.eviction_hard,
         max_pods: cfg.max_pods,
         port: cfg.port,
     };
-    let facts = node::status::facts(node_name, &node_config, &ip, runtime_version);
+    let facts = node::status::facts(node_name, node_config, &ip, runtime_version);
     let timing = node::agent::Timing {
         update: cfg.node_status_update_frequency,
         report: cfg.node_status_report_frequency,

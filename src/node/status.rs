@@ -4,7 +4,7 @@
 use super::allocatable::Reserved;
 use super::eviction::{Pressure, Thresholds};
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::Path;
 
 /// The version reported as nodeInfo.kubeletVersion: the Kubernetes release
 /// whose API picolet implements, with picolet's own version as build
@@ -59,29 +59,29 @@ fn os_image(text: &str) -> String {
 }
 
 /// What the Node object takes from picolet's configuration.
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    pub root_dir: PathBuf,
-    pub node_labels: Vec<(String, String)>,
+#[derive(Debug, Clone, Copy)]
+pub struct NodeConfig<'a> {
+    pub root_dir: &'a Path,
+    pub node_labels: &'a [(String, String)],
     pub kube_reserved: Reserved,
     pub system_reserved: Reserved,
-    pub eviction_hard: Thresholds,
+    pub eviction_hard: &'a Thresholds,
     pub max_pods: u32,
     pub port: u16,
 }
 
 /// Gathers the node's facts (reads /proc, /etc, /sys and statvfs).
-pub fn facts(name: &str, cfg: &NodeConfig, internal_ip: &str, runtime_version: String) -> Facts {
+pub fn facts(name: &str, cfg: NodeConfig, internal_ip: &str, runtime_version: String) -> Facts {
     // As upstream: the hostname label and address follow --hostname-override.
     let hostname = name.to_string();
     let cpus = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN).ok().flatten().map(|n| n.max(1) as u64).unwrap_or(1);
-    let storage = nix::sys::statvfs::statvfs(&cfg.root_dir).map(|s| s.blocks() as u64 * s.fragment_size() as u64).unwrap_or(0);
+    let storage = nix::sys::statvfs::statvfs(cfg.root_dir).map(|s| s.blocks() as u64 * s.fragment_size() as u64).unwrap_or(0);
     let os_release = std::fs::read_to_string("/etc/os-release").or_else(|_| std::fs::read_to_string("/usr/lib/os-release")).unwrap_or_default();
     let memory = super::memory_capacity();
-    let allocatable = super::allocatable::of_node(cfg.kube_reserved, cfg.system_reserved, &cfg.eviction_hard, cpus as i64, memory);
+    let allocatable = super::allocatable::of_node(cfg.kube_reserved, cfg.system_reserved, cfg.eviction_hard, cpus as i64, memory);
     Facts {
         name: name.to_string(),
-        labels: cfg.node_labels.clone(),
+        labels: cfg.node_labels.to_vec(),
         internal_ip: internal_ip.to_string(),
         hostname,
         cpus,
