@@ -1,5 +1,8 @@
-//! The node's filesystem, as every part of picolet uses it: files written so
+//! The host's filesystem, as every part of picolet uses it: files written so
 //! a crash never leaves half of one, and the mount table.
+//!
+//! The ground floor: imports nothing of picolet's. Not here: statvfs figures
+//! (node::fs_capacity, stats/), anything about pods or images.
 
 use std::fs::{self, File};
 use std::io::{self, Write};

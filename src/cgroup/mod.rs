@@ -19,8 +19,9 @@
 //! - [`oom`]: whether the kernel OOM-killed something in a container.
 //! - [`stats`]: usage figures for the stats endpoints.
 //!
-//! Not here: the start-up check (node::check_cgroups) and allocatable
-//! (node::allocatable).
+//! Imports only api (pod specs, QoS). Not here: the start-up check
+//! (node::check_cgroups), allocatable (node::allocatable), usage of pods
+//! and containers as the stats endpoints report it (stats/).
 
 pub mod oom;
 pub mod pods;

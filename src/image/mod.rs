@@ -1,8 +1,13 @@
 //! Images: a content-addressed store under the root dir, filled from OCI
 //! layout and `docker save` archives (`import.rs`) or pulled from OCI
-//! distribution registries (`registry.rs` talks to them, `pull.rs` picks the
+//! distribution registries (`registry.rs` talks to them and picks the
+//! credentials to try, `credentials.rs` reads keyrings, `pull.rs` picks the
 //! platform and streams verified blobs into the store), unpacked into
-//! read-only layer directories that containers mount with overlayfs.
+//! read-only layer directories that containers mount with overlayfs; image
+//! garbage collection (`gc.rs`).
+//!
+//! Imports only api and hostfs. Not here: pull policy and back-off per pod
+//! (pod::worker::pull), the `images` subcommands (cli.rs).
 
 pub mod config;
 pub mod credentials;

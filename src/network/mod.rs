@@ -9,6 +9,7 @@
 //! When no CNI config exists and the default one's plugins are not installed, pods get
 //! loopback only (`pod_ip` ""), said once in the log.
 //! Doesn't: PID namespace sharing, dual-stack pod IPs.
+//! Imports only api and hostfs.
 
 pub mod cni;
 pub mod dns;

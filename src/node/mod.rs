@@ -1,4 +1,12 @@
-//! Facts about this node that pods and status need: its name and address.
+//! This node: its facts (address, CPUs, memory, the start-up checks),
+//! allocatable, node-pressure eviction (the pure part, readings and
+//! ranking), the Node object and its status, the thread that registers the
+//! Node and renews its Lease (agent), and systemd's notify protocol.
+//!
+//! Above runtime and stats (eviction reads pods' usage), below pod (the pod
+//! worker evicts, the wiring starts the agent). Not here: the configuration
+//! (config.rs hands node the values it needs), the eviction driver
+//! (pod::worker::evict), the cgroup tree (cgroup/).
 
 pub mod agent;
 pub mod allocatable;

@@ -2,9 +2,10 @@
 //! and message wording of the upstream kubelet (1.34), and a bounded queue
 //! the worker fills and a cluster client drains (`Manager::take_events`).
 //!
-//! Pure. What is sent, merged or dropped is decided by `api::events`; here
-//! only what happened. Standalone picolet logs the same facts and never
-//! drains the queue, so it stays at its bound.
+//! Pure. What is sent, merged or dropped is decided by `api::events`, which
+//! also defines the `PodEvent` it takes; here only what happened.
+//! Standalone picolet logs the same facts and never drains the queue, so it
+//! stays at its bound.
 
 use crate::api::events::PodEvent;
 use crate::api::Pod;

@@ -14,7 +14,8 @@
 //!
 //! - `grpc`: the pure parts of a gRPC health check (HTTP/2 frames, verdict).
 //!
-//! Not here: deciding what a failure means for the pod (pod/worker).
+//! Imports only api. Not here: deciding what a failure means for the pod
+//! (pod/worker).
 //! `scheme: HTTPS` is TLS without certificate checks (run.rs), as upstream.
 
 pub mod grpc;

@@ -1,5 +1,10 @@
-//! Running containers: OCI bundles handed to runc through the reaper, the
-//! on-disk records that make picolet restart-safe, and container logs.
+//! Running containers: OCI bundles (spec, env) handed to runc through the
+//! reaper, the on-disk records that make picolet restart-safe, and container
+//! logs (the CRI files the pumps write).
+//!
+//! Uses the mechanisms beside it (cgroup, image, network, volume) to build a
+//! bundle. Not here: deciding what runs (pod::worker), probes (probe/),
+//! serving logs (server::logs).
 
 pub mod env;
 pub mod logs;

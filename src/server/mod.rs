@@ -1,3 +1,9 @@
+//! picolet's HTTP servers: the authenticated kubelet server on `--port`
+//! (kubelet.rs: logs, exec, attach, port-forward, stats, metrics...) and,
+//! here, the tiny server behind the read-only port and healthz. The top
+//! floor but for the daemon: it renders what the floors below record
+//! (crate::metrics, crate::stats) and collects nothing itself.
+//!
 //! The read-only HTTP endpoint (upstream's read-only port: `/healthz`, `/pods`).
 //!
 //! A deliberately tiny HTTP/1.1 server on a std `TcpListener` in its own thread: it serves one
