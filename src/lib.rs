@@ -11,8 +11,8 @@
 //!
 //! 1. `hostfs` (atomic files, the mount table), `metrics` (the registry);
 //!    `api` (types, decoding, defaults, validation, QoS, the API client).
-//! 2. `cgroup`, `image`, `network`, `volume`, `probe`, then `runtime`
-//!    (which may use the other five); `logging`.
+//! 2. `cgroup`, `image`, `network`, `volume`, `probe`; `runtime` above the
+//!    first four (a bundle needs them); `logging`.
 //! 3. `stats`: usage of the node, pods and containers.
 //! 4. `node`: this node's facts, status, eviction, systemd notify.
 //! 5. `pod`: sources, the pod manager, statuses, the cluster side; `config`.
