@@ -739,6 +739,17 @@ impl<R: Runtime> Manager<R> {
             }
             Err(e) => return self.set_waiting(uid, &c.name, "CreateContainerConfigError", e),
         };
+        let sub_paths = match volume::subpath::prepare(&volumes, &self.pod_dir(uid), c) {
+            Ok(s) => s,
+            Err(e) => {
+                let message = e.to_string();
+                // The status keeps host paths out, as upstream's; the log says why, once.
+                if let Some(why) = e.detail().filter(|_| self.pods[uid].waiting.get(&c.name).map(|(_, m)| m) != Some(&message)) {
+                    log::warn!("pod {} container {}: {message}: {why}", full_name(&pod), c.name);
+                }
+                return self.set_waiting(uid, &c.name, "CreateContainerConfigError", message);
+            }
+        };
 
         let id = format!("{uid}-{}-{attempt}", c.name);
         let dir = record::dir(&self.cfg.root, &id);
@@ -759,7 +770,6 @@ impl<R: Runtime> Manager<R> {
         let bundle = (|| -> Result<(), String> {
             let _ = std::fs::remove_dir_all(&dir); // a leftover from a failed attempt with this id
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            volume::ensure_subpaths(&volumes, c).map_err(|e| e.to_string())?;
             let rootfs = image::mount_rootfs(&img.layers, &dir).map_err(|e| e.to_string())?;
             let input = SpecInput {
                 pod: &pod,
@@ -769,6 +779,7 @@ impl<R: Runtime> Manager<R> {
                 args,
                 env,
                 volumes: &volumes,
+                sub_paths: &sub_paths,
                 sandbox: &sandbox,
             };
             let mut config = spec::generate(&input, &rootfs).map_err(|e| e.to_string())?;

@@ -32,6 +32,11 @@ impl<R: Runtime> Manager<R> {
             return;
         }
         self.free_evicted_disk(uid);
+        // Its subPath mounts would pin what they show (a hostPath's
+        // filesystem) until it is deleted, as upstream's do not.
+        if let Err(e) = crate::volume::subpath::release(&self.pod_dir(uid)) {
+            log::warn!("pod {}: {e}", full_name(&self.pods[uid].pod));
+        }
         if self.pods[uid].released_ip.is_some() {
             return;
         }
