@@ -64,6 +64,10 @@ pub fn prepare(vols: &Volumes, pod_dir: &Path, c: &Container) -> Result<SubPaths
     let mut out = SubPaths::default();
     for (i, m) in c.volume_mounts.iter().enumerate().filter(|(_, m)| !m.sub_path.is_empty()) {
         let base = vols.path(&m.name).ok_or_else(|| VolumeError::NotFound { volume: m.name.clone() })?;
+        // Validation makes it a DNS label; it names a directory here.
+        if !super::valid_name(&c.name) {
+            return Err(VolumeError::Invalid { volume: m.name.clone(), reason: format!("invalid container name {:?}", c.name) });
+        }
         let sub = relative(&m.sub_path)
             .ok_or_else(|| VolumeError::BadSubPath { volume: m.name.clone(), sub_path: m.sub_path.clone() })?;
         let fail = |create: bool| {
