@@ -74,7 +74,7 @@ pub fn prepare(vols: &Volumes, pod_dir: &Path, c: &Container) -> Result<SubPaths
             move |reason: String| VolumeError::SubPath { volume: m.name.clone(), container: c.name.clone(), create, reason }
         };
         // The volume's own path is the pod's (or the node's, for hostPath): trusted.
-        let real_base = fs::canonicalize(base).map_err(|e| fail(false)(format!("resolve volume {}: {e}", base.display())))?;
+        let real_base = fs::canonicalize(base).map_err(|e| fail(false)(why("resolve volume", base, e)))?;
         make_dirs(&real_base, &sub).map_err(fail(true))?;
         let fd = resolve(&real_base, &sub).map_err(fail(false))?;
         let target = pod_dir.join(SUBPATHS).join(&m.name).join(&c.name).join(i.to_string());
@@ -97,8 +97,13 @@ fn relative(sub: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-fn errno(what: String) -> impl FnOnce(Errno) -> String {
-    move |e| format!("{what}: {}", io::Error::from(e))
+/// The log's reason for a failed step: formatted only when one fails.
+fn why(op: &str, path: &Path, e: impl Into<io::Error>) -> String {
+    format!("{op} {}: {}", path.display(), e.into())
+}
+
+fn outside(full: &Path, real: &Path, real_base: &Path) -> String {
+    format!("{} resolves to {}, outside the volume {}", full.display(), real.display(), real_base.display())
 }
 
 /// An fd just returned by a syscall, closed when dropped.
@@ -122,13 +127,13 @@ fn open_beneath(real_base: &Path, rel: &Path) -> Result<OwnedFd, String> {
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let mut fd = nix::fcntl::open(real_base, flags | OFlag::O_DIRECTORY, Mode::empty())
         .map(owned)
-        .map_err(errno(format!("open {}", real_base.display())))?;
+        .map_err(|e| why("open", real_base, e))?;
     let mut path = real_base.to_path_buf();
     for c in rel.components() {
         let Component::Normal(name) = c else { return Err(format!("{}: not a plain relative path", rel.display())) };
         path.push(name);
-        fd = openat(Some(fd.as_raw_fd()), name, flags, Mode::empty()).map(owned).map_err(errno(format!("open {}", path.display())))?;
-        if is_symlink(&fd).map_err(errno(format!("stat {}", path.display())))? {
+        fd = openat(Some(fd.as_raw_fd()), name, flags, Mode::empty()).map(owned).map_err(|e| why("open", &path, e))?;
+        if is_symlink(&fd).map_err(|e| why("stat", &path, e))? {
             return Err(format!("unexpected symlink at {}", path.display()));
         }
     }
@@ -140,10 +145,8 @@ fn open_beneath(real_base: &Path, rel: &Path) -> Result<OwnedFd, String> {
 /// component became a symlink since it was resolved.
 fn resolve(real_base: &Path, sub: &Path) -> Result<OwnedFd, String> {
     let full = real_base.join(sub);
-    let real = fs::canonicalize(&full).map_err(|e| format!("resolve {}: {e}", full.display()))?;
-    let rel = real
-        .strip_prefix(real_base)
-        .map_err(|_| format!("{} resolves to {}, outside the volume {}", full.display(), real.display(), real_base.display()))?;
+    let real = fs::canonicalize(&full).map_err(|e| why("resolve", &full, e))?;
+    let rel = real.strip_prefix(real_base).map_err(|_| outside(&full, &real, real_base))?;
     open_beneath(real_base, rel)
 }
 
@@ -158,7 +161,7 @@ fn make_dirs(real_base: &Path, sub: &Path) -> Result<(), String> {
     match fs::metadata(&full) {
         Ok(_) => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("stat {}: {e}", full.display())),
+        Err(e) => return Err(why("stat", &full, e)),
     }
     let names: Vec<&OsStr> = sub.iter().collect();
     let mut have = names.len();
@@ -169,25 +172,23 @@ fn make_dirs(real_base: &Path, sub: &Path) -> Result<(), String> {
         match fs::canonicalize(&prefix) {
             Ok(p) => break p,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("resolve {}: {e}", prefix.display())),
+            Err(e) => return Err(why("resolve", &prefix, e)),
         }
     };
-    let rel = existing
-        .strip_prefix(real_base)
-        .map_err(|_| format!("{} resolves to {}, outside the volume {}", full.display(), existing.display(), real_base.display()))?;
-    let mode = fs::metadata(real_base).map_err(|e| format!("stat {}: {e}", real_base.display()))?.permissions().mode() & 0o7777;
+    let rel = existing.strip_prefix(real_base).map_err(|_| outside(&full, &existing, real_base))?;
+    let mode = fs::metadata(real_base).map_err(|e| why("stat", real_base, e))?.permissions().mode() & 0o7777;
     let mode = Mode::from_bits_truncate(mode);
     let mut dir = open_beneath(real_base, rel)?;
     let mut path = existing.clone();
     for name in names.iter().skip(have) {
         path.push(name);
-        mkdirat(Some(dir.as_raw_fd()), *name, mode).map_err(errno(format!("create {}", path.display())))?;
+        mkdirat(Some(dir.as_raw_fd()), *name, mode).map_err(|e| why("create", &path, e))?;
         // Not O_PATH: fchmod needs a real open. O_DIRECTORY: a fifo put there meanwhile can't block us.
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         dir = openat(Some(dir.as_raw_fd()), *name, flags, Mode::empty())
             .map(owned)
-            .map_err(errno(format!("open {}", path.display())))?;
-        fchmod(dir.as_raw_fd(), mode).map_err(errno(format!("chmod {}", path.display())))?;
+            .map_err(|e| why("open", &path, e))?;
+        fchmod(dir.as_raw_fd(), mode).map_err(|e| why("chmod", &path, e))?;
     }
     Ok(())
 }
@@ -199,17 +200,17 @@ const MAX_STACKED: usize = 64;
 /// file for anything else), after unmounting what was there.
 fn stage(fd: &OwnedFd, target: &Path) -> Result<(), String> {
     let parent = target.parent().unwrap_or(target);
-    fs::DirBuilder::new().recursive(true).mode(0o750).create(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
+    fs::DirBuilder::new().recursive(true).mode(0o750).create(parent).map_err(|e| why("create", parent, e))?;
     unmount_all(target)?;
-    let want_dir = is_dir(fd).map_err(errno(format!("stat the fd for {}", target.display())))?;
+    let want_dir = is_dir(fd).map_err(|e| why("stat the fd for", target, e))?;
     match fs::symlink_metadata(target) {
         Ok(m) if (m.is_dir() && want_dir) || (m.is_file() && !want_dir) => {}
         Ok(m) => {
             let r = if m.is_dir() { fs::remove_dir(target) } else { fs::remove_file(target) };
-            r.map_err(|e| format!("remove {}: {e}", target.display()))?;
+            r.map_err(|e| why("remove", target, e))?;
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("stat {}: {e}", target.display())),
+        Err(e) => return Err(why("stat", target, e)),
     }
     let made = if want_dir {
         match fs::DirBuilder::new().mode(0o750).create(target) {
@@ -219,11 +220,11 @@ fn stage(fd: &OwnedFd, target: &Path) -> Result<(), String> {
     } else {
         fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o640).open(target).map(drop)
     };
-    made.map_err(|e| format!("create {}: {e}", target.display()))?;
+    made.map_err(|e| why("create", target, e))?;
     // The kernel mounts exactly what the fd refers to: no path is walked again.
     let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
     mount(Some(source.as_str()), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(errno(format!("bind-mount {source} on {}", target.display())))
+        .map_err(|e| why(&format!("bind-mount {source} on"), target, e))
 }
 
 /// Unmounts every mount stacked on `target`; fine if there is none.
@@ -232,7 +233,7 @@ fn unmount_all(target: &Path) -> Result<(), String> {
         match umount2(target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
             Ok(()) => {}
             Err(Errno::EINVAL | Errno::ENOENT) => return Ok(()),
-            Err(e) => return Err(format!("unmount {}: {}", target.display(), io::Error::from(e))),
+            Err(e) => return Err(why("unmount", target, e)),
         }
     }
     Err(format!("unmount {}: still mounted after {MAX_STACKED} unmounts", target.display()))
