@@ -119,8 +119,9 @@ spec:
   containers:
   - name: writer
     image: busybox
-    command: [sh, -c, "echo shared-hello > /shared/msg; exec sleep 1000"]
-    volumeMounts: [{name: shared, mountPath: /shared}]
+    command: [sh, -c, "echo shared-hello > /shared/msg; echo mine > /mine/file; exec sleep 1000"]
+    env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+    volumeMounts: [{name: shared, mountPath: /shared}, {name: data, mountPath: /mine, subPathExpr: "pods/$(POD_NAME)"}]
   - name: reader
     image: busybox
     command: [sh, -c, "while [ ! -s /shared/msg ]; do sleep 0.1; done; cat /shared/msg; cat /data/greeting; touch /data/x 2>/dev/null && echo data=rw || echo data=ro; df -k /mem | tail -1; exec sleep 1000"]
@@ -143,6 +144,12 @@ spec:
     assert!(lines.contains(&"data=ro".to_string()), "{lines:?}");
     let df = lines.iter().find(|l| l.ends_with("/mem")).unwrap();
     assert!(df.split_whitespace().nth(1) == Some("8192"), "8Mi tmpfs: {df}");
+    // subPathExpr: made in the hostPath with its mode, named from the pod's env.
+    let mine = host.join(format!("pods/vols-{}", p.node));
+    p.wait_until("the writer's file under its subPathExpr", || mine.join("file").exists());
+    assert_eq!(std::fs::read_to_string(mine.join("file")).unwrap(), "mine\n");
+    let mode = |d: &std::path::Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(d).unwrap().permissions()) & 0o7777;
+    assert_eq!(mode(&mine), mode(&host));
     let bad = p.wait_pod("badhost", "a hostPath error", |q| {
         container(q, "c")["state"]["waiting"]["message"].as_str().unwrap_or("").contains("/nonexistent/picolet-test")
     });

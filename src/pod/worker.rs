@@ -730,16 +730,17 @@ impl<R: Runtime> Manager<R> {
         let prepared = container_env(&ctx, c, &img.config.env)
             .map_err(|e| e.to_string())
             .and_then(|env| command_line(c, &img.config, &env.own).map(|args| (env, args)).map_err(|e| e.to_string()));
-        let (env, args) = match prepared {
+        let (env, own, args) = match prepared {
             Ok((env, args)) => {
                 for w in &env.warnings {
                     log::warn!("pod {} container {}: {w}", full_name(&pod), c.name);
                 }
-                (env.env, args)
+                (env.env, env.own, args)
             }
             Err(e) => return self.set_waiting(uid, &c.name, "CreateContainerConfigError", e),
         };
-        let sub_paths = match volume::subpath::prepare(&volumes, &self.pod_dir(uid), c) {
+        let expand = |expr: &str| crate::runtime::env::expand_sub_path(expr, &own);
+        let sub_paths = match volume::subpath::prepare(&volumes, &self.pod_dir(uid), c, expand) {
             Ok(s) => s,
             Err(e) => {
                 let message = e.to_string();

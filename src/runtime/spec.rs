@@ -471,9 +471,9 @@ fn mounts(input: &SpecInput, privileged: bool, read_only_root: bool) -> Result<V
         }
         let volume = input.volumes.path(&m.name).ok_or_else(|| vol_err(&m.name, "no such volume in the pod".into()))?;
         // Never `<volume>/<subPath>`: runc would resolve it again, after a container could swap a component.
-        let src = match m.sub_path.is_empty() {
+        let src = match m.sub_path.is_empty() && m.sub_path_expr.is_empty() {
             true => volume,
-            false => input.sub_paths.get(i).ok_or_else(|| vol_err(&m.name, format!("subPath {:?} was not staged", m.sub_path)))?,
+            false => input.sub_paths.get(i).ok_or_else(|| vol_err(&m.name, "subPath was not staged".into()))?,
         };
         // API-backed volumes are read-only whatever the mount says, as upstream.
         let read_only = m.read_only || input.volumes.read_only(&m.name);
@@ -796,7 +796,7 @@ mod tests {
             mount_path: path.into(),
             read_only: ro,
             sub_path: sub.into(),
-            mount_propagation: None,
+            ..Default::default()
         };
         f.c.volume_mounts = vec![
             vm("data", "/data/deep/er", false, "a/b"),
@@ -881,7 +881,7 @@ mod runc_tests {
     }
 
     fn vm(name: &str, path: &str, ro: bool, sub: &str) -> VolumeMount {
-        VolumeMount { name: name.into(), mount_path: path.into(), read_only: ro, sub_path: sub.into(), mount_propagation: None }
+        VolumeMount { name: name.into(), mount_path: path.into(), read_only: ro, sub_path: sub.into(), ..Default::default() }
     }
 
     impl Env {
@@ -930,7 +930,7 @@ mod runc_tests {
         /// `run`, with `between` run once the bundle is written and before runc is.
         fn run_after(&self, id: &str, mut c: Container, script: &str, between: impl FnOnce()) -> (bool, String, String) {
             c.command = vec!["/bin/sh".into(), "-c".into(), script.into()];
-            let subs = crate::volume::subpath::prepare(&self.vols, &self.base.join("pod"), &c).unwrap();
+            let subs = crate::volume::subpath::prepare(&self.vols, &self.base.join("pod"), &c, |e| Ok(e.into())).unwrap();
             let objects = crate::api::objects::ObjectStore::new(self.base.join("objects"));
             let node = crate::api::downward::Allocatable::default();
             let ctx = FieldContext { pod: &self.pod, host_ip: "", pod_ip: &self.sb.pod_ip, node: &node, objects: &objects };

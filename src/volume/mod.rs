@@ -861,7 +861,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let staged = subpath::prepare(&vols, &pod_dir, &c).unwrap();
+        let staged = subpath::prepare(&vols, &pod_dir, &c, |e| Ok(e.into())).unwrap();
         assert!(is_mount_point(staged.get(0).unwrap()).unwrap());
 
         teardown(&pod_dir).unwrap();

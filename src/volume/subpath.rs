@@ -19,7 +19,7 @@
 //! earlier attempt left is unmounted first); [`release`] unmounts them all
 //! once the pod's containers are gone for good (it ended, or it goes:
 //! [`super::teardown`]), also after a picolet restart, since they live
-//! under the pod dir. Doesn't: `subPathExpr` (not in picolet's API types yet).
+//! under the pod dir. `subPathExpr` is the same once the caller expanded it.
 
 use super::{VolumeError, Volumes};
 use crate::api::types::Container;
@@ -38,8 +38,8 @@ use std::path::{Component, Path, PathBuf};
 /// Where staging mounts live under a pod dir (upstream's name).
 pub(super) const SUBPATHS: &str = "volume-subpaths";
 
-/// The staged host path of each subPath volumeMount of one container, by
-/// the mount's index in `volumeMounts`.
+/// The staged host path of each subPath (or subPathExpr) volumeMount of one
+/// container, by the mount's index in `volumeMounts`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SubPaths(BTreeMap<usize, PathBuf>);
 
@@ -55,21 +55,31 @@ impl SubPaths {
     }
 }
 
-/// Stages every subPath volumeMount of `c` under `pod_dir`. A subPath that
-/// is missing is created (directories, with the mode of the volume's root);
-/// one that leads out of the volume, or meets a symlink while it is opened,
-/// is refused with upstream's message (the reason goes to the log only, as
-/// upstream keeps host paths out of the pod's status).
-pub fn prepare(vols: &Volumes, pod_dir: &Path, c: &Container) -> Result<SubPaths, VolumeError> {
+/// Stages every subPath volumeMount of `c` under `pod_dir`; a subPathExpr
+/// is expanded by `expand` first (the container's env: an error names the
+/// variables without a value). A subPath that is missing is created
+/// (directories, with the mode of the volume's root); one that leads out of
+/// the volume, or meets a symlink while it is opened, is refused with
+/// upstream's message (the reason goes to the log only, as upstream keeps
+/// host paths out of the pod's status).
+pub fn prepare(
+    vols: &Volumes,
+    pod_dir: &Path,
+    c: &Container,
+    expand: impl Fn(&str) -> Result<String, String>,
+) -> Result<SubPaths, VolumeError> {
     let mut out = SubPaths::default();
-    for (i, m) in c.volume_mounts.iter().enumerate().filter(|(_, m)| !m.sub_path.is_empty()) {
+    for (i, m) in c.volume_mounts.iter().enumerate().filter(|(_, m)| !m.sub_path.is_empty() || !m.sub_path_expr.is_empty()) {
         let base = vols.path(&m.name).ok_or_else(|| VolumeError::NotFound { volume: m.name.clone() })?;
         // Validation makes it a DNS label; it names a directory here.
         if !super::valid_name(&c.name) {
             return Err(VolumeError::Invalid { volume: m.name.clone(), reason: format!("invalid container name {:?}", c.name) });
         }
-        let sub = relative(&m.sub_path)
-            .ok_or_else(|| VolumeError::BadSubPath { volume: m.name.clone(), sub_path: m.sub_path.clone() })?;
+        let sub_path = match m.sub_path_expr.as_str() {
+            "" => m.sub_path.clone(),
+            expr => expand(expr).map_err(|e| VolumeError::Invalid { volume: m.name.clone(), reason: format!("subPathExpr {expr:?}: {e}") })?,
+        };
+        let sub = relative(&sub_path).ok_or_else(|| VolumeError::BadSubPath { volume: m.name.clone(), sub_path })?;
         let fail = |create: bool| {
             move |reason: String| VolumeError::SubPath { volume: m.name.clone(), container: c.name.clone(), create, reason }
         };
@@ -276,6 +286,10 @@ mod tests {
         Container { name: "c".into(), volume_mounts, ..Default::default() }
     }
 
+    fn literal(expr: &str) -> Result<String, String> {
+        Ok(expr.to_string())
+    }
+
     fn needs_root() {
         assert!(nix::unistd::geteuid().is_root(), "this test mounts: run it as root (tests/run.sh does)");
     }
@@ -362,7 +376,7 @@ mod tests {
         vols.insert("work", vol.clone());
         fs::write(vol.join("file"), "a file").unwrap();
         let c = container(&[("work", "a/b"), ("work", ""), ("work", "file"), ("work", "new/dir")]);
-        let staged = prepare(&vols, &pod_dir, &c).unwrap();
+        let staged = prepare(&vols, &pod_dir, &c, literal).unwrap();
         let (dir, file, new) = (staged.get(0).unwrap(), staged.get(2).unwrap(), staged.get(3).unwrap());
         assert_eq!(dir, pod_dir.join("volume-subpaths/work/c/0"));
         assert_eq!(staged.get(1), None, "no subPath, nothing staged");
@@ -377,17 +391,17 @@ mod tests {
         assert_eq!(fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect::<Vec<_>>(), ["marker"]);
 
         // The next start refuses it, with upstream's message; the reason is for the log.
-        let e = prepare(&vols, &pod_dir, &c).unwrap_err();
+        let e = prepare(&vols, &pod_dir, &c, literal).unwrap_err();
         assert_eq!(e.to_string(), "failed to prepare subPath for volumeMount \"work\" of container \"c\"");
         assert!(e.detail().unwrap().contains("outside the volume"), "{e:?}");
-        let e = prepare(&vols, &pod_dir, &container(&[("work", "a/b/new")])).unwrap_err();
+        let e = prepare(&vols, &pod_dir, &container(&[("work", "a/b/new")]), literal).unwrap_err();
         assert_eq!(e.to_string(), "failed to create subPath directory for volumeMount \"work\" of container \"c\"");
         assert!(!host.join("b/new").exists());
 
         // Restaged after a restart: one mount per target, never a stack.
         fs::remove_file(vol.join("a")).unwrap();
         fs::rename(vol.join("a.real"), vol.join("a")).unwrap();
-        prepare(&vols, &pod_dir, &c).unwrap();
+        prepare(&vols, &pod_dir, &c, literal).unwrap();
         let real = fs::canonicalize(dir).unwrap();
         assert_eq!(crate::node::fs::mount_points().unwrap().iter().filter(|m| **m == real).count(), 1);
 
@@ -401,16 +415,37 @@ mod tests {
     }
 
     #[test]
+    fn sub_path_expressions_are_staged_once_expanded() {
+        needs_root();
+        let (d, vol, _) = fixture("expr");
+        let mut vols = Volumes::default();
+        vols.insert("work", vol.clone());
+        let pod_dir = d.join("pod");
+        let mut c = container(&[("work", "")]);
+        c.volume_mounts[0].sub_path_expr = "logs/$(POD_NAME)".into();
+        let env = |expr: &str| Ok(expr.replace("$(POD_NAME)", "web-1"));
+        let staged = prepare(&vols, &pod_dir, &c, env).unwrap();
+        assert!(vol.join("logs/web-1").is_dir());
+        assert!(is_mount_point(staged.get(0).unwrap()).unwrap());
+        let e = prepare(&vols, &pod_dir, &c, |_: &str| Err("missing value for POD_NAME".into())).unwrap_err();
+        assert_eq!(e.to_string(), "volume work: subPathExpr \"logs/$(POD_NAME)\": missing value for POD_NAME");
+        let e = prepare(&vols, &pod_dir, &c, |_: &str| Ok("../up".into())).unwrap_err();
+        assert_eq!(e.to_string(), "volume work: invalid subPath \"../up\" (must be relative, without '..')");
+        release(&pod_dir).unwrap();
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn bad_sub_paths_and_unknown_volumes() {
         let (d, vol, _) = fixture("bad");
         let mut vols = Volumes::default();
         vols.insert("work", vol);
         let pod_dir = d.join("pod");
         for bad in ["/etc", "../x", "a/../.."] {
-            let e = prepare(&vols, &pod_dir, &container(&[("work", bad)])).unwrap_err();
+            let e = prepare(&vols, &pod_dir, &container(&[("work", bad)]), literal).unwrap_err();
             assert!(matches!(e, VolumeError::BadSubPath { .. }), "{bad}: {e}");
         }
-        let e = prepare(&vols, &pod_dir, &container(&[("nope", "a")])).unwrap_err();
+        let e = prepare(&vols, &pod_dir, &container(&[("nope", "a")]), literal).unwrap_err();
         assert_eq!(e.to_string(), "volume nope: no such volume in the pod");
         assert!(!pod_dir.exists(), "nothing staged");
         fs::remove_dir_all(&d).unwrap();
