@@ -326,7 +326,11 @@ spec:
     restartPolicy: Always
     command: [sh, -c, "trap 'echo side stopping; exit 0' TERM; echo side up; while true; do sleep 0.2; done"]
   containers:
-  - {name: work, image: busybox, command: [sh, -c, "echo working; sleep 1"]}
+  - name: work
+    image: busybox
+    command: [sh, -c, "echo working; sleep 1"]
+    volumeMounts: [{name: scratch, mountPath: /scratch, subPath: job}]
+  volumes: [{name: scratch, emptyDir: {}}]
 "#,
     );
     p.start();
@@ -342,6 +346,11 @@ spec:
     let pod = p.wait_pod("job", "its network torn down", |q| condition(q, "PodReadyToStartContainers") == "False");
     assert_eq!(count("DEL "), 1, "{}", cni_calls(&bin));
     assert_eq!(pod["status"]["podIP"], "10.99.0.7", "an ended pod keeps reporting the IP it had: {pod}");
+    // Its subPath's staging mount went with its containers (the emptyDir stays).
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = p.root.to_str().unwrap();
+    let staged: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(root) && m.contains("/volume-subpaths/")).collect();
+    assert_eq!(staged, Vec::<&str>::new());
 
     // After a restart it is still over: no new ADD, the same status.
     p.kill();
