@@ -567,10 +567,15 @@ impl V {
             } else if !paths.insert(m.mount_path.trim_end_matches('/')) {
                 self.invalid(format!("{mf}.mountPath"), &m.mount_path, "must be unique");
             }
-            if m.sub_path.starts_with('/') {
-                self.invalid(format!("{mf}.subPath"), &m.sub_path, "must be a relative path");
-            } else if m.sub_path.split('/').any(|p| p == "..") {
-                self.invalid(format!("{mf}.subPath"), &m.sub_path, "must not contain '..'");
+            for (field, value) in [("subPath", &m.sub_path), ("subPathExpr", &m.sub_path_expr)] {
+                if value.starts_with('/') {
+                    self.invalid(format!("{mf}.{field}"), value, "must be a relative path");
+                } else if value.split('/').any(|p| p == "..") {
+                    self.invalid(format!("{mf}.{field}"), value, "must not contain '..'");
+                }
+            }
+            if !m.sub_path.is_empty() && !m.sub_path_expr.is_empty() {
+                self.invalid(format!("{mf}.subPathExpr"), &m.sub_path_expr, "subPathExpr and subPath are mutually exclusive");
             }
             if let Some(mp) = &m.mount_propagation {
                 self.one_of(&format!("{mf}.mountPropagation"), mp, &["Bidirectional", "HostToContainer", "None"]);
@@ -1196,6 +1201,8 @@ mod tests {
             m("cache", "/cache"),
             m("", "relative"),
             VolumeMount { sub_path: "../etc".into(), mount_propagation: Some("Sideways".into()), ..m("data", "/x") },
+            VolumeMount { sub_path: "a".into(), sub_path_expr: "/$(X)".into(), ..m("data", "/y") },
+            VolumeMount { sub_path_expr: "$(X)/../..".into(), ..m("data", "/z") },
         ];
         let e = errors(&p);
         has(&p, "spec.containers[0].volumeMounts[1].mountPath: Invalid value: \"/data/\": must be unique");
@@ -1204,7 +1211,10 @@ mod tests {
         has(&p, "spec.containers[0].volumeMounts[3].mountPath: Invalid value: \"relative\": must be an absolute path");
         has(&p, "spec.containers[0].volumeMounts[4].subPath: Invalid value: \"../etc\": must not contain '..'");
         assert!(e.iter().any(|s| s.starts_with("spec.containers[0].volumeMounts[4].mountPropagation: Unsupported value")));
-        assert_eq!(e.len(), 6, "{e:#?}");
+        has(&p, "spec.containers[0].volumeMounts[5].subPathExpr: Invalid value: \"/$(X)\": must be a relative path");
+        has(&p, "spec.containers[0].volumeMounts[5].subPathExpr: Invalid value: \"/$(X)\": subPathExpr and subPath are mutually exclusive");
+        has(&p, "spec.containers[0].volumeMounts[6].subPathExpr: Invalid value: \"$(X)/../..\": must not contain '..'");
+        assert_eq!(e.len(), 9, "{e:#?}");
     }
 
     #[test]

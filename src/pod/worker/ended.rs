@@ -5,7 +5,8 @@
 //! last declared first (`stop_in_order`), then
 //! its network is torn down, so its IP goes back to the pool while the pod
 //! object, its logs and its status (with the IP it had) stay until it is
-//! deleted. An evicted pod also loses its writable layers and volumes.
+//! deleted. Its subPath staging mounts go with its containers; an evicted
+//! pod also loses its writable layers and volumes.
 
 use super::{full_name, sandbox::Progress, Manager};
 use crate::runtime::runc::Runtime;
@@ -32,6 +33,11 @@ impl<R: Runtime> Manager<R> {
             return;
         }
         self.free_evicted_disk(uid);
+        // Its subPath mounts would pin what they show (a hostPath's
+        // filesystem) until it is deleted, as upstream's do not.
+        if let Err(e) = crate::volume::subpath::release(&self.pod_dir(uid)) {
+            log::warn!("pod {}: {e}", full_name(&self.pods[uid].pod));
+        }
         if self.pods[uid].released_ip.is_some() {
             return;
         }
