@@ -311,3 +311,7 @@ mod zstd_tests {
         assert!(err.contains("zstd window is over 8 MiB"), "{err}");
     }
 }
+
+#[cfg(test)]
+#[path = "unpack_hostile_tests.rs"]
+mod hostile_tests;
