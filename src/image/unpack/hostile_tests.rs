@@ -9,7 +9,9 @@
 use super::*;
 use crate::image::testutil::{scratch, sha256};
 use std::collections::BTreeMap;
+use std::ffi::CString;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::PathBuf;
 use tar::EntryType::{self, *};
 
 /// One layer entry: name, type, and the file data or link target.
@@ -63,14 +65,24 @@ impl Sandbox {
         self.dir.join("store/layer")
     }
 
-    /// Unpacks `entries` as a layer; returns the digest and the outcome.
+    /// Unpacks `entries` as a layer, both ways; returns the digest and the
+    /// outcome (recording a failure if the two ways differ).
     fn unpack(&self, entries: &[Entry]) -> (String, Result<(), String>) {
+        let (digest, res) = self.unpack_once(entries, true);
+        let (_, walked) = self.unpack_once(entries, false);
+        if walked != res {
+            self.fail(format!("{entries:?}: openat2 gave {res:?}, the walk {walked:?}"));
+        }
+        (digest, res)
+    }
+
+    fn unpack_once(&self, entries: &[Entry], openat2: bool) -> (String, Result<(), String>) {
         let blob = self.dir.join("layer.tar");
         let _ = fs::remove_dir_all(self.layer());
         write_layer(&blob, entries, self.uid.get());
         let digest = sha256(&fs::read(&blob).unwrap());
         let before = snapshot(&self.dir, &self.layer());
-        let res = unpack(&blob, &digest, &self.layer()).map_err(|e| e.to_string());
+        let res = unpack(&blob, &digest, &self.layer(), openat2).map_err(|e| e.to_string());
         let after = snapshot(&self.dir, &self.layer());
         if before != after {
             let changed: Vec<_> = before
@@ -107,8 +119,14 @@ impl Drop for Sandbox {
     }
 }
 
-fn unpack(blob: &Path, _digest: &str, dest: &Path) -> Result<(), ImageError> {
-    unpack_layer(blob, dest)
+/// Unpacks with openat2 (where the kernel has it) and with the O_NOFOLLOW
+/// walk of kernels before 5.6, which must agree.
+fn unpack(blob: &Path, digest: &str, dest: &Path, openat2: bool) -> Result<(), ImageError> {
+    if openat2 {
+        return unpack_layer(blob, digest, dest);
+    }
+    fs::create_dir(dest).unwrap();
+    unpack_tar(File::open(blob).unwrap(), LayerDir::open(dest).unwrap().without_openat2(), digest, blob)
 }
 
 fn write_layer(path: &Path, entries: &[Entry], uid: u64) {
