@@ -152,8 +152,8 @@ impl LayerDir {
             open_subdir(at, name).map_err(failed("open directory"))?
         };
         set_owner_and_mode(fd.as_fd(), meta)?;
-        // Its entries usually come next. (What a replaced entry held below
-        // it is gone with the kept parent replaced here.)
+        // Its entries usually come next. (Only a non-directory was replaced,
+        // so no kept parent was below it.)
         self.last = Some((parent.join(name), fd));
         Ok(())
     }

@@ -4,7 +4,8 @@
 //!
 //! Each test unpacks into `<sandbox>/store/layer` next to a sibling layer and
 //! an `outside` directory that symlinks in the layer point at, and compares a
-//! listing of the whole sandbox (minus the layer itself) before and after.
+//! listing of the whole sandbox (minus the layer itself) before and after,
+//! once with openat2 and once with the O_NOFOLLOW walk of older kernels.
 
 use super::*;
 use crate::image::testutil::{scratch, sha256};
