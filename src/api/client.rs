@@ -323,8 +323,10 @@ impl<R: Read> Iterator for Events<R> {
                 Ok(_) => {}
             }
         }
+        // An object: indexing anything else to write would panic.
         let mut v: Value = match serde_json::from_slice(&self.buf) {
-            Ok(v) => v,
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => return fail(self, "bad watch event: not a JSON object".into()),
             Err(e) => return fail(self, format!("bad watch event: {e}")),
         };
         let kind = v["type"].as_str().unwrap_or("").to_string();
@@ -450,6 +452,11 @@ mod tests {
         let ev = events("not json\n{\"type\":\"ADDED\",\"object\":{}}\n");
         assert_eq!(ev.len(), 1);
         assert!(ev[0].as_ref().err().unwrap().message.contains("bad watch event"));
+        for line in ["[1,2]\n", "\"ADDED\"\n", "7\n"] {
+            let ev = events(line);
+            assert_eq!(ev.len(), 1, "{line}");
+            assert_eq!(ev[0].as_ref().err().unwrap().message, "bad watch event: not a JSON object", "{line}");
+        }
     }
 
     #[test]
