@@ -23,7 +23,17 @@ if (($#)); then
     exec cargo test --no-fail-fast "$@"
 fi
 status=0
-cargo test --no-fail-fast || status=1
+# Unit tests (the binary's, and the library's once there is one), with those
+# #[ignore]d for needing root, runc or mounts: this runs as root. Only they
+# get --include-ignored: tests/vm_*.rs are #[ignore]d here and run in the VMs
+# below, and probe::run's exec_cost is a benchmark (tests/bench/probes.sh).
+units=(--bins)
+[[ -f src/lib.rs ]] && units=(--lib --bins)
+echo "== unit tests, including those that need root"
+cargo test --no-fail-fast "${units[@]}" -- --include-ignored --skip exec_cost || status=1
+echo "== integration tests"
+cargo test --no-fail-fast --test '*' || status=1
+if [[ -f src/lib.rs ]]; then cargo test --no-fail-fast --doc || status=1; fi
 echo "== ARM: cross builds, unit tests under qemu-user"
 bash tests/cross/run.sh || status=1
 echo "== systemd unit"

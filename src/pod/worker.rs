@@ -16,7 +16,7 @@ use super::qos::oom_score_adj;
 use super::status::{self, Attempt, ContainerView, Observed, PodView};
 use crate::api::downward::Allocatable;
 use crate::api::objects::ObjectStore;
-use crate::api::time::{now as now_str, parse_rfc3339};
+use crate::api::time::{self, now as now_str, parse_rfc3339};
 use crate::api::{Container, Pod, PodStatus};
 use crate::cgroup;
 use crate::image::{self, Store};
@@ -919,8 +919,8 @@ impl<R: Runtime> Manager<R> {
         let name = full_name(&st.pod);
         if st.stop.is_none() {
             // A deletion's grace period (kubectl delete --grace-period) wins.
-            let grace = st.pod.metadata.deletion_grace_period_seconds.or(st.pod.spec.termination_grace_period_seconds).unwrap_or(30).max(0) as u64;
-            st.stop = Some(Stop { deadline: now + Duration::from_secs(grace) });
+            let grace = st.pod.metadata.deletion_grace_period_seconds.or(st.pod.spec.termination_grace_period_seconds).unwrap_or(30).max(0);
+            st.stop = Some(Stop { deadline: time::deadline(now, time::seconds(grace)) });
             self.changed = true;
             if !running.is_empty() {
                 log::info!("pod {name}: stopping {} container(s), grace period {grace}s", running.len());

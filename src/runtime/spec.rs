@@ -997,11 +997,9 @@ mod runc_tests {
     }
 
     #[test]
+    #[ignore = "needs root, /bin/busybox and runc: tests/run.sh runs it"]
     fn pod_containers_share_sandbox_and_volumes() {
-        if !usable() {
-            eprintln!("skipping: needs root, /bin/busybox and runc");
-            return;
-        }
+        assert!(usable(), "needs root, /bin/busybox and runc");
         let e = Env::new("pod", false);
         let writer = Container {
             name: "writer".into(),
@@ -1112,11 +1110,9 @@ mod runc_tests {
     }
 
     #[test]
+    #[ignore = "needs root, /bin/busybox and runc: tests/run.sh runs it"]
     fn host_network_pod_and_privileged() {
-        if !usable() {
-            eprintln!("skipping: needs root, /bin/busybox and runc");
-            return;
-        }
+        assert!(usable(), "needs root, /bin/busybox and runc");
         let e = Env::new("hostnet", true);
         let c = Container { name: "h".into(), ..Default::default() };
         let (ok, out, err) = e.run("h", c, "hostname; readlink /proc/self/ns/net; cat /etc/hostname");
