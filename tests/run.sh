@@ -7,8 +7,9 @@
 # the x86_64 and the aarch64 qemu VMs. The cluster
 # tests run against a real etcd + kube-apiserver + controller-manager +
 # scheduler built from the Go module proxy (tests/cluster/).
-#   sudo tests/run.sh                 everything
-#   sudo tests/run.sh --test logs     only what cargo test selects (no ARM, no unit check)
+# The README's demo runs too (headless), so its first command cannot rot.
+#   tests/run.sh                 everything, as root
+#   tests/run.sh --test logs     only what cargo test selects (no ARM, no unit check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib.sh
@@ -34,6 +35,8 @@ cargo test --no-fail-fast "${units[@]}" -- --include-ignored --skip exec_cost ||
 echo "== integration tests"
 cargo test --no-fail-fast --test '*' || status=1
 if [[ -f src/lib.rs ]]; then cargo test --no-fail-fast --doc || status=1; fi
+echo "== the README's demo (tests/demo.sh --headless)"
+bash tests/demo.sh --headless || status=1
 echo "== ARM: cross builds, unit tests under qemu-user"
 bash tests/cross/run.sh || status=1
 echo "== systemd unit"
