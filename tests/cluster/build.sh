@@ -12,7 +12,8 @@
 #   build.sh e2e              for tests/conformance, into bin/e2e-<k8s>/: e2e.test,
 #                             the ginkgo CLI, kube-proxy and the image commands
 #                             agnhost and nonewprivs (module tests/conformance/e2e)
-#   build.sh coredns          CoreDNS, into bin/coredns-<version>/ (module
+#   build.sh coredns          CoreDNS with the plugins the conformance harness
+#                             uses, into bin/coredns-<version>/ (module
 #                             tests/conformance/coredns)
 #
 # Each target has its own lock, so a long e2e build does not hold up the
@@ -129,7 +130,7 @@ metrics-server-*)
 coredns-*)
     (
         cd "$here/../conformance/coredns"
-        "$GO" build -trimpath -ldflags "-s -w" -o "$tmp/coredns" github.com/coredns/coredns
+        "$GO" build -trimpath -ldflags "-s -w" -o "$tmp/coredns" .
     ) || die "building CoreDNS $cd_version failed"
     "$tmp/coredns" -version | grep -qF "CoreDNS-${cd_version#v}" ||
         die "coredns reports '$("$tmp/coredns" -version)', not $cd_version"

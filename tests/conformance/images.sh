@@ -2,9 +2,9 @@
 # The images the conformance specs run, as real OCI images in a registry's
 # storage directory, under their upstream names:
 #
-#   registry.k8s.io/e2e-test-images/agnhost:2.56      the e2e build's agnhost (+ curl/nc stand-ins)
-#   registry.k8s.io/e2e-test-images/busybox:1.37.0-1  Debian's busybox-static, bash-static as sh
-#                                                     (also as :1.36.1-1)
+#   registry.k8s.io/e2e-test-images/agnhost:2.56      the e2e build's agnhost (+ curl/nc stand-ins,
+#                                                     bash-static as sh)
+#   registry.k8s.io/e2e-test-images/busybox:1.37.0-1  Debian's busybox-static (also as :1.36.1-1)
 #   registry.k8s.io/e2e-test-images/nonewprivs:1.3    the e2e build's nnp, setuid root
 #   registry.k8s.io/e2e-test-images/nonroot:1.4       busybox with USER 1234
 #   registry.k8s.io/e2e-test-images/{nginx:1.14-4,nginx:1.15-4,httpd:2.4.38-4,httpd:2.4.39-4}
@@ -83,11 +83,6 @@ strip "$work/pause" 2>/dev/null || true
 
 # busybox_root DIR: Debian's busybox-static with every applet linked, as the
 # upstream busybox image has it, and the usual passwd/group of that image.
-# /bin/sh (and /bin/bash) is Debian's bash-static, not busybox's ash: Debian
-# builds ash to run its own applets before PATH (so agnhost's nc stand-in in
-# /usr/bin would never run), and ash 1.35 drops environment variables whose
-# names are not shell identifiers (data-1=...), which upstream's images (Alpine's
-# ash, busybox 1.37) pass on: the env-from specs see both.
 busybox_root() {
     local root=$1 applet
     mkdir -p "$root"/{bin,etc,root,home,var/spool/mail,proc,sys,dev,usr/bin,usr/sbin,usr/local/bin}
@@ -95,8 +90,6 @@ busybox_root() {
     for applet in $("$busybox" --list); do
         [[ $applet == busybox ]] || ln -sf busybox "$root/bin/$applet"
     done
-    install -m 0755 "$bash_static" "$root/bin/bash"
-    ln -sf bash "$root/bin/sh"
     cat >"$root/etc/passwd" <<'P'
 root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/bin/false
@@ -154,6 +147,11 @@ pop_agnhost() {
     install -m 0755 "$work/toolbox" "$root/usr/bin/toolbox"
     ln -s toolbox "$root/usr/bin/curl"
     ln -s toolbox "$root/usr/bin/nc"
+    # /bin/sh and /bin/bash (upstream's agnhost has bash too) are Debian's
+    # bash-static: Debian builds busybox's ash to run its own applets before
+    # PATH, so `sh -c "... | nc -u ..."` would run busybox's nc, which has no -u.
+    install -m 0755 "$bash_static" "$root/bin/bash"
+    ln -sf bash "$root/bin/sh"
     # adduser -u 1000 user-defined-in-image; addgroup -g 50000 group-defined-in-image.
     echo "user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh" >>"$root/etc/passwd"
     echo "user-defined-in-image:x:1000:" >>"$root/etc/group"
