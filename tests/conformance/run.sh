@@ -143,7 +143,7 @@ if [[ -s $state ]]; then
         [[ $p =~ ^[0-9]+$ ]] || continue
         # Each was started in a session of its own: its group goes too (ginkgo's
         # e2e.test processes).
-        tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$old_work" && kill -KILL -- "-$p" "$p" 2>/dev/null || true
+        tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF "$old_work" && kill -KILL -- "-$p" "$p" 2>/dev/null || true
     done < <(tail -n +2 "$state")
     nft delete table ip kube-proxy 2>/dev/null || true
     nft delete table ip6 kube-proxy 2>/dev/null || true
