@@ -85,7 +85,7 @@ fi
 # specs"): they print the environment with `sh -c env` and look for variables
 # whose names are not shell identifiers (data-1=value-1), which Debian's ash
 # drops and upstream's busybox image keeps.
-host_skips+=('\[sig-node\] Secrets should be consumable via the environment'
+host_skips+=('\[sig-node\] (Secrets|ConfigMap) should be consumable via the environment'
     'should be consumable as environment variable names (variable names )?with various prefixes')
 for s in "${host_skips[@]}"; do skip="$skip|$s"; done
 
