@@ -1309,6 +1309,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .ok_or("duration too large")?;
         rest = tail;
     }
+    // Go's durations are int64 nanoseconds (about 292 years); so is the
+    // limit here, which keeps `Instant::now() + d` from overflowing.
+    if total > i64::MAX as u128 {
+        return Err("duration too large".into());
+    }
     let secs = u64::try_from(total / 1_000_000_000).map_err(|_| "duration too large")?;
     Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
 }
@@ -1446,6 +1451,12 @@ mod tests {
         for bad in ["", "s", "20", "1x", "-5s", "1..2s", "1s2", "99999999999999999999999h"] {
             assert!(d(bad).is_err(), "{bad}");
         }
+        // Go's limit, int64 nanoseconds: past it no duration can be added to a clock.
+        assert_eq!(d("2562047h47m16.854775807s"), Ok(Duration::new(i64::MAX as u64 / 1_000_000_000, 854_775_807)));
+        assert_eq!(d("2562047h47m16.854775808s"), Err("duration too large".into()));
+        assert_eq!(d("5000000000000000h"), Err("duration too large".into()));
+        let flag = |v: &str| parse(&[format!("--file-check-frequency={v}")]).map(drop).map_err(|e| e.to_string());
+        assert!(flag("5000000000000000h").unwrap_err().contains("duration too large"));
     }
 
     #[test]

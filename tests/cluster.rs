@@ -200,6 +200,19 @@ spec:
     c.wait_pod("del", "forced", "Running", &p, |pod| container_running(pod, "app"));
     c.kubectl(&["delete", "pod", "-n", "del", "forced", "--grace-period=0", "--force"]);
     p.wait_until("the force-deleted pod's containers to stop", || p.picolet_log().contains("pod del/forced stopped and removed"));
+
+    // The largest grace period the API server takes, in the spec and from
+    // `kubectl delete --grace-period`: the pod stops when its container
+    // honours SIGTERM, and the node stays up and Ready.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: patient, namespace: del}}\nspec:\n  nodeName: {}\n  terminationGracePeriodSeconds: 9223372036854775807\n  containers:\n  - {{name: app, image: busybox, command: [sh, -c, 'trap \"exit 0\" TERM; while :; do sleep 1; done']}}\n",
+        p.node
+    ));
+    c.wait_pod("del", "patient", "Running", &p, |pod| container_running(pod, "app"));
+    c.kubectl(&["delete", "pod", "-n", "del", "patient", "--grace-period=9223372036854775806", "--wait=false"]);
+    c.wait("the pod object to be deleted", Some(&p), || c.try_kubectl(&["get", "pod", "-n", "del", "patient"]).is_none());
+    assert!(p.picolet_log().contains("pod del/patient: stopping 1 container(s), grace period 9223372036854775806s"), "{}", p.picolet_log());
+    assert_eq!(condition(&node_ready(c, &p), "Ready"), "True");
 }
 
 #[test]

@@ -1,12 +1,16 @@
 # Shared by tests/run.sh, tests/demo.sh and the benchmarks: installing what
 # picolet and its tests need on Debian, and cleaning up after a picolet run.
 
-# Debian packages: the real runtime and the tools the tests build images with.
-PICOLET_APT_PACKAGES=(runc umoci skopeo busybox-static iproute2 curl jq ca-certificates gcc libc6-dev systemd python3 python3-pip openssl util-linux docker-registry apache2-utils time)
+# Debian packages. The demo needs the runtime, the image tools and what builds
+# picolet (gcc for ring's C); the tests need the rest too.
+PICOLET_DEMO_PACKAGES=(runc umoci skopeo busybox-static curl jq ca-certificates gcc libc6-dev)
+PICOLET_APT_PACKAGES=("${PICOLET_DEMO_PACKAGES[@]}" iproute2 systemd python3 python3-pip openssl util-linux docker-registry apache2-utils time)
 
+# install_deps [demo]: installs what is missing (apt-get, as root), and finds cargo.
 install_deps() {
-    local missing=()
-    for p in "${PICOLET_APT_PACKAGES[@]}"; do
+    local wanted=("${PICOLET_APT_PACKAGES[@]}") missing=()
+    [[ ${1:-} == demo ]] && wanted=("${PICOLET_DEMO_PACKAGES[@]}")
+    for p in "${wanted[@]}"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
     done
     if ((${#missing[@]})); then
@@ -17,16 +21,17 @@ install_deps() {
     if ! command -v cargo >/dev/null; then
         [[ -x $HOME/.cargo/bin/cargo ]] && export PATH=$HOME/.cargo/bin:$PATH
     fi
+    command -v cargo >/dev/null || {
+        echo "cargo not found: install Rust with rustup (https://rustup.rs), then run this again" >&2
+        return 1
+    }
+    [[ ${1:-} == demo ]] && return 0
     # The gRPC probe test talks to grpcio's own health server.
     if ! python3 -c 'import grpc, grpc_health.v1.health' 2>/dev/null; then
         echo "installing: grpcio grpcio-health-checking (pip)"
         python3 -m pip install -q --break-system-packages grpcio grpcio-health-checking 2>/dev/null ||
             python3 -m pip install -q grpcio grpcio-health-checking
     fi
-    command -v cargo >/dev/null || {
-        echo "cargo not found: install Rust with rustup (https://rustup.rs), then run this again" >&2
-        return 1
-    }
 }
 
 # The Go toolchain the test control plane is built with (tests/cluster/, the

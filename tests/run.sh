@@ -7,8 +7,9 @@
 # the x86_64 and the aarch64 qemu VMs. The cluster
 # tests run against a real etcd + kube-apiserver + controller-manager +
 # scheduler built from the Go module proxy (tests/cluster/).
-#   sudo tests/run.sh                 everything
-#   sudo tests/run.sh --test logs     only what cargo test selects (no ARM, no unit check)
+# The README's demo runs too (headless), so its first command cannot rot.
+#   tests/run.sh                 everything, as root
+#   tests/run.sh --test logs     only what cargo test selects (no ARM, no unit check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib.sh
@@ -23,7 +24,19 @@ if (($#)); then
     exec cargo test --no-fail-fast "$@"
 fi
 status=0
-cargo test --no-fail-fast || status=1
+# Unit tests (the binary's, and the library's once there is one), with those
+# #[ignore]d for needing root, runc or mounts: this runs as root. Only they
+# get --include-ignored: tests/vm_*.rs are #[ignore]d here and run in the VMs
+# below, and probe::run's exec_cost is a benchmark (tests/bench/probes.sh).
+units=(--bins)
+[[ -f src/lib.rs ]] && units=(--lib --bins)
+echo "== unit tests, including those that need root"
+cargo test --no-fail-fast "${units[@]}" -- --include-ignored --skip exec_cost || status=1
+echo "== integration tests"
+cargo test --no-fail-fast --test '*' || status=1
+if [[ -f src/lib.rs ]]; then cargo test --no-fail-fast --doc || status=1; fi
+echo "== the README's demo (tests/demo.sh --headless)"
+bash tests/demo.sh --headless || status=1
 echo "== ARM: cross builds, unit tests under qemu-user"
 bash tests/cross/run.sh || status=1
 echo "== systemd unit"

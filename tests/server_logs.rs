@@ -218,6 +218,20 @@ fn kubectl_logs_reads_the_kubelets_container_logs() {
     // nodes), as the cluster admin. A bad option kubectl would refuse: 400 naming it.
     let (code, body) = c.kubelet_get(&p, &format!("/containerLogs/{NS}/many/app?tailLines=-1"));
     assert_eq!((code, body.as_str()), (400, "invalid tailLines \"-1\": must be greater than or equal to 0"));
+    // Times out of RFC 3339's range: a 400 with the reason, and the kubelet serves on.
+    for (since, reason) in [
+        ("999999999999999-01-01T00:00:00Z", "want RFC 3339, like 2006-01-02T15:04:05Z"),
+        ("2024-01-01T99999999999999999:00:00Z", "want RFC 3339, like 2006-01-02T15:04:05Z"),
+        ("2024-02-30T00:00:00Z", "day out of range"),
+        ("2016-12-31T23:59:60Z", "second out of range"),
+        ("2024-01-01T00:00:00%2B99:99", "time zone offset out of range"),
+    ] {
+        let (code, body) = c.kubelet_get(&p, &format!("/containerLogs/{NS}/many/app?sinceTime={since}"));
+        let since = since.replace("%2B", "+");
+        assert_eq!((code, body.as_str()), (400, format!("invalid sinceTime {since:?}: {reason}").as_str()));
+    }
+    let (code, body) = c.kubelet_get(&p, &format!("/containerLogs/{NS}/many/app?tailLines=1&sinceTime=0000-01-01T00:00:00Z"));
+    assert_eq!((code, body.as_str()), (200, "line 300\n"));
     let (code, body) = c.kubelet_get(&p, &format!("/containerLogs/{NS}/many/app?tailLines=2&timestamps=false"));
     assert_eq!((code, body.as_str()), (200, "line 299\nline 300\n"));
 

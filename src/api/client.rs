@@ -12,6 +12,7 @@ use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 use std::time::Duration;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
 
 /// The system's trusted roots (Debian, Raspberry Pi OS, Alpine).
@@ -104,12 +105,75 @@ pub fn key(pem: &[u8], what: &str) -> Result<PrivateKey<'static>, String> {
         .ok_or_else(|| format!("{what}: no PEM private key"))
 }
 
+/// Checks a certificate chain and its private key as rustls loads them:
+/// ureq does so lazily, on the first connection, and aborts on a pair rustls
+/// refuses. The key must be one rustls signs with, the first certificate an
+/// X.509 v3 certificate that holds the key's public half. `extfile` is the
+/// openssl extension text to re-issue a v1 certificate with. The error says
+/// what is wrong and how to fix it.
+pub fn check_pair(chain: &[CertificateDer<'_>], key: &PrivateKeyDer<'_>, extfile: &str) -> Result<(), String> {
+    let first = chain.first().ok_or("no certificate")?;
+    match x509_version(first) {
+        Some(3) => {}
+        Some(v) => {
+            return Err(format!(
+                "the certificate is X.509 v{v} (as `openssl x509 -req` makes it without extensions), which rustls does not accept: \
+                 re-issue it as v3, e.g. `openssl x509 -req -in <csr> -CA <ca.crt> -CAkey <ca.key> -days 365 -extfile <(printf '{extfile}')`"
+            ))
+        }
+        None => return Err("the certificate is not DER-encoded X.509".into()),
+    }
+    let provider = rustls::crypto::ring::default_provider();
+    let signer = provider.key_provider.load_private_key(key.clone_key()).map_err(|e| {
+        format!("the private key is not one rustls can use (RSA of 2048 to 8192 bits, ECDSA P-256 or P-384, Ed25519): {e}")
+    })?;
+    let chain = chain.iter().map(|c| c.clone().into_owned()).collect();
+    match rustls::sign::CertifiedKey::new(chain, signer).keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(_)) => Err("the private key does not belong to the certificate (its public key differs)".into()),
+        Err(rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)) => Err("the certificate is not valid DER".into()),
+        Err(rustls::Error::InvalidCertificate(e)) => Err(format!("rustls cannot use the certificate: {e:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The version of a DER X.509 certificate (1 to 3); None if it is not
+/// shaped like one. Certificate and tbsCertificate are SEQUENCEs; the
+/// version is an optional `[0]` in front of the serial number (absent: v1).
+fn x509_version(der: &[u8]) -> Option<u8> {
+    fn content(b: &[u8]) -> Option<&[u8]> {
+        let (&len, rest) = b.strip_prefix(&[0x30])?.split_first()?;
+        if len < 0x80 { Some(rest) } else { rest.get(usize::from(len & 0x7f)..) }
+    }
+    match content(content(der)?)? {
+        [0xa0, 3, 2, 1, v, ..] => Some(v.saturating_add(1)),
+        [2, ..] => Some(1),
+        _ => None,
+    }
+}
+
+/// Trust anchors as rustls takes them: ureq quietly drops certificates it
+/// cannot parse, and with none left every connection would fail as
+/// "unknown issuer". An error when none is usable.
+pub fn check_roots(certs: &[Certificate<'_>]) -> Result<(), String> {
+    let mut store = rustls::RootCertStore::empty();
+    let (_, refused) = store.add_parsable_certificates(certs.iter().map(|c| CertificateDer::from(c.der())));
+    if store.is_empty() {
+        return Err(format!("none of its {refused} certificate(s) is a usable CA certificate"));
+    }
+    Ok(())
+}
+
 impl Client {
     pub fn new(kc: &Kubeconfig) -> Result<Client, String> {
         // No CA in the kubeconfig: the system's (Debian's ca-certificates).
         // Compiled-in roots (webpki-roots) would cost 70 KB for that alone.
         let ca = match &kc.ca_pem {
-            Some(ca) => certs(ca, "certificate authority")?,
+            Some(ca) => {
+                let ca = certs(ca, "certificate authority")?;
+                check_roots(&ca).map_err(|e| format!("certificate authority: {e}"))?;
+                ca
+            }
             None => {
                 let path = SYSTEM_ROOTS;
                 let pem = std::fs::read(path).map_err(|e| format!("no certificate-authority in the kubeconfig and no system roots ({path}: {e})"))?;
@@ -121,7 +185,11 @@ impl Client {
             tls = tls.disable_verification(true);
         }
         if let (Some(c), Some(k)) = (&kc.client_cert_pem, &kc.client_key_pem) {
-            tls = tls.client_cert(Some(ClientCert::new_with_certs(&certs(c, "client certificate")?, key(k, "client key")?)));
+            let (chain, key) = (certs(c, "client certificate")?, key(k, "client key")?);
+            let der: Vec<CertificateDer> = chain.iter().map(|c| CertificateDer::from(c.der())).collect();
+            let key_der = PrivateKeyDer::try_from(key.der()).map_err(|e| format!("client key: {e}"))?;
+            check_pair(&der, &key_der, "extendedKeyUsage=clientAuth").map_err(|e| format!("client certificate: {e}"))?;
+            tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
         }
         let agent = ureq::Agent::config_builder()
             .tls_config(tls.build())
@@ -255,8 +323,10 @@ impl<R: Read> Iterator for Events<R> {
                 Ok(_) => {}
             }
         }
+        // An object: indexing anything else to write would panic.
         let mut v: Value = match serde_json::from_slice(&self.buf) {
-            Ok(v) => v,
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => return fail(self, "bad watch event: not a JSON object".into()),
             Err(e) => return fail(self, format!("bad watch event: {e}")),
         };
         let kind = v["type"].as_str().unwrap_or("").to_string();
@@ -382,6 +452,11 @@ mod tests {
         let ev = events("not json\n{\"type\":\"ADDED\",\"object\":{}}\n");
         assert_eq!(ev.len(), 1);
         assert!(ev[0].as_ref().err().unwrap().message.contains("bad watch event"));
+        for line in ["[1,2]\n", "\"ADDED\"\n", "7\n"] {
+            let ev = events(line);
+            assert_eq!(ev.len(), 1, "{line}");
+            assert_eq!(ev[0].as_ref().err().unwrap().message, "bad watch event: not a JSON object", "{line}");
+        }
     }
 
     #[test]
@@ -402,6 +477,89 @@ mod tests {
         }
         r.reset();
         assert!(r.fail() <= Duration::from_millis(1260));
+    }
+
+    /// A scratch directory with openssl-made certificates.
+    struct Pki(std::path::PathBuf);
+
+    impl Pki {
+        fn new(name: &str) -> Pki {
+            let d = std::env::temp_dir().join(format!("picolet-client-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            let pki = Pki(d);
+            pki.openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=ca", "-days", "2"]);
+            pki.openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "node.key", "-out", "node.csr", "-subj", "/O=system:nodes/CN=system:node:pi-1"]);
+            std::fs::write(pki.0.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+            pki
+        }
+        fn openssl(&self, args: &[&str]) {
+            let out = std::process::Command::new("openssl").args(args).current_dir(&self.0).output().expect("openssl is installed");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        /// `node.csr` signed by the CA into `name` with extra x509 args.
+        fn sign(&self, name: &str, extra: &[&str]) {
+            let mut args = vec!["x509", "-req", "-in", "node.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-out", name];
+            args.extend_from_slice(extra);
+            self.openssl(&args);
+        }
+        fn read(&self, f: &str) -> Vec<u8> {
+            std::fs::read(self.0.join(f)).unwrap()
+        }
+        fn client(&self, ca: &[u8], crt: &[u8], key: &str) -> Result<Client, String> {
+            let kc = Kubeconfig {
+                server: "https://127.0.0.1:1".into(),
+                ca_pem: Some(ca.to_vec()),
+                insecure: false,
+                client_cert_pem: Some(crt.to_vec()),
+                client_key_pem: Some(self.read(key)),
+                token: None,
+                token_file: None,
+            };
+            Client::new(&kc)
+        }
+    }
+
+    impl Drop for Pki {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A client certificate rustls refuses is an error here, saying what to
+    /// do, not an abort inside ureq at the first request.
+    #[test]
+    fn client_certificates_rustls_refuses_are_errors() {
+        let pki = Pki::new("certs");
+        let ca = pki.read("ca.crt");
+        pki.sign("v1.crt", &["-days", "1"]);
+        let e = pki.client(&ca, &pki.read("v1.crt"), "node.key").err().expect("a v1 certificate is refused");
+        assert!(e.starts_with("client certificate: the certificate is X.509 v1"), "{e}");
+        assert!(e.contains("-extfile <(printf 'extendedKeyUsage=clientAuth')"), "{e}");
+        // The advice, followed.
+        pki.sign("v3.crt", &["-days", "1", "-extfile", "client.ext"]);
+        pki.client(&ca, &pki.read("v3.crt"), "node.key").unwrap();
+        // A key that is not the certificate's (the CA's).
+        let e = pki.client(&ca, &pki.read("v3.crt"), "ca.key").err().unwrap();
+        assert_eq!(e, "client certificate: the private key does not belong to the certificate (its public key differs)");
+        let junk = b"-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n";
+        let e = pki.client(&ca, junk, "node.key").err().unwrap();
+        assert_eq!(e, "client certificate: the certificate is not DER-encoded X.509");
+        let e = pki.client(junk, &pki.read("v3.crt"), "node.key").err().unwrap();
+        assert_eq!(e, "certificate authority: none of its 1 certificate(s) is a usable CA certificate");
+        // Expired: the API server decides (a board's clock may be wrong).
+        pki.sign("expired.crt", &["-days", "-1", "-extfile", "client.ext"]);
+        pki.client(&ca, &pki.read("expired.crt"), "node.key").unwrap();
+    }
+
+    #[test]
+    fn x509_versions() {
+        assert_eq!(x509_version(&[0x30, 0x82, 1, 0, 0x30, 0x81, 0xf0, 0xa0, 3, 2, 1, 2]), Some(3));
+        assert_eq!(x509_version(&[0x30, 10, 0x30, 8, 2, 1, 7]), Some(1));
+        assert_eq!(x509_version(&[0x30, 10, 0x30, 8, 0xa0, 3, 2, 1, 255]), Some(255));
+        for junk in [&[][..], &[0x30], &[0x30, 0x84], &[0x30, 2, 0x31, 0], &[0x30, 0x85, 1, 1, 1, 1, 1]] {
+            assert_eq!(x509_version(junk), None, "{junk:?}");
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@
 //! upstream, which keeps secrets in memory only, secrets and tokens are on
 //! disk here: that is what lets a node restart its pods offline.
 
-use crate::api::time::{parse_rfc3339, rfc3339};
+use crate::api::time::{self, parse_rfc3339, rfc3339};
 use crate::api::types::Pod;
 use crate::api::validate::{is_config_key, is_dns_label, is_dns_subdomain};
 use crate::hostfs::write_atomic_mode;
@@ -458,10 +458,10 @@ impl ObjectStore {
         let (Some(exp), Some(stored)) = (parse_rfc3339(&t.expiration_timestamp), parse_rfc3339(&t.stored_at)) else {
             return true;
         };
-        let ttl = Duration::from_secs(need.expiration_seconds.max(0) as u64);
-        let by_life = stored + ttl * 4 / 5;
+        let ttl = time::seconds(need.expiration_seconds);
+        let by_life = time::wall_deadline(stored, ttl - ttl / 5);
         let by_expiry = exp.checked_sub(ttl / 5).unwrap_or(exp);
-        let by_age = stored + Duration::from_secs(24 * 3600);
+        let by_age = time::wall_deadline(stored, Duration::from_secs(24 * 3600));
         now >= by_life.min(by_expiry).min(by_age)
     }
 
@@ -827,6 +827,25 @@ mod tests {
         assert!(s.put_token("web", "../uid", &need, &long).is_err());
         s.remove_tokens("web", "uid-1").unwrap();
         assert_eq!(s.get_token("web", "uid-1", &need).unwrap(), None);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// expirationSeconds of any int64 (a static pod's manifest is not
+    /// validated by an API server): the refresh point saturates.
+    #[test]
+    fn token_refresh_of_extreme_lifetimes() {
+        let d = tempdir("tokens-extreme");
+        let s = ObjectStore::under_root(&d);
+        let now = SystemTime::now();
+        let resp = json!({"token": "eyJ.a.b", "expirationTimestamp": rfc3339(now + Duration::from_secs(3600))});
+        for secs in [i64::MAX, i64::MIN, -1, 0] {
+            let need = TokenNeed { service_account: "default".into(), audience: String::new(), expiration_seconds: secs };
+            s.put_token("web", "uid-1", &need, &resp).unwrap();
+            // Due by 24 h of age at the latest, at once for a lifetime of nothing.
+            assert!(s.token_due("web", "uid-1", &need, now + Duration::from_secs(25 * 3600)), "{secs}");
+            let soon = SystemTime::now() + Duration::from_secs(2);
+            assert!(s.token_due("web", "uid-1", &need, soon) || secs > 0, "{secs}");
+        }
         fs::remove_dir_all(&d).unwrap();
     }
 

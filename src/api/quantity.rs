@@ -6,7 +6,13 @@
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
-/// Parses a quantity into thousandths of a unit (so "100m" = 100, "2" = 2000).
+/// The largest quantity taken, in thousandths: int64 whole units (about
+/// 9.2e18 bytes or cores), as far as upstream's Value() reaches. Sums and
+/// products of such values in i128 cannot overflow.
+const MAX_MILLI: i128 = i64::MAX as i128 * 1000;
+
+/// Parses a quantity into thousandths of a unit (so "100m" = 100, "2" = 2000);
+/// None beyond [`MAX_MILLI`] either way.
 pub fn parse_milli(s: &str) -> Option<i128> {
     let s = s.trim();
     if s.is_empty() {
@@ -53,10 +59,11 @@ pub fn parse_milli(s: &str) -> Option<i128> {
     if exp10 > 0 {
         val = val.checked_mul(10i128.checked_pow(exp10 as u32)?)?;
     } else if exp10 < 0 {
-        den = den.checked_mul(10i128.checked_pow((-exp10) as u32)?)?;
+        den = den.checked_mul(10i128.checked_pow(exp10.unsigned_abs())?)?;
     }
-    let v = (val + den * mult_den - 1) / (den * mult_den); // round up, as Kubernetes does
-    Some(if neg { -v } else { v })
+    let den = den.checked_mul(mult_den)?;
+    let v = val.checked_add(den - 1)? / den; // round up, as Kubernetes does
+    (v <= MAX_MILLI).then_some(if neg { -v } else { v })
 }
 
 /// Parses a quantity into whole units (bytes for memory), rounding up.
@@ -110,5 +117,20 @@ mod tests {
         assert_eq!(parse_milli("abc"), None);
         assert_eq!(parse_milli("5X"), None);
         assert_eq!(parse_milli(""), None);
+    }
+
+    /// Quantities at and past the ends: None, never an overflow.
+    #[test]
+    fn extremes() {
+        assert_eq!(parse_int("9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_int("-9223372036854775807"), Some(-i64::MAX));
+        assert_eq!(parse_int("8Ei"), None);
+        assert_eq!(parse_milli("9223372036854775808"), None);
+        assert_eq!(parse_milli("1e1000"), None);
+        assert_eq!(parse_milli("1e-2147483648"), None);
+        assert_eq!(parse_milli("1e-38"), Some(1));
+        assert_eq!(parse_milli("17014118346046923173168730.3715884105"), None);
+        assert_eq!(parse_milli("170141183460469231731687303715884105727"), None);
+        assert_eq!(parse_milli("999999999999999999999999999999999999999999"), None);
     }
 }

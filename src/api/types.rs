@@ -473,6 +473,9 @@ pub struct VolumeMount {
     pub read_only: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub sub_path: String,
+    /// `subPath` with `$(VAR)` from the container's env.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sub_path_expr: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mount_propagation: Option<String>,
 }

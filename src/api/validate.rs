@@ -87,16 +87,23 @@ pub fn is_config_key(s: &str) -> bool {
 
 /// True for an RFC 1123 label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 long.
 pub fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && is_label_chars(s)
+}
+
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?` of any length.
+fn is_label_chars(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 63
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
-/// True for an RFC 1123 subdomain: dot-separated labels, at most 253 long.
+/// True for a Kubernetes DNS-1123 subdomain (object names: pods, ConfigMaps,
+/// Secrets, ServiceAccounts): dot-separated `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
+/// parts, at most 253 long in all. As upstream's `IsDNS1123Subdomain`, only the
+/// whole is limited: a part may be longer than a DNS label's 63 characters.
 pub fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
+    s.len() <= 253 && s.split('.').all(is_label_chars)
 }
 
 #[derive(Default)]
@@ -567,10 +574,15 @@ impl V {
             } else if !paths.insert(m.mount_path.trim_end_matches('/')) {
                 self.invalid(format!("{mf}.mountPath"), &m.mount_path, "must be unique");
             }
-            if m.sub_path.starts_with('/') {
-                self.invalid(format!("{mf}.subPath"), &m.sub_path, "must be a relative path");
-            } else if m.sub_path.split('/').any(|p| p == "..") {
-                self.invalid(format!("{mf}.subPath"), &m.sub_path, "must not contain '..'");
+            for (field, value) in [("subPath", &m.sub_path), ("subPathExpr", &m.sub_path_expr)] {
+                if value.starts_with('/') {
+                    self.invalid(format!("{mf}.{field}"), value, "must be a relative path");
+                } else if value.split('/').any(|p| p == "..") {
+                    self.invalid(format!("{mf}.{field}"), value, "must not contain '..'");
+                }
+            }
+            if !m.sub_path.is_empty() && !m.sub_path_expr.is_empty() {
+                self.invalid(format!("{mf}.subPathExpr"), &m.sub_path_expr, "subPathExpr and subPath are mutually exclusive");
             }
             if let Some(mp) = &m.mount_propagation {
                 self.one_of(&format!("{mf}.mountPropagation"), mp, &["Bidirectional", "HostToContainer", "None"]);
@@ -877,6 +889,12 @@ mod tests {
     fn names() {
         assert!(is_dns_label("a-1") && !is_dns_label("-a") && !is_dns_label("A") && !is_dns_label(&"a".repeat(64)));
         assert!(is_dns_subdomain("a.b-c.d") && !is_dns_subdomain("a..b") && !is_dns_subdomain(".a"));
+        // Only the whole subdomain is limited (253), not its parts (upstream's
+        // IsDNS1123Subdomain): e2e names its pods with 36-character UUIDs plus a prefix.
+        assert!(is_dns_subdomain(&"a".repeat(64)) && is_dns_subdomain(&"a".repeat(253)));
+        assert!(is_dns_subdomain(&format!("{}.{}", "b".repeat(100), "c".repeat(100))));
+        assert!(!is_dns_subdomain(&"a".repeat(254)) && !is_dns_subdomain(&format!("{}-", "a".repeat(70))));
+        assert!(!is_dns_subdomain(&format!("{}.-b", "a".repeat(70))));
         let mut p = good();
         p.metadata.name.clear();
         has(&p, "metadata.name: Required value");
@@ -885,6 +903,9 @@ mod tests {
         assert!(e[0].starts_with("metadata.name: Invalid value: \"Web\": a lowercase RFC 1123 subdomain"), "{e:?}");
         p.metadata.name = "a".repeat(254);
         assert!(errors(&p)[0].ends_with("must be no more than 253 characters"));
+        // A pod name longer than a label is valid (the hostname is cut to 63 elsewhere).
+        p.metadata.name = format!("pod-{}", "x".repeat(80));
+        assert_eq!(validate(&p), Ok(()));
         p.metadata.name = "a.b".into();
         p.metadata.namespace = "kube.system".into();
         assert!(errors(&p)[0].starts_with("metadata.namespace: Invalid value: \"kube.system\": a lowercase RFC 1123 label"));
@@ -1196,6 +1217,8 @@ mod tests {
             m("cache", "/cache"),
             m("", "relative"),
             VolumeMount { sub_path: "../etc".into(), mount_propagation: Some("Sideways".into()), ..m("data", "/x") },
+            VolumeMount { sub_path: "a".into(), sub_path_expr: "/$(X)".into(), ..m("data", "/y") },
+            VolumeMount { sub_path_expr: "$(X)/../..".into(), ..m("data", "/z") },
         ];
         let e = errors(&p);
         has(&p, "spec.containers[0].volumeMounts[1].mountPath: Invalid value: \"/data/\": must be unique");
@@ -1204,7 +1227,10 @@ mod tests {
         has(&p, "spec.containers[0].volumeMounts[3].mountPath: Invalid value: \"relative\": must be an absolute path");
         has(&p, "spec.containers[0].volumeMounts[4].subPath: Invalid value: \"../etc\": must not contain '..'");
         assert!(e.iter().any(|s| s.starts_with("spec.containers[0].volumeMounts[4].mountPropagation: Unsupported value")));
-        assert_eq!(e.len(), 6, "{e:#?}");
+        has(&p, "spec.containers[0].volumeMounts[5].subPathExpr: Invalid value: \"/$(X)\": must be a relative path");
+        has(&p, "spec.containers[0].volumeMounts[5].subPathExpr: Invalid value: \"/$(X)\": subPathExpr and subPath are mutually exclusive");
+        has(&p, "spec.containers[0].volumeMounts[6].subPathExpr: Invalid value: \"$(X)/../..\": must not contain '..'");
+        assert_eq!(e.len(), 9, "{e:#?}");
     }
 
     #[test]

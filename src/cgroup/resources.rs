@@ -24,8 +24,8 @@ pub const MIN_QUOTA_US: i64 = 1_000;
 
 /// Upstream's MilliCPUToShares: 0 (no request) and tiny requests get 2.
 pub fn shares(milli_cpu: i128) -> u64 {
-    let s = milli_cpu.max(0) * 1024 / 1000;
-    (s as u64).clamp(MIN_SHARES, MAX_SHARES)
+    let s = milli_cpu.max(0).saturating_mul(1024) / 1000;
+    u64::try_from(s).unwrap_or(MAX_SHARES).clamp(MIN_SHARES, MAX_SHARES)
 }
 
 /// v1 shares → v2 cpu.weight, runc 1.1.5's linear mapping (see the module
@@ -40,7 +40,8 @@ pub fn weight(shares: u64) -> u64 {
 /// The CFS quota for a CPU limit over [`PERIOD_US`] (upstream's
 /// MilliCPUToQuota): 500m → 50000.
 pub fn quota(milli_cpu: i128) -> i64 {
-    ((milli_cpu * PERIOD_US as i128 / 1000) as i64).max(MIN_QUOTA_US)
+    let q = milli_cpu.saturating_mul(PERIOD_US as i128) / 1000;
+    (q.clamp(MIN_QUOTA_US as i128, i64::MAX as i128)) as i64
 }
 
 /// One container's cpu and memory, requests defaulting to limits as the API
@@ -78,16 +79,17 @@ pub fn pod_amounts(pod: &Pod) -> Amounts {
     let inits: Vec<Amounts> = pod.spec.init_containers.iter().filter(|c| !sidecar(c)).map(Amounts::of).collect();
     let all = || running.iter().chain(&inits);
     let sum_max = |f: &dyn Fn(&Amounts) -> i128| {
-        let sum: i128 = running.iter().map(f).sum();
+        let sum = running.iter().map(f).fold(0, i128::saturating_add);
         inits.iter().map(f).fold(sum, i128::max)
     };
+    let bytes = |v: i128| i64::try_from(v).unwrap_or(i64::MAX);
     let cpu_limited = all().all(|a| a.cpu_limit.is_some());
     let memory_limited = all().all(|a| a.memory_limit.is_some());
     Amounts {
         cpu_request: sum_max(&|a| a.cpu_request),
         cpu_limit: cpu_limited.then(|| sum_max(&|a| a.cpu_limit.unwrap_or(0))),
-        memory_request: sum_max(&|a| a.memory_request as i128) as i64,
-        memory_limit: memory_limited.then(|| sum_max(&|a| a.memory_limit.unwrap_or(0) as i128) as i64),
+        memory_request: bytes(sum_max(&|a| a.memory_request as i128)),
+        memory_limit: memory_limited.then(|| bytes(sum_max(&|a| a.memory_limit.unwrap_or(0) as i128))),
     }
 }
 
@@ -234,6 +236,20 @@ mod tests {
         // An init container without a cpu limit means no pod cpu.max.
         let p = pod(vec![container(&[], &[("cpu", "1")])], vec![container(&[], &[])]);
         assert_eq!(pod_amounts(&p).cpu_limit, None);
+    }
+
+    /// The largest quantities, summed over containers: the cgroup values
+    /// saturate instead of overflowing or wrapping.
+    #[test]
+    fn largest_quantities_saturate() {
+        let max = "9223372036854775807";
+        let big = || container(&[], &[("cpu", max), ("memory", max)]);
+        let s = PodSettings::of(&pod(vec![big(), big()], vec![big()]), "Guaranteed", 0);
+        assert_eq!(s, PodSettings { cpu_weight: 10000, cpu_quota: Some(i64::MAX), memory_max: Some(i64::MAX), pids_max: None });
+        let (cpu, mem) = container_resources(&big());
+        assert_eq!(cpu, json!({"shares": MAX_SHARES, "quota": i64::MAX, "period": 100000}));
+        assert_eq!(mem, Some(json!({"limit": i64::MAX})));
+        assert_eq!((shares(i128::MAX), shares(i128::MIN), quota(i128::MAX), quota(i128::MIN)), (MAX_SHARES, MIN_SHARES, i64::MAX, MIN_QUOTA_US));
     }
 
     #[test]

@@ -196,14 +196,33 @@ fn matches(key: &str, image: &str) -> bool {
 }
 
 /// `*` (any run of characters) and `?` (one character) within one label.
+/// A loop that goes back only to the last `*` (what it matched grows by one
+/// each time): at most pattern × label steps and no recursion, as the
+/// pattern comes from a pull Secret.
 fn glob(pat: &[u8], s: &[u8]) -> bool {
-    match (pat.first(), s.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => glob(&pat[1..], s) || (!s.is_empty() && glob(pat, &s[1..])),
-        (Some(b'?'), Some(_)) => glob(&pat[1..], &s[1..]),
-        (Some(p), Some(c)) if p == c => glob(&pat[1..], &s[1..]),
-        _ => false,
+    let (mut p, mut i) = (0, 0);
+    // Just after the last `*` seen, and where in `s` its match ends.
+    let mut star: Option<(usize, usize)> = None;
+    while let Some(&c) = s.get(i) {
+        match pat.get(p) {
+            Some(b'*') => {
+                p += 1;
+                star = Some((p, i));
+            }
+            Some(&q) if q == b'?' || q == c => {
+                p += 1;
+                i += 1;
+            }
+            _ => match star {
+                Some((after, end)) => {
+                    star = Some((after, end + 1));
+                    (p, i) = (after, end + 1);
+                }
+                None => return false,
+            },
+        }
     }
+    pat.iter().skip(p).all(|&q| q == b'*')
 }
 
 /// Whether `image` is on Docker Hub: `docker.io/...`, `index.docker.io/...`,
@@ -364,6 +383,20 @@ mod tests {
         // A key "docker.io" matches Docker Hub images directly.
         let d = ring(r#"{"auths": {"docker.io": {"username": "d", "password": "p"}}}"#, Format::ConfigJson);
         assert_eq!(users(&d, "docker.io/library/busybox"), ["d"]);
+    }
+
+    /// A pull Secret's keys are outside input: a long or star-heavy label
+    /// must neither overflow the stack nor take exponential time.
+    #[test]
+    fn hostile_glob_labels_stay_cheap() {
+        assert!(glob(b"a*?c", b"abbc") && glob(b"*", b"") && glob(b"**x*", b"ax") && glob(b"?", b"q"));
+        assert!(!glob(b"a*d", b"abc") && !glob(b"?", b"") && !glob(b"", b"a") && !glob(b"*b", b"aaa"));
+        let deep = "*".repeat(1 << 20);
+        let k = ring(&format!(r#"{{"auths": {{"{deep}x.io": {{"username": "deep", "password": "p"}}}}}}"#), Format::ConfigJson);
+        assert_eq!(users(&k, "ax.io/app"), ["deep"]);
+        let label = "a".repeat(63);
+        assert!(!glob(format!("{}b", "*a".repeat(30)).as_bytes(), label.as_bytes()));
+        assert!(glob(format!("{}a", "*a".repeat(30)).as_bytes(), label.as_bytes()));
     }
 
     #[test]

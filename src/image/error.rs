@@ -25,8 +25,10 @@ pub enum ImageError {
     MissingBlob { digest: String, archive: PathBuf },
     /// A multi-platform index offers nothing for this host.
     NoPlatform { archive: PathBuf, wanted: String, offered: Vec<String> },
-    /// A layer entry would land outside the layer directory.
-    UnsafePath { entry: String, layer: PathBuf },
+    /// A layer entry that could not be unpacked: it would reach outside the
+    /// layer directory (through `..`, a symlink, a hard link, a whiteout of
+    /// `..`), has an unusable header, or writing it failed.
+    LayerEntry { layer: String, entry: String, reason: String },
     /// A registry refused or failed.
     Registry { url: String, reason: String },
     /// No registry answered: connection refused, name not resolved, timed
@@ -78,9 +80,7 @@ impl fmt::Display for ImageError {
                 archive.display(),
                 if offered.is_empty() { "none".to_string() } else { offered.join(", ") }
             ),
-            UnsafePath { entry, layer } => {
-                write!(f, "layer entry {entry:?} in {} escapes the layer directory", layer.display())
-            }
+            LayerEntry { layer, entry, reason } => write!(f, "layer {layer}: entry {entry:?}: {reason}"),
             Registry { url, reason } | Unreachable { url, reason } => write!(f, "{url}: {reason}"),
             BadConfig { path, reason } => write!(f, "registry config {}: {reason}", path.display()),
             BadCredentials { source, reason } => write!(f, "registry credentials in {source}: {reason}"),

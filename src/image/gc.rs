@@ -165,7 +165,8 @@ fn usage_percent(capacity: u64, available: u64) -> u64 {
 
 fn short(id: &str) -> &str {
     let hex = id.trim_start_matches("sha256:");
-    &hex[..hex.len().min(12)]
+    // `get`: an id read from images.json need not be ASCII.
+    hex.get(..12).unwrap_or(hex)
 }
 
 /// Digests (blobs and layers) the records need.

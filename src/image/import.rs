@@ -18,7 +18,6 @@
 //! `.tgz`, lowercased.
 
 use super::store::{digest_hex, read_capped, read_json_or_default, read_limited, Record, Store};
-use super::unpack::safe_relative;
 use super::{normalize, ImageError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -380,6 +379,19 @@ fn stem(archive: &Path) -> String {
     let name = archive.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
     let s = [".tar.gz", ".tgz", ".tar"].iter().find_map(|suf| name.strip_suffix(suf)).unwrap_or(&name);
     s.to_string()
+}
+
+/// The archive entry path without `.` parts; None if absolute or containing `..`.
+fn safe_relative(p: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) | Component::ParentDir => return None,
+        }
+    }
+    Some(out)
 }
 
 /// `base/target` with `.`/`..` resolved lexically; None if it leaves the root.

@@ -324,3 +324,74 @@ fn archive_naming_helpers() {
     assert_eq!(lexical_join(Path::new("a/b"), Path::new("../c.tar")).as_deref(), Some("a/c.tar"));
     assert_eq!(lexical_join(Path::new(""), Path::new("../x")), None);
 }
+
+/// A one-layer OCI archive (`<stem>:v1`) whose layer holds `entries`
+/// (name, type, link target), names written raw.
+fn oci_archive_with_layer(path: &Path, entries: &[(&str, tar::EntryType, &str)]) -> String {
+    let mut layer = tar::Builder::new(Vec::new());
+    for (name, kind, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(*kind);
+        h.set_size(0);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        layer.append(&h, &[][..]).unwrap();
+    }
+    let layer = layer.into_inner().unwrap();
+    let cfg = serde_json::to_vec(&serde_json::json!({"os": "linux", "architecture": host_arch(), "config": {}})).unwrap();
+    let man = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&cfg), "size": cfg.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}]
+    }))
+    .unwrap();
+    let idx = oci_index("v1", "application/vnd.oci.image.manifest.v1+json", &sha256(&man), man.len());
+    let blob = |b: &[u8]| format!("blobs/sha256/{}", &sha256(b)[7..]);
+    let mut ar = tar::Builder::new(File::create(path).unwrap());
+    let files = [
+        ("oci-layout".to_string(), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+        ("index.json".to_string(), idx),
+        (blob(&cfg), cfg.clone()),
+        (blob(&man), man),
+        (blob(&layer), layer.clone()),
+    ];
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        ar.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    ar.finish().unwrap();
+    sha256(&layer)
+}
+
+/// A layer reaching out of its directory fails the import with the layer
+/// and the entry named, touches nothing outside, and leaves nothing behind.
+#[test]
+fn hostile_layer_fails_the_import_and_nothing_is_kept() {
+    use tar::EntryType::*;
+    let dir = scratch("import-hostile-layer");
+    let root = dir.join("store");
+    let store = Store::open(&root).unwrap();
+    let archive = dir.join("evil.tar");
+    // Unpacked in store/tmp/<layer>: a/up is the scratch dir itself.
+    let layer = oci_archive_with_layer(&archive, &[("a/", Directory, ""), ("a/up", Symlink, "../../.."), ("a/up/x/.wh.y", Regular, "")]);
+    let err = store.import_archive(&archive).unwrap_err().to_string();
+    assert_eq!(err, format!("layer {layer}: entry \"a/up/x/.wh.y\": parent \"a/up\" is a symlink"));
+    assert!(!dir.join("x").exists());
+    assert!(blob_names(&root).is_empty(), "{:?}", blob_names(&root));
+    assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(root.join("layers")).unwrap().count(), 0);
+    assert!(store.list().unwrap().is_empty());
+    // The root entry umoci writes is the layer root (#16 point 11).
+    let ok = dir.join("rooted.tar");
+    oci_archive_with_layer(&ok, &[("/", Directory, ""), ("etc/", Directory, ""), ("/bin/", Directory, "")]);
+    assert_eq!(store.import_archive(&ok).unwrap(), vec!["docker.io/library/rooted:v1".to_string()]);
+    let img = store.resolve("rooted:v1").unwrap().unwrap();
+    assert!(img.layers[0].join("etc").is_dir() && img.layers[0].join("bin").is_dir());
+}

@@ -557,7 +557,9 @@ pub(super) fn at_each_endpoint<T>(
 
 fn every_failed(norm: String, mut errors: Vec<ImageError>, endpoints: usize) -> ImageError {
     if errors.len() == 1 {
-        return errors.pop().expect("one error");
+        if let Some(e) = errors.pop() {
+            return e;
+        }
     }
     let tried = if errors.len() > endpoints { "endpoint and credential" } else { "endpoint" };
     let reason = format!("every {tried} failed: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));

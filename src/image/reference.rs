@@ -214,7 +214,26 @@ mod tests {
         assert!(normalize("busybox@sha256:abc").unwrap_err().to_string().contains("digest"));
     }
 
+    /// The tag and digest as `parse` splits them (a registry port is not a
+    /// tag), and the pull policy's default agrees: `Always` exactly for tag
+    /// `latest` or neither tag nor digest.
     #[test]
     fn latest_or_no_tag() {
+        let some = |s: &str| Some(s.to_string());
+        for (reference, tag, digest) in [
+            ("busybox".to_string(), None, None),
+            ("busybox:latest".into(), some("latest"), None),
+            ("localhost:5000/x".into(), None, None),
+            (format!("busybox:latest@{D}"), some("latest"), some(D)),
+            ("busybox:1.36".into(), some("1.36"), None),
+            ("localhost:5000/x:v1".into(), some("v1"), None),
+            (format!("busybox@{D}"), None, some(D)),
+        ] {
+            let r = parse(&reference).unwrap();
+            assert_eq!((&r.tag, &r.digest), (&tag, &digest), "{reference}");
+            let floats = tag.as_deref() == Some("latest") || (tag.is_none() && digest.is_none());
+            let want = if floats { "Always" } else { "IfNotPresent" };
+            assert_eq!(crate::api::defaults::pull_policy_for(&reference), want, "{reference}");
+        }
     }
 }

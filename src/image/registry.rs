@@ -27,7 +27,7 @@
 
 use super::credentials::{Credential, Keyring};
 use super::ImageError;
-use crate::api::client::{certs, SYSTEM_ROOTS};
+use crate::api::client::{certs, check_roots, SYSTEM_ROOTS};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -255,7 +255,9 @@ impl Session {
             if let Some(ca) = &host.ca_file {
                 let what = format!("tls.ca_file {}", ca.display());
                 let pem = std::fs::read(ca).map_err(|e| err(format!("{what}: {e}")))?;
-                roots.extend(certs(&pem, &what).map_err(err)?);
+                let ca = certs(&pem, &what).map_err(err)?;
+                check_roots(&ca).map_err(|e| err(format!("{what}: {e}")))?;
+                roots.extend(ca);
             }
             if roots.is_empty() && !host.insecure_skip_verify {
                 return Err(err(format!("no trusted roots: {SYSTEM_ROOTS} is missing and no tls.ca_file is configured")));
@@ -556,6 +558,28 @@ mod tests {
         assert!(Registries::parse("mirrors:\n  x:\n    endpoint: [ftp://a]\n").unwrap_err().contains("http://"));
         assert!(Registries::parse("configs:\n  x:\n    tls: {cert_file: /c}\n").unwrap_err().contains("client certificates"));
         assert_eq!(Registries::load(Path::new("/nonexistent/registries.yaml")).unwrap(), Registries::default());
+    }
+
+    /// A tls.ca_file with nothing rustls can use as a CA is an error naming
+    /// it (ureq would drop its certificates quietly, then every pull would
+    /// fail as "unknown issuer"); an X.509 v1 CA is a usable one.
+    #[test]
+    fn ca_files_rustls_cannot_use_are_named() {
+        let d = std::env::temp_dir().join(format!("picolet-registry-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let session = |ca: &Path| {
+            let regs = Registries::parse(&format!("configs:\n  reg.local:\n    tls: {{ca_file: {}}}\n", ca.display())).unwrap();
+            Session::new(&regs, "https://reg.local", "x/y").map(drop).map_err(|e| e.to_string())
+        };
+        let junk = d.join("junk.pem");
+        std::fs::write(&junk, "-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n").unwrap();
+        let e = session(&junk).unwrap_err();
+        assert!(e.contains(&format!("tls.ca_file {}: none of its 1 certificate(s) is a usable CA certificate", junk.display())), "{e}");
+        let openssl = |args: &[&str]| assert!(std::process::Command::new("openssl").args(args).current_dir(&d).output().expect("openssl is installed").status.success());
+        openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.csr", "-subj", "/CN=ca"]);
+        openssl(&["x509", "-req", "-in", "ca.csr", "-key", "ca.key", "-days", "1", "-out", "v1.pem"]);
+        session(&d.join("v1.pem")).unwrap();
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

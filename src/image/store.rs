@@ -217,7 +217,7 @@ impl Store {
             return Err(ImageError::MissingBlob { digest: digest.to_string(), archive: blob });
         }
         let tmp = self.temp_path("layer");
-        if let Err(e) = unpack::unpack_layer(&blob, &tmp) {
+        if let Err(e) = unpack::unpack_layer(&blob, digest, &tmp) {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
         }

@@ -54,7 +54,10 @@ impl Reserved {
         let mut r = Reserved::default();
         for (k, v) in pairs {
             match k.as_str() {
-                "cpu" => r.cpu_milli = parse_milli(v).filter(|n| *n >= 0).ok_or(format!("cpu: {v:?} is not a quantity"))? as i64,
+                "cpu" => {
+                    let milli = parse_milli(v).filter(|n| *n >= 0).ok_or(format!("cpu: {v:?} is not a quantity"))?;
+                    r.cpu_milli = i64::try_from(milli).map_err(|_| format!("cpu: {v:?} is too large"))?;
+                }
                 "memory" => r.memory = parse_int(v).filter(|n| *n >= 0).ok_or(format!("memory: {v:?} is not a quantity"))?,
                 // ephemeral-storage, pid: upstream's, not enforced by picolet.
                 _ => {}
@@ -75,8 +78,8 @@ pub struct Allocatable {
 /// threshold (the eviction code passes the configured one); never negative.
 pub fn allocatable(capacity_cpu_milli: i64, capacity_memory: i64, kube: Reserved, system: Reserved, eviction_memory: i64) -> Allocatable {
     Allocatable {
-        cpu_milli: (capacity_cpu_milli - kube.cpu_milli - system.cpu_milli).max(0),
-        memory: (capacity_memory - kube.memory - system.memory - eviction_memory).max(0),
+        cpu_milli: capacity_cpu_milli.saturating_sub(kube.cpu_milli).saturating_sub(system.cpu_milli).max(0),
+        memory: capacity_memory.saturating_sub(kube.memory).saturating_sub(system.memory).saturating_sub(eviction_memory).max(0),
     }
 }
 
@@ -100,6 +103,7 @@ mod tests {
         assert_eq!(Reserved::parse("").unwrap(), Reserved::default());
         assert!(Reserved::parse("cpu").unwrap_err().contains("resource=quantity"));
         assert!(Reserved::parse("memory=lots").unwrap_err().contains("memory"));
+        assert_eq!(Reserved::parse("cpu=10000000000000000").unwrap_err(), "cpu: \"10000000000000000\" is too large");
     }
 
     #[test]
@@ -110,6 +114,9 @@ mod tests {
         assert_eq!(a, Allocatable { cpu_milli: 1500, memory: (1536 - 100 - 156 - 100) << 20 });
         let none = allocatable(1000, 50 << 20, Reserved::default(), Reserved::default(), DEFAULT_EVICTION_MEMORY);
         assert_eq!(none, Allocatable { cpu_milli: 1000, memory: 0 });
+        // Reservations as large as a quantity goes: nothing left, not a wrapped sum.
+        let huge = Reserved { cpu_milli: i64::MAX, memory: i64::MAX };
+        assert_eq!(allocatable(2000, 1 << 30, huge, huge, i64::MAX), Allocatable { cpu_milli: 0, memory: 0 });
         assert_eq!(format_cpu(1500), "1500m");
         assert_eq!(format_cpu(2000), "2");
     }

@@ -65,7 +65,12 @@ const WATCH_SECONDS: u64 = 300;
 
 fn list(client: &Client, node: &str) -> Result<(Vec<ApiPod>, String), ApiError> {
     let sel = query_escape(&format!("spec.nodeName={node}"));
+    let op = format!("GET /api/v1/pods?fieldSelector={sel}");
     let mut v = client.get(&format!("/api/v1/pods?fieldSelector={sel}"))?;
+    if !v.is_object() {
+        // Not a PodList (and indexing it to write would panic): try again later.
+        return Err(ApiError { op, status: 0, reason: String::new(), message: "bad response: not a JSON object".into() });
+    }
     let rv = v["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
     let items = match v["items"].take() {
         Value::Array(items) => items.into_iter().map(decode).collect(),
@@ -137,6 +142,32 @@ pub fn run(client: Arc<Client>, node: String, tx: smol::channel::Sender<Update>)
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A list answer that is JSON but no object (a broken proxy): an error
+    /// to retry, not a panic on indexing it.
+    #[test]
+    fn a_list_that_is_not_an_object_is_an_error() {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut req = [0u8; 4096];
+            let _ = s.read(&mut req);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5\r\nConnection: close\r\n\r\n[1,2]");
+        });
+        let kc = crate::api::kubeconfig::Kubeconfig {
+            server: format!("http://127.0.0.1:{port}"),
+            ca_pem: None,
+            insecure: false,
+            client_cert_pem: None,
+            client_key_pem: None,
+            token: None,
+            token_file: None,
+        };
+        let e = list(&Client::new(&kc).unwrap(), "n").err().expect("an error");
+        assert_eq!(e.message, "bad response: not a JSON object");
+    }
 
     fn pod(extra: Value) -> Value {
         let mut p = json!({

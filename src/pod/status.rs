@@ -100,7 +100,9 @@ pub fn compute(v: &PodView, previous: Option<&PodStatus>, now: &str) -> PodStatu
             message: if ok { String::new() } else { message },
         });
     };
-    cond("PodReadyToStartContainers", v.sandbox_ready && !terminal, "", String::new());
+    // As upstream: whether the sandbox (the pod's network) is up, which a pod
+    // that ended keeps until it is torn down; False then says its IP is free.
+    cond("PodReadyToStartContainers", v.sandbox_ready, "", String::new());
     let pending_init: Vec<&str> = spec
         .init_containers
         .iter()
@@ -382,6 +384,19 @@ mod tests {
         let early = with(ContainerView::default());
         assert_eq!(early.phase, "Pending");
         assert!(early.conditions.iter().any(|c| c.type_ == "Initialized" && c.status == "False"));
+    }
+
+    #[test]
+    fn an_ended_pod_is_ready_to_start_containers_until_its_sandbox_goes() {
+        let p = pod("Never", &["a"]);
+        let done = || vec![ContainerView { latest: Some(attempt(0, exited(0))), ..Default::default() }];
+        let cond = |s: &PodStatus| s.conditions.iter().find(|c| c.type_ == "PodReadyToStartContainers").unwrap().status.clone();
+        let up = compute(&view(&p, done()), None, "t1");
+        assert_eq!((up.phase.as_str(), cond(&up).as_str()), ("Succeeded", "True"));
+        let mut v = view(&p, done());
+        v.sandbox_ready = false;
+        let torn_down = compute(&v, Some(&up), "t2");
+        assert_eq!(cond(&torn_down), "False");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::status::{self, Attempt, ContainerView, Observed, PodView};
 use crate::api::downward::Allocatable;
 use crate::api::objects::ObjectStore;
 use crate::api::qos::oom_score_adj;
-use crate::api::time::{now as now_str, parse_rfc3339};
+use crate::api::time::{self, now as now_str, parse_rfc3339};
 use crate::api::{Container, Pod, PodStatus};
 use crate::cgroup;
 use crate::image::{self, Store};
@@ -731,14 +731,26 @@ impl<R: Runtime> Manager<R> {
         let prepared = container_env(&ctx, c, &img.config.env)
             .map_err(|e| e.to_string())
             .and_then(|env| command_line(c, &img.config, &env.own).map(|args| (env, args)).map_err(|e| e.to_string()));
-        let (env, args) = match prepared {
+        let (env, own, args) = match prepared {
             Ok((env, args)) => {
                 for w in &env.warnings {
                     log::warn!("pod {} container {}: {w}", full_name(&pod), c.name);
                 }
-                (env.env, args)
+                (env.env, env.own, args)
             }
             Err(e) => return self.set_waiting(uid, &c.name, "CreateContainerConfigError", e),
+        };
+        let expand = |expr: &str| crate::runtime::env::expand_sub_path(expr, &own);
+        let sub_paths = match volume::subpath::prepare(&volumes, &self.pod_dir(uid), c, expand) {
+            Ok(s) => s,
+            Err(e) => {
+                let message = e.to_string();
+                // The status keeps host paths out, as upstream's; the log says why, once.
+                if let Some(why) = e.detail().filter(|_| self.pods[uid].waiting.get(&c.name).map(|(_, m)| m) != Some(&message)) {
+                    log::warn!("pod {} container {}: {message}: {why}", full_name(&pod), c.name);
+                }
+                return self.set_waiting(uid, &c.name, "CreateContainerConfigError", message);
+            }
         };
 
         let id = format!("{uid}-{}-{attempt}", c.name);
@@ -760,7 +772,6 @@ impl<R: Runtime> Manager<R> {
         let bundle = (|| -> Result<(), String> {
             let _ = std::fs::remove_dir_all(&dir); // a leftover from a failed attempt with this id
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            volume::ensure_subpaths(&volumes, c).map_err(|e| e.to_string())?;
             let rootfs = image::mount_rootfs(&img.layers, &dir).map_err(|e| e.to_string())?;
             let input = SpecInput {
                 pod: &pod,
@@ -770,6 +781,7 @@ impl<R: Runtime> Manager<R> {
                 args,
                 env,
                 volumes: &volumes,
+                sub_paths: &sub_paths,
                 sandbox: &sandbox,
             };
             let mut config = spec::generate(&input, &rootfs).map_err(|e| e.to_string())?;
@@ -908,8 +920,8 @@ impl<R: Runtime> Manager<R> {
         let name = full_name(&st.pod);
         if st.stop.is_none() {
             // A deletion's grace period (kubectl delete --grace-period) wins.
-            let grace = st.pod.metadata.deletion_grace_period_seconds.or(st.pod.spec.termination_grace_period_seconds).unwrap_or(30).max(0) as u64;
-            st.stop = Some(Stop { deadline: now + Duration::from_secs(grace) });
+            let grace = st.pod.metadata.deletion_grace_period_seconds.or(st.pod.spec.termination_grace_period_seconds).unwrap_or(30).max(0);
+            st.stop = Some(Stop { deadline: time::deadline(now, time::seconds(grace)) });
             self.changed = true;
             if !running.is_empty() {
                 log::info!("pod {name}: stopping {} container(s), grace period {grace}s", running.len());

@@ -94,7 +94,7 @@ pub fn verdict(data: &[u8]) -> Result<(), String> {
         return Err("rpc error: compressed health response".into());
     }
     let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
-    let msg = data.get(5..5 + len).ok_or("rpc error: truncated health response")?;
+    let msg = 5usize.checked_add(len).and_then(|end| data.get(5..end)).ok_or("rpc error: truncated health response")?;
     // HealthCheckResponse { status = 1 (enum) }; absent means UNKNOWN (0).
     let mut status = 0;
     let mut i = 0;
@@ -109,8 +109,9 @@ pub fn verdict(data: &[u8]) -> Result<(), String> {
             }
             (_, 0) => i += read_varint(&msg[i..]).ok_or("rpc error: malformed health response")?.1,
             (_, 2) => {
+                // The server's length: checked, or a wrapped sum could loop here forever.
                 let (l, n) = read_varint(&msg[i..]).ok_or("rpc error: malformed health response")?;
-                i += n + l as usize;
+                i = usize::try_from(l).ok().and_then(|l| (i + n).checked_add(l)).ok_or("rpc error: malformed health response")?;
             }
             _ => return Err("rpc error: malformed health response".into()),
         }
@@ -205,5 +206,18 @@ mod tests {
         assert_eq!(verdict(&[0, 0, 0, 0, 0]).unwrap_err(), "service unhealthy (responded with \"UNKNOWN\")");
         assert!(verdict(&[]).unwrap_err().contains("without a health response"));
         assert!(verdict(&[0, 0, 0, 0, 9, 0x08]).unwrap_err().contains("truncated"));
+        assert!(verdict(&[0, 0xff, 0xff, 0xff, 0xff, 0x08]).unwrap_err().contains("truncated"));
+        // A length-delimited field as long as a varint goes, and one whose
+        // length would wrap the position back to its own start.
+        let mut huge = vec![0x12];
+        huge.extend([0xff; 9]);
+        huge.push(0x01);
+        let mut wrap = vec![0x12];
+        varint(&mut wrap, u64::MAX - 10); // after the tag and these 10 bytes: 11 + it wraps to 0
+        for msg in [huge, wrap] {
+            let mut data = vec![0, 0, 0, 0, msg.len() as u8];
+            data.extend(&msg);
+            assert_eq!(verdict(&data), Err("rpc error: malformed health response".into()), "{msg:?}");
+        }
     }
 }

@@ -147,7 +147,7 @@ pub fn hook_action(h: &LifecycleHandler, c: &Container, pod_ip: &str) -> Action 
     } else if let Some(g) = &h.http_get {
         http_action(g, c, pod_ip)
     } else if let Some(s) = &h.sleep {
-        Action::Sleep(Duration::from_secs(s.seconds.max(0) as u64))
+        Action::Sleep(crate::api::time::seconds(s.seconds))
     } else if h.tcp_socket.is_some() {
         Action::Unsupported("tcpSocket is not supported as a lifecycle hook".into())
     } else {

@@ -304,6 +304,26 @@ pub fn expand(s: &str, vars: &[(String, String)]) -> String {
     expand_with(s, |name| lookup(vars, name))
 }
 
+/// `subPathExpr` expanded as upstream's kubelet does it: like [`expand`], but
+/// a variable that is undefined or empty is an error naming them all.
+pub fn expand_sub_path(expr: &str, vars: &[(String, String)]) -> Result<String, String> {
+    let missing = std::cell::RefCell::new(Vec::new());
+    let out = expand_with(expr, |name| {
+        let value = lookup(vars, name).filter(|v| !v.is_empty());
+        if value.is_none() {
+            missing.borrow_mut().push(name.to_string());
+        }
+        value
+    });
+    let mut missing = missing.into_inner();
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    missing.sort_unstable();
+    missing.dedup();
+    Err(format!("missing value for {}", missing.join(", ")))
+}
+
 /// [`expand`] with the values from `var`.
 fn expand_with<'a>(s: &str, var: impl Fn(&str) -> Option<&'a str>) -> String {
     let mut out = String::with_capacity(s.len());
@@ -413,6 +433,14 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(expand(input, &vs), want, "input {input:?}");
         }
+    }
+
+    #[test]
+    fn sub_path_expressions_need_every_value() {
+        let vs = vec![("POD".to_string(), "web-1".to_string()), ("EMPTY".to_string(), String::new())];
+        assert_eq!(expand_sub_path("logs/$(POD)", &vs), Ok("logs/web-1".into()));
+        assert_eq!(expand_sub_path("$$(POD)/x", &vs), Ok("$(POD)/x".into()), "$$ is a literal $");
+        assert_eq!(expand_sub_path("$(Z)/$(EMPTY)/$(Z)/$(A)", &vs), Err("missing value for A, EMPTY, Z".into()));
     }
 
     fn pod() -> Pod {

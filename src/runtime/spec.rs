@@ -5,7 +5,7 @@
 //! sandbox namespaces), masked/readonly paths, device rules, sysctls.
 //! Doesn't: seccomp (runc runs without a profile for now), AppArmor/SELinux,
 //! cgroupsPath, cpu/memory resources and oomScoreAdj (the pod worker adds them from
-//! cgroup::resources and pod::qos), hooks.
+//! cgroup::resources and api::qos), hooks.
 //! Only reads files: the image's `/etc/passwd` and `/etc/group` to resolve a named user.
 
 use crate::api::types::{Container, Pod};
@@ -26,6 +26,8 @@ pub struct SpecInput<'a> {
     /// From [`super::env::container_env`].
     pub env: Vec<(String, String)>,
     pub volumes: &'a crate::volume::Volumes,
+    /// The container's subPath mounts, staged by [`crate::volume::subpath::prepare`].
+    pub sub_paths: &'a crate::volume::subpath::SubPaths,
     pub sandbox: &'a crate::network::Sandbox,
 }
 
@@ -38,7 +40,7 @@ pub enum SpecError {
     UnknownUser { container: String, user: String, path: PathBuf },
     /// A capability name picolet doesn't know.
     UnknownCapability { container: String, name: String },
-    /// A volumeMount naming a volume the pod doesn't have, or a bad subPath.
+    /// A volumeMount naming a volume the pod doesn't have, or a subPath not staged.
     Volume { container: String, volume: String, reason: String },
     /// Some other field picolet can't honour (relative paths, unsupported options).
     Invalid { container: String, field: &'static str, reason: String },
@@ -462,15 +464,20 @@ fn mounts(input: &SpecInput, privileged: bool, read_only_root: bool) -> Result<V
     let c = input.container;
     let vol_err = |volume: &str, reason: String| SpecError::Volume { container: c.name.clone(), volume: volume.into(), reason };
     let mut user: Vec<(String, Value)> = Vec::new();
-    for m in &c.volume_mounts {
+    for (i, m) in c.volume_mounts.iter().enumerate() {
         let dest = clean_dest(&m.mount_path).ok_or_else(|| vol_err(&m.name, format!("mountPath {:?} must be absolute", m.mount_path)))?;
         if m.mount_propagation.as_deref().is_some_and(|p| p != "None") {
             return Err(vol_err(&m.name, "mountPropagation is not supported yet".into()));
         }
-        let src = input.volumes.sub_path(&m.name, &m.sub_path).map_err(|e| vol_err(&m.name, e.to_string()))?;
+        let volume = input.volumes.path(&m.name).ok_or_else(|| vol_err(&m.name, "no such volume in the pod".into()))?;
+        // Never `<volume>/<subPath>`: runc would resolve it again, after a container could swap a component.
+        let src = match m.sub_path.is_empty() && m.sub_path_expr.is_empty() {
+            true => volume,
+            false => input.sub_paths.get(i).ok_or_else(|| vol_err(&m.name, "subPath was not staged".into()))?,
+        };
         // API-backed volumes are read-only whatever the mount says, as upstream.
         let read_only = m.read_only || input.volumes.read_only(&m.name);
-        user.push((dest.clone(), bind(&dest, &src, read_only)));
+        user.push((dest.clone(), bind(&dest, src, read_only)));
     }
     user.sort_by_key(|(d, _)| Path::new(d).components().count());
 
@@ -521,6 +528,7 @@ mod tests {
     use super::*;
     use crate::api::types::{Capabilities, PodSecurityContext, SecurityContext, Sysctl, VolumeMount};
     use crate::network::Sandbox;
+    use crate::volume::subpath::SubPaths;
     use crate::volume::Volumes;
 
     pub(super) fn sandbox(dir: &Path, host_net: bool) -> Sandbox {
@@ -548,6 +556,7 @@ mod tests {
         c: Container,
         image: ImageConfig,
         vols: Volumes,
+        subs: SubPaths,
         sb: Sandbox,
         root: PathBuf,
     }
@@ -559,6 +568,7 @@ mod tests {
                 c: Container { name: "app".into(), ..Default::default() },
                 image: ImageConfig::default(),
                 vols: Volumes::default(),
+                subs: SubPaths::default(),
                 sb: sandbox(Path::new("/pods/p1"), false),
                 root: PathBuf::from("/nonexistent-rootfs"),
             }
@@ -572,6 +582,7 @@ mod tests {
                 args: vec!["/bin/true".into()],
                 env: vec![("A".into(), "1".into())],
                 volumes: &self.vols,
+                sub_paths: &self.subs,
                 sandbox: &self.sb,
             };
             generate(&input, &self.root)
@@ -785,27 +796,32 @@ mod tests {
             mount_path: path.into(),
             read_only: ro,
             sub_path: sub.into(),
-            mount_propagation: None,
+            ..Default::default()
         };
         f.c.volume_mounts = vec![
             vm("data", "/data/deep/er", false, "a/b"),
             vm("host", "/data", true, ""),
             vm("data", "/etc/hosts", false, "hosts"),
         ];
+        // subPaths come from their staging mounts, never `<volume>/<subPath>`.
+        f.subs.insert(0, PathBuf::from("/pods/p1/volume-subpaths/data/app/0"));
+        f.subs.insert(2, PathBuf::from("/pods/p1/volume-subpaths/data/app/2"));
         let s = f.gen().unwrap();
         let ms = s["mounts"].as_array().unwrap();
         let hosts: Vec<&Value> = ms.iter().filter(|m| m["destination"] == "/etc/hosts").collect();
         assert_eq!(hosts.len(), 1);
-        assert_eq!(hosts[0]["source"], "/pods/p1/volumes/kubernetes.io~empty-dir/data/hosts");
+        assert_eq!(hosts[0]["source"], "/pods/p1/volume-subpaths/data/app/2");
         let tail: Vec<&Value> = ms.iter().rev().take(3).collect();
         assert_eq!(*tail[0], json!({"destination": "/data/deep/er", "type": "bind",
-            "source": "/pods/p1/volumes/kubernetes.io~empty-dir/data/a/b", "options": ["rbind", "rprivate"]}));
+            "source": "/pods/p1/volume-subpaths/data/app/0", "options": ["rbind", "rprivate"]}));
         assert_eq!(*tail[1], json!({"destination": "/etc/hosts", "type": "bind",
-            "source": "/pods/p1/volumes/kubernetes.io~empty-dir/data/hosts", "options": ["rbind", "rprivate"]}));
+            "source": "/pods/p1/volume-subpaths/data/app/2", "options": ["rbind", "rprivate"]}));
         assert_eq!(*tail[2], json!({"destination": "/data", "type": "bind",
             "source": "/srv/host", "options": ["rbind", "rprivate", "ro"]}));
 
-        for bad in [vm("data", "/x", false, "../etc"), vm("data", "/x", false, "/etc"), vm("nope", "/x", false, ""), vm("data", "rel", false, "")] {
+        // A subPath that was not staged is an error, not a path.
+        f.subs = SubPaths::default();
+        for bad in [vm("data", "/x", false, "a/b"), vm("nope", "/x", false, ""), vm("data", "rel", false, "")] {
             f.c.volume_mounts = vec![bad.clone()];
             let e = f.gen().unwrap_err();
             assert!(matches!(e, SpecError::Volume { .. }), "{bad:?}: {e}");
@@ -865,7 +881,7 @@ mod runc_tests {
     }
 
     fn vm(name: &str, path: &str, ro: bool, sub: &str) -> VolumeMount {
-        VolumeMount { name: name.into(), mount_path: path.into(), read_only: ro, sub_path: sub.into(), mount_propagation: None }
+        VolumeMount { name: name.into(), mount_path: path.into(), read_only: ro, sub_path: sub.into(), ..Default::default() }
     }
 
     impl Env {
@@ -907,9 +923,14 @@ mod runc_tests {
         }
 
         /// Runs `script` in a container of the pod; returns (exit ok, stdout, stderr).
-        fn run(&self, id: &str, mut c: Container, script: &str) -> (bool, String, String) {
+        fn run(&self, id: &str, c: Container, script: &str) -> (bool, String, String) {
+            self.run_after(id, c, script, || {})
+        }
+
+        /// `run`, with `between` run once the bundle is written and before runc is.
+        fn run_after(&self, id: &str, mut c: Container, script: &str, between: impl FnOnce()) -> (bool, String, String) {
             c.command = vec!["/bin/sh".into(), "-c".into(), script.into()];
-            crate::volume::ensure_subpaths(&self.vols, &c).unwrap();
+            let subs = crate::volume::subpath::prepare(&self.vols, &self.base.join("pod"), &c, |e| Ok(e.into())).unwrap();
             let objects = crate::api::objects::ObjectStore::new(self.base.join("objects"));
             let node = crate::api::downward::Allocatable::default();
             let ctx = FieldContext { pod: &self.pod, host_ip: "", pod_ip: &self.sb.pod_ip, node: &node, objects: &objects };
@@ -924,12 +945,14 @@ mod runc_tests {
                 args,
                 env,
                 volumes: &self.vols,
+                sub_paths: &subs,
                 sandbox: &self.sb,
             };
             let spec = generate(&input, &self.rootfs).unwrap();
             let bundle = self.base.join(format!("bundle-{id}"));
             fs::create_dir_all(&bundle).unwrap();
             fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+            between();
             let out = Command::new("runc")
                 .arg("--root")
                 .arg(self.base.join("runc"))
@@ -974,11 +997,9 @@ mod runc_tests {
     }
 
     #[test]
+    #[ignore = "needs root, /bin/busybox and runc: tests/run.sh runs it"]
     fn pod_containers_share_sandbox_and_volumes() {
-        if !usable() {
-            eprintln!("skipping: needs root, /bin/busybox and runc");
-            return;
-        }
+        assert!(usable(), "needs root, /bin/busybox and runc");
         let e = Env::new("pod", false);
         let writer = Container {
             name: "writer".into(),
@@ -1052,18 +1073,46 @@ mod runc_tests {
             args: vec!["/bin/true".into()],
             env: vec![],
             volumes: &e.vols,
+            sub_paths: &Default::default(),
             sandbox: &e.sb,
         };
         assert!(matches!(generate(&input, &e.rootfs), Err(SpecError::RunAsNonRoot { .. })));
         e.finish();
     }
 
+    /// subPath's TOCTOU (CVE-2017-1002101): another container of the pod
+    /// swaps a component of the subPath for a symlink to the host after it
+    /// was checked and before runc mounts it. runc is given the staging
+    /// mount, so the container sees what was checked, not the host.
     #[test]
-    fn host_network_pod_and_privileged() {
+    fn a_sub_path_swapped_before_runc_mounts_it_does_not_reach_the_host() {
         if !usable() {
             eprintln!("skipping: needs root, /bin/busybox and runc");
             return;
         }
+        let e = Env::new("swap", true);
+        let shared = e.vols.path("shared").unwrap().to_path_buf();
+        fs::create_dir_all(shared.join("a/b")).unwrap();
+        fs::write(shared.join("a/b/marker"), "inside\n").unwrap();
+        let host = e.base.join("host-secret");
+        fs::create_dir_all(host.join("b")).unwrap();
+        fs::write(host.join("b/sentinel"), "host secret\n").unwrap();
+        let victim = Container { name: "victim".into(), volume_mounts: vec![vm("shared", "/data", false, "a/b")], ..Default::default() };
+        let swap = || {
+            fs::rename(shared.join("a"), shared.join("a.real")).unwrap();
+            std::os::unix::fs::symlink(&host, shared.join("a")).unwrap();
+        };
+        let (ok, out, err) = e.run_after("swap", victim, "ls /data; cat /data/*", swap);
+        assert!(ok, "{out} {err}");
+        assert_eq!(out, "marker\ninside\n", "the container saw the host's directory");
+        assert_eq!(fs::read_dir(host.join("b")).unwrap().count(), 1);
+        e.finish();
+    }
+
+    #[test]
+    #[ignore = "needs root, /bin/busybox and runc: tests/run.sh runs it"]
+    fn host_network_pod_and_privileged() {
+        assert!(usable(), "needs root, /bin/busybox and runc");
         let e = Env::new("hostnet", true);
         let c = Container { name: "h".into(), ..Default::default() };
         let (ok, out, err) = e.run("h", c, "hostname; readlink /proc/self/ns/net; cat /etc/hostname");

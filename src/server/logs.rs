@@ -16,7 +16,7 @@ mod cri;
 mod files;
 
 use super::kubelet::{find_container, Conn, Context, Request};
-use crate::api::time::parse_rfc3339;
+use crate::api::time;
 use crate::api::ContainerStatus;
 use crate::runtime::record::{self, Record};
 use std::io::{self, BufWriter, Write};
@@ -79,34 +79,12 @@ pub fn parse_options(query: &[(String, String)], now: SystemTime) -> Result<Opti
             o.since = Some(now.checked_sub(Duration::from_secs(n as u64)).unwrap_or(SystemTime::UNIX_EPOCH));
         }
         (None, Some(v)) => {
-            let t = parse_time(v).ok_or_else(|| format!("invalid sinceTime {v:?}: want RFC 3339, like 2006-01-02T15:04:05Z"))?;
+            let t = time::parse(v).map_err(|e| format!("invalid sinceTime {v:?}: {e}"))?;
             o.since = Some(t);
         }
         (None, None) => {}
     }
     Ok(o)
-}
-
-/// RFC 3339 with `Z` or a `±hh:mm` offset.
-fn parse_time(s: &str) -> Option<SystemTime> {
-    // parse_rfc3339 slices by bytes: keep other text away from it.
-    if !s.is_ascii() {
-        return None;
-    }
-    if s.ends_with('Z') {
-        return parse_rfc3339(s);
-    }
-    let at = s.len().checked_sub(6)?;
-    let (base, off) = (s.get(..at)?, s.get(at..)?);
-    let (sign, hm) = (off.as_bytes()[0], off.get(1..)?);
-    let (h, m) = hm.split_once(':')?;
-    let secs = h.parse::<u64>().ok()? * 3600 + m.parse::<u64>().ok()? * 60;
-    let local = parse_rfc3339(&format!("{base}Z"))?;
-    match sign {
-        b'+' => local.checked_sub(Duration::from_secs(secs)),
-        b'-' => local.checked_add(Duration::from_secs(secs)),
-        _ => None,
-    }
 }
 
 /// The container (runc id) whose log a request reads, from the container's
@@ -316,6 +294,11 @@ mod tests {
             (vec![("sinceSeconds", "0")], "invalid sinceSeconds \"0\": must be greater than 0"),
             (vec![("sinceSeconds", "1.5")], "invalid sinceSeconds \"1.5\": not an integer"),
             (vec![("sinceTime", "yesterday")], "invalid sinceTime \"yesterday\": want RFC 3339, like 2006-01-02T15:04:05Z"),
+            (vec![("sinceTime", "99999999999-01-01T00:00:00Z")], "invalid sinceTime \"99999999999-01-01T00:00:00Z\": want RFC 3339, like 2006-01-02T15:04:05Z"),
+            (vec![("sinceTime", "999999999999999-01-01T00:00:00Z")], "invalid sinceTime \"999999999999999-01-01T00:00:00Z\": want RFC 3339, like 2006-01-02T15:04:05Z"),
+            (vec![("sinceTime", "2024-01-01T99999999999999999:00:00Z")], "invalid sinceTime \"2024-01-01T99999999999999999:00:00Z\": want RFC 3339, like 2006-01-02T15:04:05Z"),
+            (vec![("sinceTime", "2024-02-30T00:00:00Z")], "invalid sinceTime \"2024-02-30T00:00:00Z\": day out of range"),
+            (vec![("sinceTime", "2024-01-01T00:00:00+99:99")], "invalid sinceTime \"2024-01-01T00:00:00+99:99\": time zone offset out of range"),
             (vec![("sinceTime", "2024-05-01T12:00:00Z"), ("sinceSeconds", "5")], "at most one of sinceTime or sinceSeconds may be specified"),
         ] {
             assert_eq!(parse_options(&q(&pairs), now()), Err(want.to_string()), "{pairs:?}");

@@ -197,8 +197,10 @@ fn parse_headers(b: &[u8]) -> Result<Headers, Error> {
     let mut at = 0;
     let next = |at: &mut usize| -> Result<&[u8], Error> {
         let len = b.get(*at..*at + 4).map(be32).ok_or(Error::Malformed("header block"))? as usize;
-        let s = b.get(*at + 4..*at + 4 + len).ok_or(Error::Malformed("header block"))?;
-        *at += 4 + len;
+        // 32-bit targets: a length near 4 GiB must not wrap the end around.
+        let end = (*at + 4).checked_add(len).ok_or(Error::Malformed("header block"))?;
+        let s = b.get(*at + 4..end).ok_or(Error::Malformed("header block"))?;
+        *at = end;
         Ok(s)
     };
     let count = b.get(0..4).map(be32).ok_or(Error::Malformed("header block"))? as usize;
@@ -313,7 +315,8 @@ impl Decoder {
             SETTINGS => {
                 need(4)?;
                 let n = be32(&p[0..4]) as usize;
-                if p.len() < 4 + n.saturating_mul(8) {
+                // checked: on 32-bit targets 4 + n * 8 wraps for a large n.
+                if n.checked_mul(8).and_then(|b| b.checked_add(4)).map_or(true, |need| p.len() < need) {
                     return Err(Error::Malformed("SETTINGS count"));
                 }
                 Frame::Settings(
@@ -620,5 +623,19 @@ mod tests {
         assert!(parse_headers(&unhex("7fffffff 00000000")).is_err());
         assert!(parse_headers(&unhex("00000001 00000005 6162")).is_err());
         assert_eq!(parse_headers(&unhex("00000001 00000001 61 00000003 620063")).unwrap(), h(&[("a", "b"), ("a", "c")]));
+        // Lengths near 4 GiB (that would wrap on 32-bit targets) are malformed, not a panic.
+        assert!(parse_headers(&unhex("00000001 fffffffc 61626364 00000000")).is_err());
+        assert!(parse_headers(&unhex("00000001 ffffffff 61626364 00000000")).is_err());
+    }
+
+    /// A SETTINGS count whose size would wrap on 32-bit targets (armv7).
+    #[test]
+    fn settings_count_cannot_claim_more_than_the_frame() {
+        for count in ["20000000", "1fffffff", "ffffffff"] {
+            let frame = unhex(&format!("80030004 00000004 {count}"));
+            assert_eq!(Decoder::default().decode(&frame), Err(Error::Malformed("SETTINGS count")), "{count}");
+        }
+        let one = unhex("80030004 0000000c 00000001 01000007 00000064");
+        assert_eq!(Decoder::default().decode(&one), Ok(Some((Frame::Settings(vec![(1, 7, 100)]), 20))));
     }
 }

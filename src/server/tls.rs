@@ -57,7 +57,13 @@ type Pair = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 pub fn server_config(s: &TlsSettings) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let (chain, key) = match (s.cert_file, s.key_file) {
-        (Some(c), Some(k)) => load_pair(c, k).map_err(TlsError)?,
+        (Some(c), Some(k)) => {
+            let pair = load_pair(c, k).map_err(TlsError)?;
+            let extfile = format!("extendedKeyUsage=serverAuth\\nsubjectAltName=DNS:{}", s.node_name);
+            let what = || format!("serving certificate {} (key {})", c.display(), k.display());
+            crate::api::client::check_pair(&pair.0, &pair.1, &extfile).map_err(|e| TlsError(format!("{}: {e}", what())))?;
+            pair
+        }
         (None, None) => self_signed(s, &provider, unix_now())?,
         _ => return Err(TlsError("tlsCertFile and tlsPrivateKeyFile must be given together".into())),
     };
@@ -79,8 +85,9 @@ fn client_verifier(path: &Path, provider: Arc<rustls::crypto::CryptoProvider>) -
     let what = format!("client CA {}", path.display());
     let pem = std::fs::read(path).map_err(|e| TlsError(format!("{what}: {e}")))?;
     let mut roots = rustls::RootCertStore::empty();
-    for c in crate::api::client::certs(&pem, &what).map_err(TlsError)? {
-        roots.add(CertificateDer::from(c.der().to_vec())).map_err(|e| TlsError(format!("{what}: {e}")))?;
+    for (i, c) in crate::api::client::certs(&pem, &what).map_err(TlsError)?.iter().enumerate() {
+        let unusable = |e| TlsError(format!("{what}: certificate {} of the bundle is not usable as a CA certificate ({e:?})", i + 1));
+        roots.add(CertificateDer::from(c.der().to_vec())).map_err(unusable)?;
     }
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .allow_unauthenticated()

@@ -129,8 +129,9 @@ impl Decoder {
             n => (u64::from(n), 2),
         };
         let so_far = self.partial.as_ref().map_or(0, Vec::len) as u64;
-        if len + so_far > MAX_MESSAGE as u64 {
-            return Err(Error::TooLarge(len + so_far));
+        // Saturating: a length near 2^64 after a fragment must not wrap under the limit.
+        if len.saturating_add(so_far) > MAX_MESSAGE as u64 {
+            return Err(Error::TooLarge(len.saturating_add(so_far)));
         }
         let len = len as usize;
         if buf.len() < at + 4 + len {
@@ -312,6 +313,14 @@ mod tests {
         huge.extend_from_slice(&[0x80 | 127]);
         huge.extend_from_slice(&(u64::MAX / 2).to_be_bytes());
         assert!(matches!(Decoder::default().decode(&huge), Err(Error::TooLarge(_))));
+        // After a fragment, a length that would wrap the sum under the limit.
+        let mut d = Decoder::default();
+        let first = client_frame(false, BINARY, b"x");
+        assert_eq!(d.decode(&first), Ok(Some((None, first.len()))));
+        let mut wrap = vec![CONTINUATION | 0x80, 0x80 | 127];
+        wrap.extend_from_slice(&u64::MAX.to_be_bytes());
+        wrap.extend_from_slice(&[0; 8]);
+        assert_eq!(d.decode(&wrap), Err(Error::TooLarge(u64::MAX)));
     }
 
     #[test]

@@ -137,7 +137,7 @@ impl Reader {
 /// the largest init container's.
 pub fn pod_request(pod: &api::Pod, resource: &str) -> i64 {
     let req = |c: &api::Container| request(c, resource).and_then(|q| parse_int(&q)).unwrap_or(0);
-    let apps: i64 = pod.spec.containers.iter().map(req).sum();
+    let apps = pod.spec.containers.iter().map(req).fold(0, i64::saturating_add);
     pod.spec.init_containers.iter().map(req).fold(apps, i64::max)
 }
 

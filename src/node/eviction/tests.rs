@@ -219,6 +219,9 @@ fn pod_requests_and_readings_from_this_machine() {
     p.spec.init_containers = vec![c("init", "128Mi")];
     assert_eq!(read::pod_request(&p, "memory"), 128 * MI);
     assert_eq!(read::pod_request(&p, "ephemeral-storage"), 0);
+    // The largest requests a quantity takes add up without overflow.
+    let max = Pod { spec: crate::api::PodSpec { containers: vec![c("a", "9223372036854775807"), c("b", "9223372036854775807")], ..Default::default() }, ..Default::default() };
+    assert_eq!(read::pod_request(&max, "memory"), i64::MAX);
 
     let dir = std::env::temp_dir();
     let r = read::Reader { roots: Default::default(), root_dir: dir.clone(), logs_dir: dir.clone(), image_store: dir };

@@ -5,16 +5,18 @@
 //! last declared first (`stop_in_order`), then
 //! its network is torn down, so its IP goes back to the pool while the pod
 //! object, its logs and its status (with the IP it had) stay until it is
-//! deleted. An evicted pod also loses its writable layers and volumes.
+//! deleted. Its subPath staging mounts go with its containers; an evicted
+//! pod also loses its writable layers and volumes.
 
 use super::{full_name, sandbox::Progress, Manager};
+use crate::api::time;
 use crate::runtime::runc::Runtime;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 impl<R: Runtime> Manager<R> {
     /// Each pass over an ended pod, until its network is gone.
     pub(super) fn wind_down(&mut self, uid: &str, now: Instant) {
-        let grace = self.pods[uid].pod.spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64;
+        let grace = self.pods[uid].pod.spec.termination_grace_period_seconds.unwrap_or(30).max(0);
         let running = self.unexited_attempts(uid);
         if !running.is_empty() {
             let st = self.pods.get_mut(uid).unwrap();
@@ -22,7 +24,7 @@ impl<R: Runtime> Manager<R> {
                 Some(d) => d,
                 None => {
                     log::info!("pod {} has ended; stopping {} container(s), grace period {grace}s", full_name(&st.pod), running.len());
-                    *st.ending.insert(now + Duration::from_secs(grace))
+                    *st.ending.insert(time::deadline(now, time::seconds(grace)))
                 }
             };
             self.stop_in_order(uid, &running, deadline, now);
@@ -32,6 +34,11 @@ impl<R: Runtime> Manager<R> {
             return;
         }
         self.free_evicted_disk(uid);
+        // Its subPath mounts would pin what they show (a hostPath's
+        // filesystem) until it is deleted, as upstream's do not.
+        if let Err(e) = crate::volume::subpath::release(&self.pod_dir(uid)) {
+            log::warn!("pod {}: {e}", full_name(&self.pods[uid].pod));
+        }
         if self.pods[uid].released_ip.is_some() {
             return;
         }

@@ -16,6 +16,7 @@
 //! cut short by the restart runs again; a kill keeps its deadline.
 
 use super::{full_name, Manager};
+use crate::api::time;
 use crate::api::Container;
 use crate::pod::events as ev;
 use crate::probe::run::Target;
@@ -93,14 +94,14 @@ fn unix_ms(t: SystemTime) -> u64 {
 
 impl SavedKill {
     fn of(k: &Kill, now: Instant, wall: SystemTime) -> SavedKill {
-        let deadline = wall + k.deadline.saturating_duration_since(now);
+        let deadline = time::wall_deadline(wall, k.deadline.saturating_duration_since(now));
         SavedKill { deadline_ms: unix_ms(deadline), pre_stop_running: k.pre_stop_running, signalled: k.signalled, killed: k.killed }
     }
 
     /// Back to a Kill; a deadline that passed while picolet was away is now.
     fn restore(&self, now: Instant, wall: SystemTime) -> Kill {
         let left = Duration::from_millis(self.deadline_ms.saturating_sub(unix_ms(wall)));
-        Kill { deadline: now + left, pre_stop_running: self.pre_stop_running, signalled: self.signalled, killed: self.killed }
+        Kill { deadline: time::deadline(now, left), pre_stop_running: self.pre_stop_running, signalled: self.signalled, killed: self.killed }
     }
 }
 
@@ -274,14 +275,14 @@ impl<R: Runtime> Manager<R> {
 
     fn pod_grace(&self, r: &Record) -> Duration {
         let secs = self.pods.get(&r.pod_uid).and_then(|p| p.pod.spec.termination_grace_period_seconds).unwrap_or(30);
-        Duration::from_secs(secs.max(0) as u64)
+        time::seconds(secs)
     }
 
     fn probe_grace(&self, r: &Record, k: Kind) -> Duration {
         let c = self.container_of(r);
         let p = c.as_ref().and_then(|c| if k == Kind::Startup { c.startup_probe.as_ref() } else { c.liveness_probe.as_ref() });
         match p.and_then(|p| p.termination_grace_period_seconds) {
-            Some(s) => Duration::from_secs(s.max(0) as u64),
+            Some(s) => time::seconds(s),
             None => self.pod_grace(r),
         }
     }
@@ -308,7 +309,7 @@ impl<R: Runtime> Manager<R> {
         self.event(&r.pod_uid, Some(&r.container), false, ev::KILLING, message);
         self.probes.remove(&r.id);
         self.post_start.remove(&r.id);
-        let mut kill = Kill { deadline: now + grace, pre_stop_running: false, signalled: false, killed: false };
+        let mut kill = Kill { deadline: time::deadline(now, grace), pre_stop_running: false, signalled: false, killed: false };
         if r.started_at.is_none() {
             let _ = self.runtime.kill(&r.id, "KILL");
             kill.signalled = true;
@@ -537,6 +538,60 @@ mod tests {
         assert!(back.pre_stop_running && !back.signalled);
         // Later than the deadline: it is due now.
         assert_eq!(saved.restore(now, wall + Duration::from_secs(60)).deadline, now);
+    }
+
+    /// A deadline from a file picolet wrote (or someone edited) saturates too.
+    #[test]
+    fn a_saved_kill_far_in_the_future_restores() {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let saved = SavedKill { deadline_ms: u64::MAX, pre_stop_running: false, signalled: true, killed: false };
+        assert_eq!(saved.restore(now, wall).deadline, now + time::FAR);
+        let k = Kill { deadline: now + time::FAR, pre_stop_running: false, signalled: true, killed: false };
+        assert!(SavedKill::of(&k, now, wall).deadline_ms > unix_ms(wall));
+    }
+
+    /// Grace periods are API input of any int64 (the API server takes
+    /// i64::MAX, and `kubectl delete --grace-period` sets the deletion's):
+    /// the pod is stopped as any other, its SIGKILL deadline far ahead; a
+    /// negative one is no grace (beyond the 2 s after a late signal).
+    #[test]
+    fn grace_periods_of_any_int64_stop_the_pod() {
+        let cases = [("spec", Some(i64::MAX), None, true), ("delete", Some(30), Some(i64::MAX), true), ("negative", Some(-5), Some(i64::MIN), false)];
+        for (label, spec, deletion, far) in cases {
+            let uid = format!("u-grace-{label}");
+            let (mut m, fake, root) = manager(&format!("grace-{label}"));
+            let mut p = pod(&uid);
+            p.spec.termination_grace_period_seconds = spec;
+            m.sync(std::slice::from_ref(&p));
+            let r = running(&mut m, &uid);
+            r.save(&root).unwrap();
+            p.metadata.deletion_timestamp = Some("2024-05-01T12:00:00Z".into());
+            p.metadata.deletion_grace_period_seconds = deletion;
+            let before = Instant::now();
+            m.sync(std::slice::from_ref(&p));
+            assert!(fake.0.borrow().contains(&format!("kill {} SIGTERM", r.id)), "{label}: {:?}", fake.0.borrow());
+            let deadline = m.kills[&r.id].deadline;
+            assert_eq!(deadline >= before + time::FAR, far, "{label}");
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
+
+    /// A liveness probe's own terminationGracePeriodSeconds, as large as
+    /// the API takes it.
+    #[test]
+    fn a_probe_grace_period_of_i64_max_saturates() {
+        let (mut m, root, _, r) = hooked_and_running("grace-probe", "u-gp");
+        let probe = serde_json::json!({"exec": {"command": ["true"]}, "terminationGracePeriodSeconds": i64::MAX});
+        let st = m.pods.get_mut("u-gp").unwrap();
+        let mut p = crate::api::Pod::clone(&st.pod);
+        p.spec.containers[0].liveness_probe = Some(serde_json::from_value(probe).unwrap());
+        st.pod = std::rc::Rc::new(p);
+        let grace = m.probe_grace(&r, Kind::Liveness);
+        assert_eq!(grace, time::seconds(i64::MAX));
+        let now = Instant::now();
+        m.begin_kill(&r, grace, now);
+        assert_eq!(m.kills[&r.id].deadline, now + time::FAR);
+        let _ = std::fs::remove_dir_all(root);
     }
 
     #[test]

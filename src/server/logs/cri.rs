@@ -29,10 +29,6 @@ pub fn parse(line: &[u8]) -> Option<Entry<'_>> {
     let (ts, rest) = split_space(line)?;
     let (stream, rest) = split_space(rest)?;
     let (tag, content) = split_space(rest)?;
-    // parse_rfc3339 slices by bytes: only ASCII goes there.
-    if !ts.is_ascii() {
-        return None;
-    }
     let time = parse_rfc3339(std::str::from_utf8(ts).ok()?)?;
     let stream = match stream {
         b"stdout" => 0,

@@ -99,14 +99,15 @@ pub fn time(unix_secs: u64) -> Vec<u8> {
 /// Reads a certificate time back into Unix seconds.
 pub fn parse_time(tag: u8, content: &[u8]) -> Option<u64> {
     let s = std::str::from_utf8(content).ok()?.strip_suffix('Z')?;
+    // Digits only before any slicing: `s[..2]` on other text may split a character.
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let full = match (tag, s.len()) {
         (UTC_TIME, 12) => format!("{}{s}", if s[..2] >= *"50" { "19" } else { "20" }),
         (GENERALIZED_TIME, 14) => s.to_string(),
         _ => return None,
     };
-    if !full.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
     let d = |r: std::ops::Range<usize>| &full[r];
     let rfc = format!("{}-{}-{}T{}:{}:{}Z", d(0..4), d(4..6), d(6..8), d(8..10), d(10..12), d(12..14));
     let t = crate::api::time::parse_rfc3339(&rfc)?;
@@ -265,6 +266,9 @@ mod tests {
         assert_eq!(parse_time(UTC_TIME, b"991231235959Z"), Some(946_684_799));
         assert_eq!(parse_time(UTC_TIME, b"2405011200Z"), None);
         assert_eq!(parse_time(UTC_TIME, b"24050112000+Z"), None);
+        assert_eq!(parse_time(UTC_TIME, "2é0501120000Z".as_bytes()), None);
+        assert_eq!(parse_time(GENERALIZED_TIME, b"99991231235959Z").map(|t| t > 0), Some(true));
+        assert_eq!(parse_time(GENERALIZED_TIME, b"20241301000000Z"), None);
     }
 
     #[test]

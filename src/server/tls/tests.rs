@@ -205,6 +205,48 @@ fn serving_certificate_from_files_in_each_key_format() {
     assert!(server_config(&mismatched).is_err());
 }
 
+/// A serving certificate rustls refuses is an error naming both files, what
+/// is wrong and how to fix it; the fix it gives works.
+#[test]
+fn unusable_serving_certificates_say_why() {
+    let dir = TempDir::new("bad-serving");
+    make_ca(&dir, "ca");
+    openssl(&dir, &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=pi-1"]);
+    openssl(&dir, &["x509", "-req", "-in", "node.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-days", "1", "-out", "v1.crt"]);
+    std::fs::write(dir.path("garbage.crt"), "-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(dir.path("empty.key"), "not a key\n").unwrap();
+    let err = |crt: &str, key: &str| {
+        let (c, k) = (dir.path(crt), dir.path(key));
+        server_config(&TlsSettings { cert_file: Some(&c), key_file: Some(&k), ..settings(&dir.0, None) }).unwrap_err().to_string()
+    };
+    let e = err("v1.crt", "node.key");
+    assert!(e.contains(&format!("serving certificate {} (key {})", dir.path("v1.crt").display(), dir.path("node.key").display())), "{e}");
+    assert!(e.contains("X.509 v1") && e.contains("re-issue it as v3"), "{e}");
+    assert!(e.contains("printf 'extendedKeyUsage=serverAuth\\nsubjectAltName=DNS:pi-1'"), "{e}");
+    let e = err("garbage.crt", "node.key");
+    assert!(e.contains("garbage.crt") && e.contains("not DER-encoded X.509"), "{e}");
+    let e = err("v1.crt", "empty.key");
+    assert!(e.contains("empty.key: no PEM private key"), "{e}");
+    make_ca(&dir, "other");
+    let e = err("other.crt", "node.key");
+    assert!(e.contains("other.crt") && e.contains("the private key does not belong to the certificate"), "{e}");
+    // The advice, followed.
+    let ext = "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:pi-1\n";
+    std::fs::write(dir.path("node.ext"), ext).unwrap();
+    openssl(&dir, &["x509", "-req", "-in", "node.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-days", "1", "-extfile", "node.ext", "-out", "v3.crt"]);
+    let (c, k) = (dir.path("v3.crt"), dir.path("node.key"));
+    server_config(&TlsSettings { cert_file: Some(&c), key_file: Some(&k), ..settings(&dir.0, None) }).unwrap();
+    // A client CA bundle: an X.509 v1 CA is fine, garbage is named.
+    openssl(&dir, &["x509", "-req", "-in", "node.csr", "-key", "node.key", "-days", "1", "-out", "v1-ca.crt"]);
+    let ca = dir.path("v1-ca.crt");
+    server_config(&settings(&dir.0, Some(&ca))).unwrap();
+    let bundle = [std::fs::read(&ca).unwrap(), std::fs::read(dir.path("garbage.crt")).unwrap()].concat();
+    std::fs::write(dir.path("bundle.crt"), bundle).unwrap();
+    let ca = dir.path("bundle.crt");
+    let e = server_config(&settings(&dir.0, Some(&ca))).unwrap_err().to_string();
+    assert_eq!(e, format!("kubelet server TLS: client CA {}: certificate 2 of the bundle is not usable as a CA certificate (InvalidCertificate(BadEncoding))", ca.display()));
+}
+
 #[test]
 fn client_certificates_from_the_client_ca_only() {
     let dir = TempDir::new("clientca");
