@@ -28,8 +28,10 @@ status=0
 # #[ignore]d for needing root, runc or mounts: this runs as root. Only they
 # get --include-ignored: tests/vm_*.rs are #[ignore]d here and run in the VMs
 # below, and probe::run's exec_cost is a benchmark (tests/bench/probes.sh).
+# The binary compiles the library's modules into itself (src/main.rs): with a
+# library, its copy of the unit tests would run each of them a second time.
 units=(--bins)
-[[ -f src/lib.rs ]] && units=(--lib --bins)
+[[ -f src/lib.rs ]] && units=(--lib)
 echo "== unit tests, including those that need root"
 cargo test --no-fail-fast "${units[@]}" -- --include-ignored --skip exec_cost || status=1
 echo "== integration tests"

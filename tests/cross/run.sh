@@ -32,8 +32,10 @@ done
 export PICOLET_QEMU_USER=1
 # The binary's unit tests, and the library's once there is one; probe::run's
 # exec_cost is a benchmark, not a test.
+# The binary compiles the library's modules into itself (src/main.rs): with a
+# library, its copy of the unit tests would run each of them a second time.
 units=(--bins)
-[ -f src/lib.rs ] && units=(--lib --bins)
+[ -f src/lib.rs ] && units=(--lib)
 
 fail=0
 summary=()
